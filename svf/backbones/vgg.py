@@ -1,0 +1,61 @@
+"""VGG16-BN split into ``layer0..layer4`` by ``features`` index, as PFENet, BAM and the authors' SVF code do.
+
+| stage  | features | content                 | stride |
+| layer0 | 0-6      | conv1_1, conv1_2, pool  | /2     |
+| layer1 | 7-13     | conv2_1, conv2_2, pool  | /4     |
+| layer2 | 14-23    | conv3_1..3, pool        | /8     |
+| layer3 | 24-33    | conv4_1..3, pool        | /16    |
+| layer4 | 34-42    | conv5_1..3 (no pool)    | /16    |
+
+Max-pools use ``ceil_mode=True`` (as in those repositories). Each stage is an ``nn.Sequential`` holding the original
+``features`` modules, so ``layerK.<i>`` names follow the index inside the stage. ``width`` scales channels (demo).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+STAGE_BOUNDS = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
+
+
+def vgg16_bn_features(width: float = 1.0) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    cin = 3
+    for v in VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
+        else:
+            cout = max(1, int(round(v * width)))
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+    return nn.Sequential(*layers)
+
+
+class VGGBackbone(nn.Module):
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        self.width = width
+        features = vgg16_bn_features(width)
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for k, (lo, hi) in enumerate(STAGE_BOUNDS):
+            setattr(self, f"layer{k}", nn.Sequential(*[features[i] for i in range(lo, hi)]))
+        c = lambda v: max(1, int(round(v * width)))  # noqa: E731
+        self.channels = {"layer0": c(64), "layer1": c(128), "layer2": c(256), "layer3": c(512), "layer4": c(512)}
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+def vgg16_bn(width: float = 1.0) -> VGGBackbone:
+    return VGGBackbone(width)
