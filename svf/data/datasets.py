@@ -13,6 +13,8 @@ Fold classes follow PFENet/BAM: PASCAL fold i novel = 5i+1..5i+5; COCO fold i no
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -181,6 +183,44 @@ def read_mask(path: str | Path) -> np.ndarray:
         raise ValueError(f"cannot read mask {path}: {exc}") from exc
 
 
+LINK_MODES = ("hardlink", "symlink", "copy")
+
+
+def place_file(src: str | Path, dst: str | Path, mode: str = "hardlink") -> None:
+    """Put ``src`` at ``dst`` by hard link (copy across file systems), absolute symlink or copy."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"source file missing: {src}")
+    if mode not in LINK_MODES:
+        raise ValueError(f"unknown link mode {mode!r}; choose one of {LINK_MODES}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if mode == "symlink":
+        dst.symlink_to(src.resolve())
+        return
+    if mode == "hardlink":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # other file system or no link support: copy instead
+    shutil.copyfile(src, dst)
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Save a (H, W) uint8 class mask as an 8-bit grey PNG (written aside, then renamed)."""
+    from PIL import Image
+
+    path = Path(path)
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"{path}: a mask must be a 2-D uint8 array, got {mask.dtype} {mask.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    Image.fromarray(mask, mode="L").save(tmp)
+    tmp.replace(path)
+
+
 def write_dataset_json(root: str | Path, name: str, **extra) -> Path:
     """Write ``<root>/dataset.json`` for dataset ``name`` (extra keys, e.g. ``source``, are kept)."""
     _check_dataset(name)
@@ -214,7 +254,7 @@ def open_dataset(root: str | Path) -> PreparedDataset:
 
 __all__ = [
     "CLASS_NAMES", "COCO_CATEGORY_IDS", "COCO_CLASSES", "COCO_SPLITS", "DATASETS", "FoldClasses", "IGNORE_LABEL",
-    "MIN_PIXELS", "NUM_CLASSES", "NUM_FOLDS", "PASCAL_CLASSES", "PreparedDataset", "SETTINGS", "SPLITS",
-    "base_classes", "fold_classes", "novel_classes", "open_dataset", "read_id_list", "read_mask",
-    "write_dataset_json", "write_id_list",
+    "LINK_MODES", "MIN_PIXELS", "NUM_CLASSES", "NUM_FOLDS", "PASCAL_CLASSES", "PreparedDataset", "SETTINGS", "SPLITS",
+    "base_classes", "fold_classes", "novel_classes", "open_dataset", "place_file", "read_id_list", "read_mask",
+    "write_dataset_json", "write_id_list", "write_mask",
 ]
