@@ -1,0 +1,198 @@
+"""config/tables.yaml: load, validate, and turn tables into cells.
+
+The Snakefile imports this module at parse time, so it stays light: yaml and jsonschema only (no pandas/torch).
+
+A table row carries the cell parameters (backbone, method, setting, policy, recipe; the table's ``defaults`` fill in
+what a row leaves out); the table adds dataset, shots and folds. The cell of (row, shot, fold) is a plain dict with
+the keys of ``CELL_KEYS``; rows of different tables with the same parameters give the same cell, which is how a
+cell shared by several tables trains once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+#: The parameters of a cell, in the order of its id.
+CELL_KEYS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold")
+#: The parameters a row must have (after the table's defaults are merged in).
+ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
+#: The schema shipped with the repository (``workflow/schemas/tables.schema.yaml``).
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tables.schema.yaml"
+
+
+class TablesConfigError(ValueError):
+    """tables.yaml is malformed; the message names the file, the key path and the value at fault."""
+
+
+def _schema_errors(doc: Any, schema: Mapping[str, Any]) -> list[str]:
+    import jsonschema  # imported here: only needed when validating
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    return ["/".join(str(p) for p in e.absolute_path) + ": " + e.message for e in errors]
+
+
+def _normalise_table(name: str, table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Merge defaults into rows and check what the schema cannot express."""
+    defaults = dict(table.get("defaults", {}))
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    extra_columns = list(table.get("extra_columns", []))
+    for i, raw in enumerate(table["rows"]):
+        row = {**defaults, **raw}
+        where = f"{source}: tables/{name}/rows/{i} (id {raw.get('id')!r})"
+        missing = [k for k in ROW_CELL_KEYS if k not in row]
+        if missing:
+            raise TablesConfigError(f"{where}: missing cell parameter(s) {missing} (set them on the row or in "
+                                    f"the table's defaults)")
+        if row["id"] in seen:
+            raise TablesConfigError(f"{where}: duplicate row id {row['id']!r} in table {name}")
+        seen.add(row["id"])
+        unknown = sorted(set(row.get("extra", {})) - set(extra_columns))
+        if unknown:
+            raise TablesConfigError(f"{where}: extra key(s) {unknown} are not in the table's extra_columns "
+                                    f"{extra_columns}")
+        row.setdefault("extra", {})
+        rows.append(row)
+    ids = {r["id"] for r in rows}
+    for i, row in enumerate(rows):
+        target = row.get("delta_to")
+        if target is not None and target not in ids:
+            raise TablesConfigError(f"{source}: tables/{name}/rows/{i}/delta_to: unknown row id {target!r} "
+                                    f"(rows of {name}: {sorted(ids)})")
+    out = {k: v for k, v in table.items() if k not in ("rows", "defaults")}
+    out.setdefault("group_header", "Group")
+    out.setdefault("label_header", "Method")
+    out.setdefault("extra_columns", [])
+    out["rows"] = rows
+    out["name"] = name
+    return out
+
+
+def load_tables(path: str | Path, schema: str | Path | Mapping[str, Any] | None = DEFAULT_SCHEMA
+                ) -> dict[str, Any]:
+    """Read tables.yaml and return it as ``{"tables": {name: table}}`` (file order), rows with defaults merged in
+    and the optional keys filled (group_header, label_header, extra_columns, row extra); each table gets its
+    ``name``.
+
+    ``schema`` is a path to the JSON schema (YAML), the schema itself, or None to skip the schema check (the
+    semantic checks always run). Raises TablesConfigError naming the file, key path and value at fault.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TablesConfigError(f"{path}: tables file not found") from None
+    except yaml.YAMLError as exc:
+        raise TablesConfigError(f"{path}: not valid YAML: {exc}") from None
+    if schema is not None:
+        if not isinstance(schema, Mapping):
+            schema_path = Path(schema)
+            if not schema_path.is_file():
+                raise TablesConfigError(f"{schema_path}: tables schema not found")
+            schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
+        errors = _schema_errors(doc, schema)
+        if errors:
+            raise TablesConfigError(f"{path}: does not match the tables schema:\n  " + "\n  ".join(errors))
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("tables"), Mapping):
+        raise TablesConfigError(f"{path}: expected a mapping with a 'tables' key")
+    return {"tables": {name: _normalise_table(name, table, str(path)) for name, table in doc["tables"].items()}}
+
+
+def tables_of(tables: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """``{name: table}`` from what load_tables returns (or from that mapping itself: table names never equal
+    'tables', the schema requires table<N>)."""
+    inner = tables.get("tables")
+    return inner if isinstance(inner, Mapping) else tables
+
+
+def cell_id(cell: Mapping[str, Any]) -> str:
+    """The cell's directory under results/cells: dataset/backbone/method/setting/policy/recipe/Kshot/foldF."""
+    try:
+        return "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}".format(**cell)
+    except KeyError as exc:
+        raise KeyError(f"cell {dict(cell)} lacks parameter {exc.args[0]!r}; a cell needs {list(CELL_KEYS)}") from None
+
+
+def parse_cell_id(cid: str) -> dict[str, Any]:
+    """Inverse of cell_id."""
+    parts = cid.strip("/").split("/")
+    if len(parts) != 8 or not parts[6].endswith("shot") or not parts[7].startswith("fold"):
+        raise ValueError(f"not a cell id: {cid!r} (expected {'/'.join('{' + k + '}' for k in CELL_KEYS[:6])}"
+                         f"/{{shot}}shot/fold{{fold}})")
+    cell: dict[str, Any] = dict(zip(CELL_KEYS[:6], parts[:6]))
+    cell["shot"] = int(parts[6][: -len("shot")])
+    cell["fold"] = int(parts[7][len("fold"):])
+    return cell
+
+
+def _select(tables: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None) -> list[str]:
+    if isinstance(names, str):
+        raise TypeError(f"names must be a list of table names, not the string {names!r}")
+    if names is None:
+        return list(tables)
+    names = list(names)
+    unknown = [n for n in names if n not in tables]
+    if unknown:
+        raise KeyError(f"unknown table(s) {unknown}; tables.yaml has {list(tables)}")
+    return names
+
+
+def table_entries(table: Mapping[str, Any], shots: Sequence[int] | None = None,
+                  folds: Sequence[int] | None = None, row_ids: Iterable[str] | None = None
+                  ) -> list[tuple[dict[str, Any], int, int, dict[str, Any]]]:
+    """``(row, shot, fold, cell)`` for every cell of one table, in row, shot, fold order.
+
+    ``shots``/``folds`` restrict the table's own lists (e.g. a demo running fold 0 only); ``row_ids`` its rows
+    (an unknown id is an error).
+    """
+    rows = table["rows"]
+    if row_ids is not None:
+        row_ids = list(row_ids)
+        known = [r["id"] for r in rows]
+        unknown = [r for r in row_ids if r not in known]
+        if unknown:
+            raise KeyError(f"table {table.get('name', '?')} has no row(s) {unknown}; its rows are {known}")
+        rows = [r for r in rows if r["id"] in row_ids]
+    entries = []
+    for row in rows:
+        for shot in table["shots"]:
+            if shots is not None and shot not in shots:
+                continue
+            for fold in table["folds"]:
+                if folds is not None and fold not in folds:
+                    continue
+                cell = {"dataset": table["dataset"], **{k: row[k] for k in ROW_CELL_KEYS},
+                        "shot": int(shot), "fold": int(fold)}
+                entries.append((row, int(shot), int(fold), cell))
+    return entries
+
+
+def cells_of(tables: Mapping[str, Any], names: Iterable[str] | None = None, *,
+             shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
+             row_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The distinct cells of the named tables (all when None), in first-appearance order.
+
+    ``tables`` is what load_tables returns. ``shots``/``folds``/``row_ids`` restrict every named table (a row id
+    must exist in each of them).
+    """
+    tables = tables_of(tables)
+    cells: dict[str, dict[str, Any]] = {}
+    for name in _select(tables, names):
+        for _, _, _, cell in table_entries(tables[name], shots=shots, folds=folds, row_ids=row_ids):
+            cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
+
+
+def base_learners_of(cells: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, int]]:
+    """The (dataset, backbone, fold) PSPNet base learners the BAM cells need, in first-appearance order.
+
+    One base learner serves both settings (dagger and original) and every shot of its fold.
+    """
+    seen: dict[tuple[str, str, int], None] = {}
+    for cell in cells:
+        if cell["method"] == "bam":
+            seen.setdefault((cell["dataset"], cell["backbone"], int(cell["fold"])), None)
+    return list(seen)

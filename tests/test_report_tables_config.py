@@ -1,0 +1,138 @@
+"""config/tables.yaml: cell counts, shared cells, schema errors that name the fault, the light import."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from svf.tables_config import (TablesConfigError, base_learners_of, cell_id, cells_of, load_tables,
+                               parse_cell_id, table_entries)
+from test_report_fakes import ROOT, SCHEMA, TABLES_YAML
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_tables(TABLES_YAML, schema=SCHEMA)
+
+
+def _write(tmp_path: Path, doc) -> Path:
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return path
+
+
+def _raw():
+    return yaml.safe_load(TABLES_YAML.read_text())
+
+
+def test_paper_cell_counts(tables):
+    assert len(cells_of(tables)) == 316
+    assert len(cells_of(tables, ["table1"])) == 144
+    assert len(cells_of(tables, ["table2"])) == 104
+    assert len(cells_of(tables, ["table4"])) == 16
+    ablations = cells_of(tables, ["table4", "table5", "table6", "table7", "table8"])
+    new = {cell_id(c) for c in ablations} - {cell_id(c) for c in cells_of(tables, ["table1"])}
+    assert len(new) == 68
+
+
+def test_tables_are_1_2_4_to_8_without_table3(tables):
+    assert list(tables["tables"]) == ["table1", "table2", "table4", "table5", "table6", "table7", "table8"]
+
+
+def test_base_learners(tables):
+    learners = base_learners_of(cells_of(tables))
+    assert len(learners) == 16 and len(set(learners)) == 16
+    assert {(d, b) for d, b, _ in learners} == {(d, b) for d in ("pascal", "coco") for b in ("resnet50", "vgg16")}
+    assert base_learners_of(cells_of(tables, ["table4"])) == []
+
+
+def test_ablation_reference_rows_are_table1_cells(tables):
+    t1 = {cell_id(c) for c in cells_of(tables, ["table1"], row_ids=["resnet50-baseline-dagger",
+                                                                     "resnet50-baseline-dagger-svf"], shots=[1])}
+    for name in ("table4", "table5", "table6"):
+        assert {cell_id(c) for c in cells_of(tables, [name], row_ids=["frozen", "svf"])} == t1
+    assert {cell_id(c) for c in cells_of(tables, ["table7", "table8"], row_ids=["svf"])} < t1
+
+
+def test_table2_pfenet_paper_row_uses_pfenets_recipe(tables):
+    rows = {r["id"]: r for r in tables["tables"]["table2"]["rows"]}
+    orig = rows["vgg16-pfenet-original-recipe"]
+    assert (orig["setting"], orig["policy"], orig["recipe"]) == ("original", "frozen-bntrain", "pfenet-original")
+    assert rows["vgg16-pfenet-dagger-svf"]["delta_to"] == "vgg16-pfenet-dagger"
+
+
+def test_cells_have_all_parameters_and_ids_round_trip(tables):
+    cells = cells_of(tables)
+    keys = {"dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold"}
+    assert all(set(c) == keys for c in cells)
+    assert cell_id(cells[0]) == "pascal/vgg16/baseline/dagger/frozen/svf-code/1shot/fold0"
+    assert all(parse_cell_id(cell_id(c)) == c for c in cells)
+    with pytest.raises(ValueError, match="not a cell id"):
+        parse_cell_id("pascal/vgg16/1shot/fold0")
+
+
+def test_restrictions_and_order(tables):
+    cells = cells_of(tables, ["table4"], folds=[0], shots=[1])
+    assert [c["policy"] for c in cells] == ["frozen", "bn", "svf-bn", "svf"]
+    entries = table_entries(tables["tables"]["table1"], shots=[5], folds=[3])
+    assert len(entries) == 18 and all(cell["shot"] == 5 and cell["fold"] == 3 for _, _, _, cell in entries)
+    with pytest.raises(KeyError, match="table9"):
+        cells_of(tables, ["table9"])
+    with pytest.raises(KeyError, match="no-such-row"):
+        cells_of(tables, ["table4"], row_ids=["no-such-row"])
+
+
+def test_typo_key_is_named(tmp_path):
+    doc = _raw()
+    doc["tables"]["table4"]["rows"][1]["polcy"] = doc["tables"]["table4"]["rows"][1].pop("policy")
+    with pytest.raises(TablesConfigError, match=r"tables/table4/rows/1.*'polcy' was unexpected"):
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+
+
+def test_bad_enum_value_is_named(tmp_path):
+    doc = _raw()
+    doc["tables"]["table1"]["rows"][0]["backbone"] = "resnet101"
+    with pytest.raises(TablesConfigError, match=r"tables/table1/rows/0/backbone: 'resnet101' is not one of"):
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+
+
+def test_bad_policy_and_columns_are_named(tmp_path):
+    doc = _raw()
+    doc["tables"]["table5"]["rows"][2]["policy"] = "part-l432"
+    doc["tables"]["table5"]["columns"] = "folds"
+    with pytest.raises(TablesConfigError) as err:
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+    assert "tables/table5/rows/2/policy: 'part-l432' does not match" in str(err.value)
+    assert "tables/table5/columns: 'folds' is not one of" in str(err.value)
+
+
+def test_semantic_errors_name_row(tmp_path):
+    doc = _raw()
+    doc["tables"]["table8"]["rows"][1]["id"] = "svf-l4"
+    with pytest.raises(TablesConfigError, match="duplicate row id 'svf-l4' in table table8"):
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+    doc = _raw()
+    doc["tables"]["table5"]["rows"][1]["delta_to"] = "frozn"
+    with pytest.raises(TablesConfigError, match=r"tables/table5/rows/1/delta_to: unknown row id 'frozn'"):
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+    doc = _raw()
+    del doc["tables"]["table4"]["defaults"]["method"]
+    with pytest.raises(TablesConfigError, match=r"tables/table4/rows/0 \(id 'frozen'\): missing cell parameter"):
+        load_tables(_write(tmp_path, doc), schema=SCHEMA)
+
+
+def test_schema_policy_pattern_matches_policy_module():
+    policy = pytest.importorskip("svf.policy")
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["policy"]["pattern"] == policy.POLICY_PATTERN
+    rows = [r for t in _raw()["tables"].values() for r in t["rows"]]
+    assert {r["policy"] for r in rows if "policy" in r} <= set(policy.PAPER_POLICIES)
+
+
+def test_import_is_light():
+    code = ("import sys, svf.tables_config as t; t.load_tables(%r); "
+            "bad = [m for m in ('pandas', 'torch', 'matplotlib') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code % str(TABLES_YAML)], check=True, cwd=ROOT)
