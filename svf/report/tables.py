@@ -1,0 +1,350 @@
+"""Render the paper's tables from results.csv: ``tableN.{csv,md,tex}`` and ``summary.md``.
+
+The core is ``compare``: one long frame with, for every value a table shows (a fold or the mean, per row and shot),
+the reproduced mIoU, the paper's number and their difference, plus the gain over the row's ``delta_to`` reference
+(the paper's "(+x.xx)"). The renderers only lay that frame out as the paper does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..tables_config import cell_id, table_entries, tables_of
+from . import atomic_write, atomic_write_text
+
+DEMO_NOTE = "demo scale — not comparable to the paper"
+MISSING = "—"
+PAPER_FOLDS = ("0", "1", "2", "3", "mean")
+
+
+class TablesError(ValueError):
+    """A table input is missing or malformed; the message names the file, key or value at fault."""
+
+
+# --- inputs -------------------------------------------------------------------------------------------------------
+
+def read_paper(path: str | Path) -> pd.DataFrame:
+    """config/paper_results.csv: table,row,shot,fold,value[,delta] with fold in 0..3 or 'mean'."""
+    path = Path(path)
+    if not path.is_file():
+        raise TablesError(f"{path}: paper results file not found")
+    paper = pd.read_csv(path, dtype={"table": str, "row": str, "fold": str})
+    missing = [c for c in ("table", "row", "shot", "fold", "value") if c not in paper.columns]
+    if missing:
+        raise TablesError(f"{path}: missing column(s) {missing}")
+    if "delta" not in paper.columns:
+        paper["delta"] = np.nan
+    bad = paper.loc[~paper["fold"].isin(PAPER_FOLDS), "fold"]
+    if not bad.empty:
+        raise TablesError(f"{path}: fold value(s) {sorted(set(bad))} not in {list(PAPER_FOLDS)}")
+    dup = paper.duplicated(["table", "row", "shot", "fold"], keep=False)
+    if dup.any():
+        raise TablesError(f"{path}: duplicate entries {paper.loc[dup, ['table', 'row', 'shot', 'fold']].values.tolist()}")
+    paper["shot"] = paper["shot"].astype(int)
+    return paper[["table", "row", "shot", "fold", "value", "delta"]]
+
+
+# --- comparison ---------------------------------------------------------------------------------------------------
+
+def _entries(tables: Mapping[str, Mapping[str, Any]], names: Sequence[str], shots, folds) -> pd.DataFrame:
+    """Every (table, row, shot, fold) a table needs, with its cell id and row metadata."""
+    records = []
+    for name in names:
+        table = tables[name]
+        order = {row["id"]: i for i, row in enumerate(table["rows"])}
+        for row, shot, fold, cell in table_entries(table, shots=shots, folds=folds):
+            records.append({"table": name, "row": row["id"], "order": order[row["id"]], "label": row["label"],
+                            "group": row["group"], "delta_to": row.get("delta_to"), "shot": shot,
+                            "fold": str(fold), "cell_id": cell_id(cell)})
+    return pd.DataFrame.from_records(records, columns=["table", "row", "order", "label", "group", "delta_to",
+                                                       "shot", "fold", "cell_id"])
+
+
+def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, paper: pd.DataFrame,
+            names: Iterable[str] | None = None, shots: Sequence[int] | None = None,
+            folds: Sequence[int] | None = None, tolerance: float = 1.0) -> pd.DataFrame:
+    """Long frame, one row per (table, row, shot, fold-or-'mean'): reproduced, paper, delta, gains, flags.
+
+    ``shown`` says whether the paper's layout displays the value (folds only in ``folds+mean`` tables);
+    ``comparable`` is False for a mean over a restricted fold set (it is not the paper's 4-fold mean);
+    ``within`` = comparable and |reproduced - paper| <= tolerance.
+    """
+    tables = tables_of(tables)
+    names = list(tables) if names is None else list(names)
+    unknown = [n for n in names if n not in tables]
+    if unknown:
+        raise TablesError(f"unknown table(s) {unknown}; tables.yaml has {list(tables)}")
+    entries = _entries(tables, names, shots, folds)
+    miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
+    entries["reproduced"] = entries["cell_id"].map(miou).astype(float)
+
+    # Mean over the folds the table asks for; only when every one of them has a result (as the paper's mean).
+    keys = ["table", "row", "shot"]
+    grouped = entries.groupby(keys, sort=False)
+    means = grouped.first().reset_index()
+    means["fold"] = "mean"
+    means["cell_id"] = ""
+    stats = grouped["reproduced"].agg(["mean", "count", "size"]).reset_index()
+    means["reproduced"] = stats["mean"].where(stats["count"] == stats["size"]).to_numpy()
+    n_folds = entries.groupby("table")["fold"].nunique()
+    frame = pd.concat([entries, means], ignore_index=True)
+
+    frame = frame.merge(paper, on=["table", "row", "shot", "fold"], how="left")
+    frame = frame.rename(columns={"value": "paper", "delta": "paper_printed_gain"})
+    frame["delta"] = frame["reproduced"] - frame["paper"]
+    columns_kind = pd.Series({n: tables[n]["columns"] for n in names})
+    full_folds = pd.Series({n: len(tables[n]["folds"]) for n in names})
+    frame["shown"] = (frame["fold"] == "mean") | (frame["table"].map(columns_kind) == "folds+mean")
+    frame["comparable"] = (frame["fold"] != "mean") | (frame["table"].map(n_folds) == frame["table"].map(full_folds))
+    frame["within"] = frame["comparable"] & (frame["delta"].abs() <= tolerance + 1e-9)
+
+    # Gain over the reference row (the paper's number in parentheses).
+    ref = frame[["table", "row", "shot", "fold", "reproduced", "paper"]].rename(
+        columns={"row": "delta_to", "reproduced": "ref_reproduced", "paper": "ref_paper"})
+    frame = frame.merge(ref, on=["table", "delta_to", "shot", "fold"], how="left")
+    frame["gain"] = frame["reproduced"] - frame["ref_reproduced"]
+    frame["paper_gain"] = frame["paper_printed_gain"].fillna(frame["paper"] - frame["ref_paper"])
+    table_order = {n: i for i, n in enumerate(names)}
+    frame["fold_order"] = frame["fold"].map({f: i for i, f in enumerate(PAPER_FOLDS)})
+    frame = frame.sort_values(["table", "order", "shot", "fold_order"],
+                              key=lambda s: s.map(table_order) if s.name == "table" else s)
+    return frame.drop(columns=["fold_order", "ref_reproduced", "ref_paper"]).reset_index(drop=True)
+
+
+def summarise(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Per table: values shown, reproduced, within tolerance, missing, mean/max |delta|, gain signs agreeing."""
+    shown = frame[frame["shown"]].copy()
+    shown["has"] = shown["reproduced"].notna()
+    shown["counted"] = shown["has"] & shown["comparable"] & shown["paper"].notna()
+    shown["absdelta"] = shown["delta"].abs().where(shown["counted"])
+    with_gain = shown["has"] & shown["gain"].notna() & shown["paper_gain"].notna() & (shown["fold"] == "mean")
+    shown["gain_counted"] = with_gain
+    shown["gain_agrees"] = with_gain & (np.sign(shown["gain"]) == np.sign(shown["paper_gain"]))
+    summary = shown.groupby("table", sort=False).agg(
+        shown=("shown", "size"), reproduced=("has", "sum"), compared=("counted", "sum"),
+        within=("within", "sum"), mean_abs_delta=("absdelta", "mean"), max_abs_delta=("absdelta", "max"),
+        gains=("gain_counted", "sum"), gains_same_sign=("gain_agrees", "sum"))
+    summary["missing"] = summary["shown"] - summary["reproduced"]
+    summary["tolerance"] = tolerance
+    return summary.reset_index()
+
+
+# --- layout -------------------------------------------------------------------------------------------------------
+
+def _fmt(x: float, signed: bool = False) -> str:
+    return MISSING if pd.isna(x) else (f"{x:+.2f}" if signed else f"{x:.2f}")
+
+
+def _value_cell(reproduced: float, paper: float, delta: float) -> str:
+    """'reproduced (paper, delta)'; a missing result shows the paper value only: '— (paper)'."""
+    if pd.isna(reproduced):
+        return MISSING if pd.isna(paper) else f"{MISSING} ({paper:.2f})"
+    if pd.isna(paper):
+        return f"{reproduced:.2f} (n/a)"
+    return f"{reproduced:.2f} ({paper:.2f}, {delta:+.2f})"
+
+
+def _gain_cell(gain: float, paper_gain: float) -> str:
+    return f"{_fmt(gain, signed=True)} ({_fmt(paper_gain, signed=True)})"
+
+
+def _value_columns(table: Mapping[str, Any], frame: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """(shot, fold-or-'mean'/'gain', header) for the value columns of a table, in the paper's order."""
+    shots = list(dict.fromkeys(frame["shot"]))
+    folds = [f for f in dict.fromkeys(frame["fold"]) if f != "mean"]
+    has_gain = frame["delta_to"].notna().any()
+    prefix = len(shots) > 1 or table["columns"] == "folds+mean"
+    columns = []
+    for shot in shots:
+        pre = f"{shot}-shot " if prefix else ""
+        if table["columns"] == "folds+mean":
+            columns += [(shot, f, f"{pre}Fold-{f}") for f in folds]
+        columns.append((shot, "mean", f"{pre}Mean"))
+        if has_gain:
+            columns.append((shot, "gain", f"{pre}Gain"))
+    return columns
+
+
+def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body rows (strings, group shown once per block) and row groups of one table's frame."""
+    frame = frame[frame["shown"]]
+    value_cols = _value_columns(table, frame)
+    header = [table["group_header"], table["label_header"], *table["extra_columns"], *(h for _, _, h in value_cols)]
+    indexed = frame.set_index(["row", "shot", "fold"])
+    body, groups, previous = [], [], None
+    for row in table["rows"]:
+        if row["id"] not in indexed.index.get_level_values("row"):
+            continue
+        cells = []
+        for shot, fold, _ in value_cols:
+            rec = indexed.loc[(row["id"], shot, "mean" if fold == "gain" else fold)]
+            if fold == "gain":
+                cells.append(_gain_cell(rec["gain"], rec["paper_gain"]) if pd.notna(rec["delta_to"]) else "")
+            else:
+                cells.append(_value_cell(rec["reproduced"], rec["paper"], rec["delta"]))
+        group = row["group"] if row["group"] != previous else ""
+        previous = row["group"]
+        groups.append(row["group"])
+        body.append([group, row["label"], *(row["extra"].get(c, "") for c in table["extra_columns"]), *cells])
+    return header, body, groups
+
+
+def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -> list[str]:
+    shown = frame[frame["shown"]]
+    notes = ["Each value: reproduced mIoU (paper, reproduced − paper), in %."]
+    if shown["reproduced"].isna().any():
+        notes.append(f"{MISSING} (paper): no result yet for this cell; a mean needs a result for every fold.")
+    if frame["delta_to"].notna().any():
+        notes.append("Gain: this row's mean minus the mean of its reference row (the paper's gain in "
+                     "parentheses).")
+    if not frame["comparable"].all():
+        folds = sorted(f for f in frame["fold"].unique() if f != "mean")
+        notes.append(f"Mean over fold(s) {', '.join(folds)} only: not comparable with the paper's 4-fold mean "
+                     f"and not counted below.")
+    summary = summarise(frame, tolerance).iloc[0]
+    notes.append(_summary_sentence(summary))
+    return notes
+
+
+def _summary_sentence(s: pd.Series) -> str:
+    text = (f"Within ±{s['tolerance']:.2f} mIoU of the paper: {int(s['within'])} of {int(s['compared'])} "
+            f"compared values ({int(s['shown'])} shown, {int(s['missing'])} not reproduced yet).")
+    if s["gains"]:
+        text += f" Gains with the paper's sign: {int(s['gains_same_sign'])} of {int(s['gains'])}."
+    return text
+
+
+def _title(table: Mapping[str, Any], demo: bool) -> str:
+    return f"{table['title']} ({DEMO_NOTE})" if demo else table["title"]
+
+
+# --- renderers ----------------------------------------------------------------------------------------------------
+
+def to_markdown(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float, demo: bool) -> str:
+    header, body, _ = layout(table, frame)
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731 - a pipe would split the cell
+    lines = [f"### {_title(table, demo)}", "", "| " + " | ".join(map(esc, header)) + " |",
+             "|" + "|".join([":--"] * (2 + len(table["extra_columns"])) + ["--:"] * (len(header) - 2
+                            - len(table["extra_columns"]))) + "|"]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in body]
+    lines += [""] + [f"- {n}" for n in footnotes(table, frame, tolerance)]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_REPLACEMENTS = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                     ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
+                     ("^", r"\textasciicircum{}"), ("†", r"$^\dagger$"), ("✓", r"\checkmark"),
+                     ("×", r"$\times$"), ("±", r"$\pm$"), ("−", "--"), ("—", "---"), ("–", "--"),
+                     ("Δ", r"$\Delta$")]
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the tables' unicode (†, ✓, ×, —) to LaTeX."""
+    out = []
+    for ch in str(text):
+        out.append(next((rep for src, rep in _TEX_REPLACEMENTS if src == ch), ch))
+    return "".join(out)
+
+
+def _tex_value(cell: str) -> str:
+    """'61.20 (60.15, +1.05)' -> '61.20 {\\scriptsize (60.15, +1.05)}' so the comparison stays readable."""
+    value, sep, rest = cell.partition(" (")
+    return tex_escape(value) + (r" {\scriptsize (" + tex_escape(rest) + "}" if sep else "")
+
+
+def to_latex(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float, demo: bool, name: str) -> str:
+    header, body, groups = layout(table, frame)  # a rule between groups (backbones, methods), as the paper
+    n_text = 2 + len(table["extra_columns"])
+    value_cols = _value_columns(table, frame[frame["shown"]])
+    shots = list(dict.fromkeys(s for s, _, _ in value_cols))
+    per_shot = len(value_cols) // max(len(shots), 1)
+    spec = "l" * n_text + "".join("|" + "c" * per_shot for _ in shots)
+    lines = ["% Generated by `svf tables`; do not edit. Needs \\usepackage{booktabs,amssymb}.",
+             r"\begin{table}[t]", r"\centering", rf"\caption{{{tex_escape(_title(table, demo))}}}",
+             rf"\label{{tab:{name}}}", r"\resizebox{\linewidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    if len(shots) > 1 or table["columns"] == "folds+mean":
+        lines.append(" & " * (n_text - 1) + " & " + " & ".join(
+            rf"\multicolumn{{{per_shot}}}{{c}}{{{s}-shot}}" for s in shots) + r" \\")
+        short = [h.split(" ", 1)[1] if h[0].isdigit() else h for h in header[n_text:]]
+    else:
+        short = header[n_text:]
+    lines.append(" & ".join(tex_escape(h) for h in [*header[:n_text], *short]) + r" \\")
+    lines.append(r"\midrule")
+    for i, row in enumerate(body):
+        if i and groups[i] != groups[i - 1]:
+            lines.append(r"\midrule")
+        text = [tex_escape(c) for c in row[:n_text]]
+        lines.append(" & ".join(text + [_tex_value(c) for c in row[n_text:]]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
+    lines += [tex_escape(n) + r"\\" for n in footnotes(table, frame, tolerance)]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as numbers, side by side: <shot>shot_<fold|mean>_{reproduced,paper,delta} (+ gain columns)."""
+    shown = frame[frame["shown"]].copy()
+    shown["col"] = shown["shot"].astype(str) + "shot_" + np.where(shown["fold"] == "mean", "mean",
+                                                                  "fold" + shown["fold"])
+    wide = shown.pivot(index="row", columns="col", values=["reproduced", "paper", "delta"])
+    wide.columns = [f"{col}_{what}" for what, col in wide.columns]
+    gains = shown[(shown["fold"] == "mean") & shown["delta_to"].notna()]
+    if not gains.empty:
+        g = gains.pivot(index="row", columns="shot", values=["gain", "paper_gain"])
+        g.columns = [f"{shot}shot_{what}" for what, shot in g.columns]
+        wide = wide.join(g)
+    order = [c for _, _, c in [(s, f, f"{s}shot_{'mean' if f == 'mean' else 'fold' + f}")
+                               for s, f, _ in _value_columns(table, shown) if f != "gain"]]
+    cols = [f"{c}_{w}" for c in order for w in ("reproduced", "paper", "delta")]
+    cols += sorted(c for c in wide.columns if c.endswith("gain"))
+    meta = pd.DataFrame([{"row": r["id"], "group": r["group"], "label": r["label"],
+                          **{c: r["extra"].get(c, "") for c in table["extra_columns"]}} for r in table["rows"]])
+    return meta.merge(wide[cols].reset_index(), on="row", how="inner")
+
+
+def summary_markdown(summary: pd.DataFrame, tolerance: float, demo: bool) -> str:
+    title = "Reproduction summary" + (f" ({DEMO_NOTE})" if demo else "")
+    lines = [f"## {title}", "",
+             f"A value counts as reproduced when |reproduced − paper| <= {tolerance:.2f} mIoU points. "
+             "Gains compare each row's mean with its reference row (the paper's numbers in parentheses).", "",
+             "| Table | Shown | Reproduced | Within tolerance | Missing | Mean abs. delta | Max abs. delta | "
+             "Gains with paper's sign |", "|:--|--:|--:|--:|--:|--:|--:|--:|"]
+    for s in summary.itertuples():
+        gains = f"{s.gains_same_sign} of {s.gains}" if s.gains else "n/a"
+        lines.append(f"| {s.table} | {s.shown} | {s.reproduced} | {s.within} of {s.compared} | {s.missing} | "
+                     f"{_fmt(s.mean_abs_delta)} | {_fmt(s.max_abs_delta)} | {gains} |")
+    total = summary[["shown", "reproduced", "compared", "within", "missing"]].sum()
+    lines += ["", f"All tables: {total['within']} of {total['compared']} compared values within tolerance; "
+                  f"{total['missing']} of {total['shown']} shown values not reproduced yet."]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, out_dir: str | Path,
+                 names: Iterable[str] | None = None, tolerance: float = 1.0, demo: bool = False,
+                 shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
+                 summary: str | Path | None = None, comparison: str | Path | None = None) -> list[Path]:
+    """Write ``<out_dir>/tableN.{csv,md,tex}`` per table; ``summary`` (markdown, the named tables) and
+    ``comparison`` (the long frame of ``compare`` as csv) when given. Returns the paths written."""
+    out_dir = Path(out_dir)
+    tables = tables_of(tables)
+    names = list(tables) if names is None else list(names)
+    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance)
+    written = []
+    for name in names:
+        sub = frame[frame["table"] == name]
+        if sub.empty:
+            raise TablesError(f"table {name!r} has no cells for shots={shots} folds={folds}")
+        wide = to_wide_csv(tables[name], sub).round(4)
+        written.append(atomic_write(out_dir / f"{name}.csv", lambda tmp, w=wide: w.to_csv(tmp, index=False)))
+        written.append(atomic_write_text(out_dir / f"{name}.md", to_markdown(tables[name], sub, tolerance, demo)))
+        written.append(atomic_write_text(out_dir / f"{name}.tex",
+                                         to_latex(tables[name], sub, tolerance, demo, name)))
+    if summary is not None:
+        text = summary_markdown(summarise(frame, tolerance), tolerance, demo)
+        written.append(atomic_write_text(summary, text))
+    if comparison is not None:
+        written.append(atomic_write(comparison, lambda tmp: frame.to_csv(tmp, index=False)))
+    return written

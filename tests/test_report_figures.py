@@ -1,0 +1,94 @@
+"""svf figure6 / curves / overview on fake cells: the right layers and numbers, files written, clear errors."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from svf.cli import main
+from svf.report.figures import FigureError, epoch_curves, figure6_data, figure6_layers, read_train_logs
+from svf.tables_config import cell_id, cells_of, load_tables
+from test_report_fakes import PAPER_CSV, SCHEMA, TABLES_YAML, write_fake_cells
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_tables(TABLES_YAML, schema=SCHEMA)
+
+
+@pytest.fixture()
+def svf_cells(tmp_path, tables):
+    """The Figure 6 cells (R50 baseline†+SVF 1-shot) of folds 0 and 1, on disk."""
+    cells = cells_of(tables, ["table1"], row_ids=["resnet50-baseline-dagger-svf"], shots=[1], folds=[0, 1])
+    return write_fake_cells(tmp_path / "cells", None, cells, lambda c: 60.0)
+
+
+def test_figure6_layers_pick_the_last_layer3_block():
+    names = ["layer3.0.conv2", "layer3.0.conv3", "layer3.5.conv2", "layer3.5.conv3", "layer3.10.conv1",
+             "layer4.2.conv2", "layer3.5.downsample.0"]
+    assert figure6_layers(names) == {"3×3": "layer3.5.conv2", "1×1": "layer3.5.conv3"}
+    assert figure6_layers(["layer3.1.conv2.vector_S", "layer3.1.conv3.vector_S"])["1×1"] == "layer3.1.conv3.vector_S"
+    with pytest.raises(FigureError, match=r"sv.json: no layer3 block with both conv2 \(3×3\) and conv3"):
+        figure6_layers(["layer3.0.conv2", "layer4.0.conv3"], "sv.json")
+
+
+def test_figure6_data_top_values_and_change(tmp_path, svf_cells):
+    path = tmp_path / "cells" / svf_cells[0] / "singular_values.json"
+    sv = json.loads(path.read_text())
+    sv["before"]["layer3.1.conv2"] = [1.0, 5.0, 3.0, 4.0]  # unsorted on purpose: the top-k is by value
+    sv["after"]["layer3.1.conv2"] = [1.5, 4.0, 3.0, 4.5]
+    path.write_text(json.dumps(sv))
+    data = figure6_data(tmp_path / "cells", svf_cells, top=3)
+    three = data[(data["cell_id"] == svf_cells[0]) & (data["kind"] == "3×3")]
+    assert three["index"].tolist() == [1, 3, 2]
+    assert three["before"].tolist() == [5.0, 4.0, 3.0] and three["change"].tolist() == [-1.0, 0.5, 0.0]
+    assert sorted(data["fold"].unique()) == [0, 1] and set(data["layer"]) == {"layer3.1.conv2", "layer3.1.conv3"}
+    assert len(data) == 2 * 2 * 3
+
+
+def test_figure6_cli_writes_png_pdf_and_data(tmp_path, svf_cells):
+    out = tmp_path / "figures" / "figure6_singular_values.png"
+    assert main(["figure6", "--cells-root", str(tmp_path / "cells"), "--cells", *svf_cells, "--out", str(out),
+                 "--top", "10", "--data", str(tmp_path / "figures" / "figure6.csv")]) == 0
+    assert out.read_bytes()[:8] == PNG and out.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert len(pd.read_csv(tmp_path / "figures" / "figure6.csv")) == 2 * 2 * 10
+    assert sorted(p.name for p in out.parent.iterdir()) == ["figure6.csv", "figure6_singular_values.pdf",
+                                                            "figure6_singular_values.png"]
+
+
+def test_figure6_cli_error_names_missing_file(tmp_path, tables, capsys):
+    frozen = cells_of(tables, ["table4"], row_ids=["frozen"], folds=[0])
+    ids = write_fake_cells(tmp_path / "cells", None, frozen, lambda c: 60.0)  # frozen: no singular values
+    assert main(["figure6", "--cells-root", str(tmp_path / "cells"), "--cells", *ids,
+                 "--out", str(tmp_path / "f.png")]) == 1
+    err = capsys.readouterr().err
+    assert "svf figure6: error:" in err and f"{ids[0]}/singular_values.json: singular values file not found" in err
+
+
+def test_epoch_curves_aggregate_steps(tmp_path, svf_cells):
+    curves = epoch_curves(read_train_logs(tmp_path / "cells", svf_cells))
+    assert len(curves) == 2 * 3  # 2 cells x 3 epochs
+    first = curves[(curves["cell_id"] == svf_cells[0])].set_index("epoch")
+    assert first.loc[2, "val_miou"] == pytest.approx(60.0) and first.loc[0, "val_miou"] == pytest.approx(58.0)
+    assert first.loc[0, "loss"] == pytest.approx((1 + 1 / 1.25 + 1 / 1.5 + 1 / 1.75) / 4, abs=1e-3)
+    assert set(curves["policy"]) == {"svf"} and set(curves["fold"]) == {0, 1}
+
+
+def test_curves_and_overview_cli(tmp_path, tables):
+    cells = cells_of(tables, ["table4"])
+    ids = write_fake_cells(tmp_path / "cells", tmp_path / "bench", cells, lambda c: 60.0 + c["fold"])
+    assert main(["curves", "--cells-root", str(tmp_path / "cells"), "--cells", *ids, "--title", "table4",
+                 "--out", str(tmp_path / "curves_table4.png")]) == 0
+    assert (tmp_path / "curves_table4.png").read_bytes()[:8] == PNG
+    assert main(["collect", "--cells-root", str(tmp_path / "cells"), "--benchmarks", str(tmp_path / "bench"),
+                 "--out", str(tmp_path / "results.csv")]) == 0
+    assert main(["overview", "--results", str(tmp_path / "results.csv"), "--tables", str(TABLES_YAML),
+                 "--paper", str(PAPER_CSV), "--only", "table1", "table4", "--demo",
+                 "--out", str(tmp_path / "overview.png")]) == 0
+    assert (tmp_path / "overview.png").read_bytes()[:8] == PNG
+    missing = cell_id(cells_of(tables, ["table5"], row_ids=["full"], folds=[0])[0])
+    assert main(["curves", "--cells-root", str(tmp_path / "cells"), "--cells", missing,
+                 "--out", str(tmp_path / "c.png")]) == 1
