@@ -45,5 +45,158 @@ def main(argv: list[str] | None = None) -> int:
 # --- commands -----------------------------------------------------------------------------------------------------
 
 
+# --- report: results.csv, tables, figures (owner: report) ---------------------------------------------------------
+
+
+def _report_call(name: str, fn, *args, **kwargs) -> int:
+    """Run a report function; its input errors (ValueError subclasses naming the file/key) become one line."""
+    from .report.collect import CollectError
+    from .report.figures import FigureError
+    from .report.tables import TablesError
+    from .tables_config import TablesConfigError
+
+    try:
+        fn(*args, **kwargs)
+    except (CollectError, TablesError, FigureError, TablesConfigError, KeyError) as exc:
+        print(f"svf {name}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", required=True, help="results.csv written by `svf collect`")
+    parser.add_argument("--tables", required=True, help="config/tables.yaml")
+    parser.add_argument("--paper", required=True, help="config/paper_results.csv")
+    parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
+    parser.add_argument("--tolerance", type=float, default=1.0,
+                        help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
+    parser.add_argument("--demo", action="store_true", help="mark titles 'demo scale — not comparable'")
+    parser.add_argument("--shots", nargs="+", type=int, help="restrict the tables to these shots")
+    parser.add_argument("--folds", nargs="+", type=int, help="restrict the tables to these folds (means then "
+                        "cover only these folds and are not compared with the paper)")
+    parser.add_argument("--allow-mixed-config", action="store_true",
+                        help="accept results of different config hashes")
+
+
+def _load_table_inputs(args):
+    from .report.collect import check_config_hashes, read_results
+    from .report.tables import read_paper
+    from .tables_config import load_tables
+
+    tables = load_tables(args.tables)
+    results = read_results(args.results)
+    if "config_hash" in results.columns and len(results):
+        check_config_hashes(results, args.allow_mixed_config)
+    return tables, results, read_paper(args.paper)
+
+
+@command
+def _add_collect(subparsers) -> None:
+    parser = subparsers.add_parser("collect", help="per-cell metrics.json + benchmarks -> results.csv")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--benchmarks", required=True, help="Snakemake benchmark directory (train/, evaluate/)")
+    parser.add_argument("--out", required=True, help="results.csv to write")
+    parser.add_argument("--cells", nargs="+", metavar="CELL_ID",
+                        help="collect these cells (default: every metrics.json under --cells-root)")
+    parser.add_argument("--allow-mixed-config", action="store_true",
+                        help="accept cells of different config hashes")
+
+    def run(args):
+        from .report.collect import collect, write_results
+
+        def go():
+            results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
+            write_results(results, args.out)
+            print(f"svf collect: {len(results)} cells -> {args.out}")
+
+        return _report_call("collect", go)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_tables(subparsers) -> None:
+    parser = subparsers.add_parser("tables", help="results.csv -> tableN.{csv,md,tex} beside the paper's numbers")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="output directory (results/tables)")
+    parser.add_argument("--summary", help="summary markdown to write (default: <out>/summary.md unless --only)")
+    parser.add_argument("--comparison", help="long comparison csv to write (default: <out>/comparison.csv "
+                        "unless --only)")
+
+    def run(args):
+        from pathlib import Path
+
+        from .report.tables import write_tables
+
+        def go():
+            tables, results, paper = _load_table_inputs(args)
+            whole = args.only is None
+            summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
+            comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+            written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                                   demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
+                                   comparison=comparison)
+            print(f"svf tables: wrote {len(written)} files to {args.out}")
+
+        return _report_call("tables", go)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_figure6(subparsers) -> None:
+    parser = subparsers.add_parser("figure6", help="Figure 6: layer3's top singular values before/after SVF")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--cells", nargs="+", required=True, metavar="CELL_ID",
+                        help="SVF cells with singular_values.json (the paper: R50 baseline†+SVF 1-shot, one per fold)")
+    parser.add_argument("--out", required=True, help="figure path (.png); a .pdf is written next to it")
+    parser.add_argument("--top", type=int, default=30, help="how many of the largest initial values (default 30)")
+    parser.add_argument("--data", help="also write the plotted numbers to this csv")
+    parser.add_argument("--title", default="", help="figure title")
+
+    def run(args):
+        from .report.figures import write_figure6
+
+        return _report_call("figure6", write_figure6, args.cells_root, args.cells, args.out, top=args.top,
+                            data_csv=args.data, title=args.title)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_curves(subparsers) -> None:
+    parser = subparsers.add_parser("curves", help="training loss and validation mIoU per epoch of a set of cells")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--cells", nargs="*", default=[], metavar="CELL_ID", help="cells whose train_log.csv to plot")
+    parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
+    parser.add_argument("--title", default="training curves", help="figure title (e.g. the table name)")
+
+    def run(args):
+        from .report.figures import write_curves
+
+        return _report_call("curves", write_curves, args.cells_root, args.cells, args.out, args.title)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_overview(subparsers) -> None:
+    parser = subparsers.add_parser("overview", help="reproduced vs paper, one panel per table")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
+
+    def run(args):
+        from .report.figures import write_overview
+
+        def go():
+            tables, results, paper = _load_table_inputs(args)
+            write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                           demo=args.demo, shots=args.shots, folds=args.folds)
+
+        return _report_call("overview", go)
+
+    parser.set_defaults(func=run)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
