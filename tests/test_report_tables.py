@@ -115,6 +115,7 @@ def test_tex_escape():
 def test_cli_all_tables_and_mixed_config_guard(tables, paper, tmp_path, capsys):
     results = paper_results(tables, paper, list(tables["tables"]))
     assert len(results) == 316
+    results["device_hours"], results["device"] = 0.5, "cuda:0"
     results.to_csv(tmp_path / "results.csv", index=False)
     args = ["tables", "--results", str(tmp_path / "results.csv"), "--tables", str(TABLES_YAML), "--paper",
             str(PAPER_CSV), "--out", str(tmp_path / "out"), "--tolerance", "0.5"]
@@ -124,6 +125,7 @@ def test_cli_all_tables_and_mixed_config_guard(tables, paper, tmp_path, capsys):
                                                                for e in ("csv", "md", "tex")])
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| table7 | 7 | 7 | 7 of 7 | 0 |" in summary and "| table5 | 6 | 6 | 6 of 6 | 0 |" in summary
+    assert "| 72.00 (cuda) |" in summary and "| 8.00 (cuda) |" in summary  # table1: 144 cells, table4: 16
     results.loc[0, "config_hash"] = "other"
     results.to_csv(tmp_path / "results.csv", index=False)
     assert main(args + ["--only", "table4"]) == 1

@@ -80,6 +80,9 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
     entries = _entries(tables, names, shots, folds)
     miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
     entries["reproduced"] = entries["cell_id"].map(miou).astype(float)
+    for column in ("device_hours", "device"):  # cost of the table's cells, for the summary
+        entries[column] = (entries["cell_id"].map(results.set_index("cell_id")[column])
+                           if column in results.columns and len(results) else np.nan)
 
     # Mean over the folds the table asks for; only when every one of them has a result (as the paper's mean).
     keys = ["table", "row", "shot"]
@@ -129,6 +132,12 @@ def summarise(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
         gains=("gain_counted", "sum"), gains_same_sign=("gain_agrees", "sum"))
     summary["missing"] = summary["shown"] - summary["reproduced"]
     summary["tolerance"] = tolerance
+    # Each cell once per table (a cell appears in one fold entry per table; shared cells count in every table).
+    cells = frame[frame["cell_id"] != ""].drop_duplicates(["table", "cell_id"])
+    cost = cells.groupby("table", sort=False).agg(
+        device_hours=("device_hours", lambda h: h.sum(min_count=1)),
+        devices=("device", lambda d: ", ".join(sorted({str(x).split(":")[0] for x in d.dropna()}))))
+    summary = summary.join(cost)
     return summary.reset_index()
 
 
@@ -309,13 +318,16 @@ def summary_markdown(summary: pd.DataFrame, tolerance: float, demo: bool) -> str
     title = "Reproduction summary" + (f" ({DEMO_NOTE})" if demo else "")
     lines = [f"## {title}", "",
              f"A value counts as reproduced when |reproduced − paper| <= {tolerance:.2f} mIoU points. "
-             "Gains compare each row's mean with its reference row (the paper's numbers in parentheses).", "",
+             "Gains compare each row's mean with its reference row (the paper's numbers in parentheses). "
+             "Device-hours: train + evaluate wall time of the table's cells from the Snakemake benchmark files "
+             "(GPU-hours when the device is cuda; shared cells count in every table using them).", "",
              "| Table | Shown | Reproduced | Within tolerance | Missing | Mean abs. delta | Max abs. delta | "
-             "Gains with paper's sign |", "|:--|--:|--:|--:|--:|--:|--:|--:|"]
+             "Gains with paper's sign | Device-hours |", "|:--|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for s in summary.itertuples():
         gains = f"{s.gains_same_sign} of {s.gains}" if s.gains else "n/a"
+        hours = MISSING if pd.isna(s.device_hours) else f"{s.device_hours:.2f} ({s.devices})"
         lines.append(f"| {s.table} | {s.shown} | {s.reproduced} | {s.within} of {s.compared} | {s.missing} | "
-                     f"{_fmt(s.mean_abs_delta)} | {_fmt(s.max_abs_delta)} | {gains} |")
+                     f"{_fmt(s.mean_abs_delta)} | {_fmt(s.max_abs_delta)} | {gains} | {hours} |")
     total = summary[["shown", "reproduced", "compared", "within", "missing"]].sum()
     lines += ["", f"All tables: {total['within']} of {total['compared']} compared values within tolerance; "
                   f"{total['missing']} of {total['shown']} shown values not reproduced yet."]
