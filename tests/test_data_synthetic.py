@@ -1,0 +1,132 @@
+"""Synthetic raw datasets: real formats, determinism, and the pool guarantees through prepare + splits."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from svf.data.coco import prepare_coco
+from svf.data.datasets import COCO_CATEGORY_IDS, open_dataset
+from svf.data.pascal import PascalRaw, prepare_pascal, read_sbd_mat
+from svf.data.splits import load_image_classes, make_splits
+from svf.data.synthetic import SynthConfig, class_look, guaranteed_pool_size, synth, voc_ring
+
+SETTINGS_FILES = [f"{s}/{p}/fold{k}" for s in ("dagger", "original") for p in ("train", "val") for k in range(4)]
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def _pipeline(tmp_path: Path, config: SynthConfig, coco_split="interleaved"):
+    synth(tmp_path / "raw", config)
+    if config.dataset == "pascal":
+        prepare_pascal(PascalRaw.under(tmp_path / "raw"), tmp_path / "prep", progress=False)
+    else:
+        prepare_coco(tmp_path / "raw", tmp_path / "prep", progress=False)
+    ds = open_dataset(tmp_path / "prep")
+    summary, check = make_splits(ds, tmp_path / f"splits_{coco_split}", coco_split=coco_split,
+                                 min_pixels=config.min_pixels, progress=False)
+    return ds, summary, check
+
+
+def _assert_pools(summary, config):
+    for name in SETTINGS_FILES:
+        info = summary["files"][name]
+        assert info["images"] > 0, name
+        floor = guaranteed_pool_size(config, name.split("/")[1])
+        assert min(info["pool_sizes"].values()) >= floor, (name, info["pool_sizes"], floor)
+
+
+def test_pascal_small_pipeline_meets_pool_bound_and_exercises_filters(tmp_path):
+    config = SynthConfig("pascal", train_per_class=3, val_per_class=2, seed=3)
+    ds, summary, check = _pipeline(tmp_path, config)
+    assert len(ds.ids("train")) == 60 and len(ds.ids("val")) == 40
+    _assert_pools(summary, config)
+    files = summary["files"]
+    assert all(files[f"dagger/train/fold{k}"]["images"] < files[f"original/train/fold{k}"]["images"]
+               for k in range(4))  # mixed images give the dagger filter work
+    counts = [n for classes in load_image_classes(tmp_path / "splits_interleaved").values() for n in classes.values()]
+    assert min(counts) < config.min_pixels <= max(counts)  # small objects exist, large ones pass the rule
+    assert not check.applicable  # synthetic data is never compared with the real reference
+
+
+def test_pascal_demo_size_has_six_images_in_every_pool(tmp_path):
+    config = SynthConfig("pascal")  # the demo defaults
+    _, summary, _ = _pipeline(tmp_path, config)
+    _assert_pools(summary, config)
+    assert min(min(f["pool_sizes"].values()) for f in summary["files"].values()) >= 6
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
+def test_demo_defaults_guarantee_six_per_pool(dataset):
+    config = SynthConfig(dataset)
+    assert guaranteed_pool_size(config, "train") >= 6 and guaranteed_pool_size(config, "val") >= 6
+    config.check()
+
+
+def test_coco_small_pipeline_both_splits(tmp_path):
+    config = SynthConfig("coco", train_per_class=2, val_per_class=1, empty_images=4, crowd_fraction=0.2, seed=1)
+    ds, summary, _ = _pipeline(tmp_path, config)
+    assert len(ds.ids("train")) == 160 and len(ds.ids("val")) == 80  # empty/crowd-only images skipped
+    _assert_pools(summary, config)
+    contiguous = make_splits(ds, tmp_path / "contig", coco_split="contiguous", progress=False)[0]
+    _assert_pools(contiguous, config)
+    data = json.loads((tmp_path / "raw/annotations/instances_train2014.json").read_text())
+    assert len(data["images"]) == 164 and any(a["iscrowd"] for a in data["annotations"])
+    assert any(len(a["segmentation"]) == 2 for a in data["annotations"] if not a["iscrowd"])  # the plus: 2 polygons
+    assert {a["category_id"] for a in data["annotations"]} <= set(COCO_CATEGORY_IDS)
+
+
+def test_real_raw_formats(tmp_path):
+    synth(tmp_path, SynthConfig("pascal", train_per_class=1, val_per_class=1))
+    voc = tmp_path / "VOCdevkit/VOC2012"
+    val_id = (voc / "ImageSets/Segmentation/val.txt").read_text().split()[0]
+    with Image.open(voc / "SegmentationClass" / f"{val_id}.png") as img:
+        assert img.mode == "P" and img.getpalette()[3:6] == [128, 0, 0]  # VOC colour of class 1
+        values = set(np.unique(np.asarray(img)).tolist())
+    assert 255 in values and 0 in values
+    sbd_id = (tmp_path / "train_noval.txt").read_text().split()[0]
+    mask = read_sbd_mat(tmp_path / "benchmark_RELEASE/dataset/cls" / f"{sbd_id}.mat")
+    assert 255 not in mask and mask.max() > 0
+    assert not set((tmp_path / "train_noval.txt").read_text().split()) & set(
+        (voc / "ImageSets/Segmentation/val.txt").read_text().split())
+
+
+def test_deterministic_from_seed(tmp_path):
+    config = SynthConfig("pascal", train_per_class=1, val_per_class=1, seed=7)
+    synth(tmp_path / "a", config)
+    synth(tmp_path / "b", config)
+    synth(tmp_path / "c", SynthConfig("pascal", train_per_class=1, val_per_class=1, seed=8))
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
+
+
+def test_class_looks_are_distinct_and_ring_keeps_object_area():
+    looks = {(class_look(c)[0], class_look(c)[1], tuple(np.round(class_look(c)[2]).astype(int))) for c in range(1, 81)}
+    assert len(looks) == 80
+    labels = np.zeros((5, 5), np.uint8)
+    labels[2, 2] = 7
+    ring = voc_ring(labels)
+    assert ring[2, 2] == 7 and (ring == 255).sum() == 4
+
+
+def test_too_small_images_are_refused_with_advice():
+    with pytest.raises(ValueError, match="too small .*min_pixels=2048"):
+        SynthConfig("pascal", image_size=96).check()
+    SynthConfig("pascal", image_size=64, min_pixels=300).check()
+
+
+def test_small_images_with_lower_threshold_keep_the_rule(tmp_path):
+    config = SynthConfig("pascal", train_per_class=2, val_per_class=1, image_size=64, min_pixels=300)
+    _, summary, _ = _pipeline(tmp_path, config)
+    _assert_pools(summary, config)
+    counts = [n for c in load_image_classes(tmp_path / "splits_interleaved").values() for n in c.values()]
+    assert min(counts) < 300 <= max(counts)
