@@ -98,7 +98,8 @@ def test_cli_writes_atomically_and_reads_back(tmp_path, table4_cells):
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     (tmp_path / "cells" / "x").mkdir(parents=True)
     code = main(["collect", "--cells-root", str(tmp_path / "cells"), "--benchmarks", str(tmp_path / "b"),
-                 "--out", str(tmp_path / "r.csv"), "--cells", "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0"])
+                 "--out", str(tmp_path / "r.csv"),
+                 "--cells", "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0"])
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("svf collect: error: ") and "metrics file not found" in err

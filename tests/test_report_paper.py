@@ -84,3 +84,17 @@ def test_shared_cells_have_the_same_paper_value(paper):
     for name in ("table4", "table5", "table6", "table7", "table8"):
         assert means[(name, "svf", 1)] == means[("table1", "resnet50-baseline-dagger-svf", 1)] == 67.14
     assert means[("table5", "part-l234", 1)] == means[("table6", "part-l234", 1)]
+
+
+def test_read_paper_names_bad_entries(tmp_path):
+    from svf.report.tables import TablesError
+
+    raw = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)
+    path = tmp_path / "paper.csv"
+    pd.concat([raw, raw.iloc[:1]]).to_csv(path, index=False)
+    with pytest.raises(TablesError, match=r"paper.csv: duplicate entries \[\['table1', 'vgg16-baseline-dagger', 1"):
+        read_paper(path)
+    raw.loc[3, "fold"] = "Fold-3"
+    raw.to_csv(path, index=False)
+    with pytest.raises(TablesError, match=r"fold value\(s\) \['Fold-3'\] not in"):
+        read_paper(path)

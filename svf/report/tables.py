@@ -42,7 +42,8 @@ def read_paper(path: str | Path) -> pd.DataFrame:
         raise TablesError(f"{path}: fold value(s) {sorted(set(bad))} not in {list(PAPER_FOLDS)}")
     dup = paper.duplicated(["table", "row", "shot", "fold"], keep=False)
     if dup.any():
-        raise TablesError(f"{path}: duplicate entries {paper.loc[dup, ['table', 'row', 'shot', 'fold']].values.tolist()}")
+        keys = paper.loc[dup, ["table", "row", "shot", "fold"]].values.tolist()
+        raise TablesError(f"{path}: duplicate entries {keys}")
     paper["shot"] = paper["shot"].astype(int)
     return paper[["table", "row", "shot", "fold", "value", "delta"]]
 
@@ -90,6 +91,7 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
     means = grouped.first().reset_index()
     means["fold"] = "mean"
     means["cell_id"] = ""
+    means[["device_hours", "device"]] = np.nan  # a mean is no cell: its cost is in the fold entries
     stats = grouped["reproduced"].agg(["mean", "count", "size"]).reset_index()
     means["reproduced"] = stats["mean"].where(stats["count"] == stats["size"]).to_numpy()
     n_folds = entries.groupby("table")["fold"].nunique()
