@@ -67,6 +67,9 @@ def test_errors_name_file_and_key(tmp_path, table4_cells):
     (cell_dir / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(CollectError, match=r"cell_id is '.*fold1' but the file sits in '.*fold0'"):
         collect(cells, bench)
+    metrics["cell_id"], metrics["class_iou"]["3"] = cell_id(table4_cells[0]), None  # absent class (skip mode)
+    (cell_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert np.isnan(collect(cells, bench).loc[0, "class_iou_3"])
     with pytest.raises(CollectError, match=r"fold2/metrics.json: metrics file not found"):
         collect(cells, bench, cells=[cell_id(table4_cells[2])])
     (bench / "train" / f"{cell_id(table4_cells[0])}.tsv").write_text("h:m:s\n1:00:00\n")

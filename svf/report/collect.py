@@ -91,7 +91,8 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
         "config_hash": metrics["config_hash"],
         "code_version": metrics["code_version"],
     })
-    row.update({f"class_iou_{k}": float(v) for k, v in metrics["class_iou"].items()})
+    # None = a class without any pixels in its episodes (evaluation with absent_class: skip)
+    row.update({f"class_iou_{k}": float("nan") if v is None else float(v) for k, v in metrics["class_iou"].items()})
     return row
 
 
