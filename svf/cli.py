@@ -198,5 +198,41 @@ def _add_overview(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+@command
+def _add_bench_loader(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench-loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
+    parser.add_argument("--root", help="prepared dataset (default: write a synthetic 500x375 one in a temp dir)")
+    parser.add_argument("--splits", help="its splits directory (required with --root)")
+    parser.add_argument("--setting", default="original", choices=["dagger", "original"])
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--shot", type=int, default=1)
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per timed repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one DataLoader worker)")
+    parser.add_argument("--crop", type=int, default=473)
+    parser.add_argument("--out", default="results/benchmarks/loader.json")
+
+    def run(args):
+        import json
+        from pathlib import Path
+
+        from .data.loader_bench import bench_loader
+
+        result = bench_loader(args.root, args.splits, args.setting, args.fold, args.shot, args.episodes,
+                              args.repeats, args.threads, args.crop)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(out)
+        rate = result["episodes_per_s"]
+        print(f"bench-loader: {rate['median']:.1f} episodes/s (median; wall), "
+              f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
