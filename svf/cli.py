@@ -45,6 +45,76 @@ def main(argv: list[str] | None = None) -> int:
 # --- commands -----------------------------------------------------------------------------------------------------
 
 
+# --- engine: training, evaluation (owner: engine) ---------------------------------------------------------------
+
+
+def _code_version() -> str:
+    """The git commit of the source tree when there is one, else the package version."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return f"{commit}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return f"svf-{__version__}"
+
+
+def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True,
+                        help="cell specification: JSON text or a JSON file (the Snakefile passes it)")
+    parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
+    parser.add_argument("--splits", required=True, help="fold splits directory (svf splits)")
+    parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
+    parser.add_argument("--base-learner", help="BAM only: the stage-1 PSPNet base learner (svf train-base)")
+    parser.add_argument("--config-hash", default="", help="hash of the run's config, recorded in the outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
+
+
+@command
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one table cell (checkpoints every epoch, resumes)")
+    _add_cell_arguments(parser)
+    parser.add_argument("--out-dir", required=True, help="cell directory: model.pt, train_log.csv, ...")
+    parser.add_argument("--checkpoint-dir", required=True,
+                        help="where last.pt lives (outside the rule outputs so a killed job resumes)")
+
+    def run(args):
+        from .engine.spec import load_spec
+        from .engine.train import train_cell
+
+        train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
+                   args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
+                   threads=args.threads, device=args.device, code_version=_code_version())
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
+    _add_cell_arguments(parser)
+    parser.add_argument("--model", required=True, help="the cell's model.pt")
+    parser.add_argument("--out", required=True, help="metrics.json to write")
+
+    def run(args):
+        from .engine.evaluate import evaluate_cell
+        from .engine.spec import load_spec
+
+        evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                      base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
+                      device=args.device, code_version=_code_version())
+
+    parser.set_defaults(func=run)
+
+
+
+
 # --- data: downloads, synthetic data, preparation, splits (owner: data) -------------------------------------------
 
 
@@ -53,12 +123,29 @@ def _data_fail(command_name: str, exc: Exception) -> int:
     return 1
 
 
+def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
+    """The dataset as a positional (``svf prepare pascal``) or as ``--dataset pascal``."""
+    parser.add_argument("dataset", nargs="?", choices=("pascal", "coco"), help="pascal or coco")
+    parser.add_argument("--dataset", dest="dataset_option", choices=("pascal", "coco"), help="same as the positional")
+
+
+def _dataset_of(args, parser_name: str) -> str:
+    if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
+        raise SystemExit(f"svf {parser_name}: error: dataset given twice ({args.dataset} and {args.dataset_option})")
+    name = args.dataset or args.dataset_option
+    if name is None:
+        raise SystemExit(f"svf {parser_name}: error: name the dataset (pascal or coco)")
+    return name
+
+
 @command
 def _add_download(subparsers) -> None:
     parser = subparsers.add_parser("download", help="download raw datasets / backbone weights (verified, resumable)")
     parser.add_argument("items", nargs="*", default=["pascal"],
                         help="artifact keys or groups: pascal, coco, weights, all (see --list); default: pascal")
-    parser.add_argument("--dest", default="resources/raw", help="download and extraction directory")
+    parser.add_argument("--dest", "--out-dir", dest="dest", default="resources/downloads",
+                        help="download and extraction directory")
+    parser.add_argument("--copy-to", help="also place the (single) downloaded file here, e.g. a weights path")
     parser.add_argument("--mirror", action="append", default=None,
                         help="directory with pre-downloaded files, used instead of the URL (repeatable; "
                              "default: $SVF_MIRROR, os.pathsep-separated)")
@@ -82,6 +169,12 @@ def _add_download(subparsers) -> None:
         try:
             paths = download(args.items, args.dest, mirror=args.mirror, do_extract=not args.no_extract,
                              progress=not args.quiet, retries=args.retries, timeout=args.timeout)
+            if args.copy_to:
+                if len(paths) != 1:
+                    raise ValueError(f"--copy-to needs exactly one artifact, got {len(paths)}")
+                from .data.datasets import place_file
+
+                place_file(paths[0], args.copy_to, "hardlink")
         except (DownloadError, ValueError, OSError) as exc:
             return _data_fail("download", exc)
         for path in paths:
@@ -94,11 +187,17 @@ def _add_download(subparsers) -> None:
 @command
 def _add_synth(subparsers) -> None:
     parser = subparsers.add_parser("synth", help="generate a synthetic raw dataset in the real VOC+SBD / COCO layout")
-    parser.add_argument("--dataset", required=True, choices=("pascal", "coco"))
+    _add_dataset_argument(parser)
     parser.add_argument("--out", required=True, help="raw directory to write (then: svf prepare --raw OUT)")
-    parser.add_argument("--train-per-class", type=int, default=8, help="train images per primary class")
-    parser.add_argument("--val-per-class", type=int, default=6, help="val images per primary class")
-    parser.add_argument("--image-size", type=int, default=128, help="square image side in pixels")
+    parser.add_argument("--train-per-class", type=int, default=None,
+                        help="train images per primary class (default 8: >= 6 images in every train pool)")
+    parser.add_argument("--val-per-class", type=int, default=None,
+                        help="val images per primary class (default 6: >= 6 images in every val pool)")
+    parser.add_argument("--train", type=int, default=None,
+                        help="alternatively: total train images, rounded up to whole rounds over the classes")
+    parser.add_argument("--val", type=int, default=None, help="alternatively: total val images (rounded up)")
+    parser.add_argument("--image-size", "--size", dest="image_size", type=int, default=128,
+                        help="square image side in pixels (>= 128 for --min-pixels 2048)")
     parser.add_argument("--min-pixels", type=int, default=2048,
                         help="the split rule's threshold the objects are sized for (use the same in svf splits)")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,15 +205,29 @@ def _add_synth(subparsers) -> None:
     def run(args):
         import json
 
-        from .data.synthetic import SynthConfig, synth
+        from .data.datasets import NUM_CLASSES
+        from .data.synthetic import SynthConfig, guaranteed_pool_size, synth
 
-        config = SynthConfig(args.dataset, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+        dataset = _dataset_of(args, "synth")
+        n = NUM_CLASSES[dataset]
+
+        def per_class(per, total, default):
+            if per is not None and total is not None:
+                raise SystemExit("svf synth: error: give a per-class count or a total, not both")
+            return per if per is not None else -(-total // n) if total is not None else default
+
+        config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
+                             val_per_class=per_class(args.val_per_class, args.val, 6),
                              image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
         try:
             manifest = synth(args.out, config)
         except ValueError as exc:
             return _data_fail("synth", exc)
-        print(json.dumps(manifest["counts"]))
+        print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))
+        smallest = min(guaranteed_pool_size(config, s) for s in ("train", "val"))
+        if smallest < 6:
+            print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
+                  "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
         return 0
 
     parser.set_defaults(func=run)
@@ -123,7 +236,7 @@ def _add_synth(subparsers) -> None:
 @command
 def _add_prepare(subparsers) -> None:
     parser = subparsers.add_parser("prepare", help="build a prepared dataset (masks + lists) from raw files")
-    parser.add_argument("--dataset", required=True, choices=("pascal", "coco"))
+    _add_dataset_argument(parser)
     parser.add_argument("--raw", help="download dir: PASCAL VOCdevkit/, benchmark_RELEASE/, train_noval.txt; "
                                       "COCO train2014/, val2014/, annotations/")
     parser.add_argument("--out", required=True, help="prepared dataset directory to write")
@@ -147,13 +260,14 @@ def _add_prepare(subparsers) -> None:
         from .data.splits import DEFAULT_REFERENCE_DIR
         from .data.synthetic import is_synthetic
 
+        dataset = _dataset_of(args, "prepare")
         raw = args.raw
-        if raw is None and not (args.dataset == "pascal" and args.voc):
+        if raw is None and not (dataset == "pascal" and args.voc):
             return _data_fail("prepare", ValueError("--raw is required (or --voc for PASCAL)"))
         source = "synthetic" if raw is not None and is_synthetic(raw) else None
         reference = args.reference or DEFAULT_REFERENCE_DIR
         try:
-            if args.dataset == "pascal":
+            if dataset == "pascal":
                 from .data.pascal import PascalRaw, prepare_pascal
 
                 layout = PascalRaw.under(raw, args.voc, args.sbd, args.sbd_list, args.segmentation_class_aug)

@@ -1,0 +1,70 @@
+"""Build the network of a cell exactly as its training did: architecture, pretrained weights, BAM base learner,
+fine-tune policy (SVD decomposition). Training, evaluation and Figure 4 all go through here, so the frozen parts
+of a model are reconstructed identically from the same inputs and only the trained tensors need saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..backbones.weights import load_backbone_weights
+from ..decompose import load_trainable_state_dict, trainable_state_dict
+from ..models import build_model
+from ..policy import Policy, apply_policy, parse_policy
+
+STAGES = tuple(f"layer{k}" for k in range(5))
+
+
+def stages_of(model: nn.Module) -> nn.Module:
+    """A view holding ``layer0..layer4`` of ``model`` (state-dict keys ``layerK....``, parameters shared)."""
+    view = nn.Module()
+    for name in STAGES:
+        view.add_module(name, getattr(model, name))
+    return view
+
+
+def load_weights_file(model: nn.Module, path: str | Path) -> None:
+    """ImageNet (or demo stand-in) weights into the backbone stages of ``model``."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    load_backbone_weights(stages_of(model), state, source=str(path))
+
+
+def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str | Path | None = None
+                     ) -> tuple[nn.Module, Policy]:
+    """The untrained model of a cell: architecture + pretrained weights (+ BAM base learner) + policy applied."""
+    cell = spec["cell"]
+    kwargs = dict(spec["model"])
+    method = cell["method"]
+    model = build_model(method, **kwargs)
+    if weights is not None:
+        load_weights_file(model, weights)
+    if method == "bam":
+        if base_learner is None:
+            raise ValueError(f"cell {spec['cell_id']}: BAM needs a trained base learner (--base-learner)")
+        model.load_base_learner(torch.load(base_learner, map_location="cpu", weights_only=True))
+    policy = parse_policy(cell["policy"])
+    # The SVD runs on the CPU in float64 so that every process (train, evaluate, Figure 4) gets identical factors.
+    apply_policy(model, policy, rank=spec["rank"])
+    return model, policy
+
+
+def extra_state_patterns(policy: Policy) -> tuple[str, ...]:
+    """Frozen tensors that still change in training: BN running statistics when BN runs in train mode."""
+    return ("layer*.running_mean", "layer*.running_var", "layer*.num_batches_tracked") if policy.bn_train else ()
+
+
+def trained_state(model: nn.Module, policy: Policy) -> dict[str, torch.Tensor]:
+    """The tensors training changed (kept on CPU): what model.pt stores."""
+    return {k: v.cpu() for k, v in trainable_state_dict(model, extra=extra_state_patterns(policy)).items()}
+
+
+def load_cell_model(spec: dict, model_file: str | Path, weights: str | Path | None,
+                    base_learner: str | Path | None = None) -> tuple[nn.Module, Policy, dict]:
+    """Rebuild a trained cell: :func:`build_cell_model`, then the trained tensors of ``model.pt``."""
+    model, policy = build_cell_model(spec, weights, base_learner)
+    saved = torch.load(model_file, map_location="cpu", weights_only=False)
+    if saved.get("cell_id") != spec["cell_id"]:
+        raise ValueError(f"{model_file} belongs to cell {saved.get('cell_id')!r}, not {spec['cell_id']!r}")
+    load_trainable_state_dict(model, saved["state"])
+    return model, policy, saved

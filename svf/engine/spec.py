@@ -1,0 +1,150 @@
+"""Cell specifications: everything a training or evaluation process needs besides file paths.
+
+A spec is plain JSON so that Snakemake can pass it as a rule parameter (a change re-runs exactly the cells it
+affects) and a run can be repeated by hand from its ``spec.json``. This module is imported by the Snakefile, so it
+must stay light: no torch, no pandas.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+CELL_FIELDS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold")
+DATASETS = ("pascal", "coco")
+METHODS = ("baseline", "pfenet", "bam")
+SETTINGS = ("dagger", "original")
+RECIPE_DATASET_KEYS = DATASETS  # per-dataset sub-dicts inside a recipe override its top-level values
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: a training run and its evaluation."""
+
+    dataset: str
+    backbone: str
+    method: str
+    setting: str
+    policy: str
+    recipe: str
+    shot: int
+    fold: int
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Cell":
+        missing = [f for f in CELL_FIELDS if f not in values]
+        if missing:
+            raise KeyError(f"cell is missing {missing}: {dict(values)}")
+        return cls(**{f: (int(values[f]) if f in ("shot", "fold") else str(values[f])) for f in CELL_FIELDS})
+
+    @property
+    def id(self) -> str:
+        return (f"{self.dataset}/{self.backbone}/{self.method}/{self.setting}/{self.policy}/{self.recipe}/"
+                f"{self.shot}shot/fold{self.fold}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_recipe(config: Mapping[str, Any], recipe: str, dataset: str) -> dict:
+    """The recipe's values for one dataset: top level, then the dataset's sub-dict, then the global overrides
+    (``recipe_overrides``, used by the demo to shrink every schedule), then their per-dataset part."""
+    recipes = config["recipes"]
+    if recipe not in recipes:
+        raise KeyError(f"unknown recipe {recipe!r}; config defines {sorted(recipes)}")
+    base = recipes[recipe]
+    resolved = {k: copy.deepcopy(v) for k, v in base.items() if k not in RECIPE_DATASET_KEYS}
+    resolved.update(copy.deepcopy(base.get(dataset, {})))
+    overrides = config.get("recipe_overrides") or {}
+    resolved.update({k: copy.deepcopy(v) for k, v in overrides.items() if k not in RECIPE_DATASET_KEYS})
+    resolved.update(copy.deepcopy(overrides.get(dataset, {}) or {}))
+    resolved["name"] = recipe
+    return resolved
+
+
+def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: int, dataset: str) -> dict:
+    """Keyword arguments of ``svf.models.build_model`` for a cell."""
+    model = config["model"]
+    kwargs = {
+        "backbone": backbone,
+        "shot": shot,
+        "dataset": dataset,
+        "width": model["width"],
+        "depths": model.get("depths"),
+        "reduce_dim": model["reduce_dim"],
+        "dilation": model["dilation"][method],
+    }
+    kwargs.update(copy.deepcopy(model.get(method) or {}))
+    return kwargs
+
+
+def evaluation_settings(config: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict:
+    evaluation = dict(config["evaluation"])
+    evaluation["protocol"] = evaluation.get("protocol") or recipe["protocol"]
+    return evaluation
+
+
+def cell_spec(config: Mapping[str, Any], cell: Cell) -> dict:
+    """The full, JSON-serialisable specification of a cell under ``config``."""
+    recipe = resolve_recipe(config, cell.recipe, cell.dataset)
+    return {
+        "cell": cell.as_dict(),
+        "cell_id": cell.id,
+        "model": model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset),
+        "rank": config["model"]["rank"],
+        "recipe": recipe,
+        "evaluation": evaluation_settings(config, recipe),
+        "seed": int(config["seed"]),
+    }
+
+
+def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fold: int) -> dict:
+    """Specification of BAM's stage-1 PSPNet base learner for (dataset, backbone, fold)."""
+    bam = config["model"].get("bam") or {}
+    return {
+        "dataset": dataset,
+        "backbone": backbone,
+        "fold": int(fold),
+        "model": {
+            "backbone": backbone,
+            "dataset": dataset,
+            "width": config["model"]["width"],
+            "depths": config["model"].get("depths"),
+            "dilation": config["model"]["dilation"]["bam"],
+            **({"ppm_bins": bam["ppm_bins"]} if "ppm_bins" in bam else {}),
+        },
+        "recipe": resolve_recipe(config, "bam-base", dataset),
+        "seed": int(config["seed"]),
+    }
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Hash of the settings that make cells comparable (model, recipes, evaluation, data, seed, weights).
+
+    Cells of one table must share it; ``svf tables`` refuses to mix hashes unless told to.
+    """
+    keys = ("model", "recipes", "recipe_overrides", "evaluation", "data", "weights", "seed")
+    relevant = {k: config.get(k) for k in keys}
+    return hashlib.sha256(canonical_json(relevant).encode()).hexdigest()[:12]
+
+
+def load_spec(value: str) -> dict:
+    """A spec given as a JSON string or as a path to a JSON file."""
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise FileNotFoundError(f"spec {value!r} is neither JSON nor an existing file")
+        text = path.read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"spec is not valid JSON: {err}") from err
+    return spec

@@ -1,0 +1,267 @@
+"""Training of one cell: one process, one device, checkpoint every epoch, exact resume.
+
+The loop follows the authors' SVF training scripts: SGD (momentum 0.9, weight decay 1e-4) on the policy's param
+groups (backbone at 1/10 of the head), the recipe's schedule, BN frozen in eval mode unless the policy says
+otherwise, validation on the fold's test episodes after every epoch (their best-epoch selection; `select: last`
+keeps the final epoch instead), and early stopping after `early_stop` epochs without a new best.
+
+Resume: ``<checkpoint-dir>/last.pt`` holds the trained tensors, optimizer, best state, log rows, epoch and RNG
+states after each finished epoch. Every epoch reseeds from (seed, epoch) as the authors' ``setup_seed(321+epoch)``
+does, and data order and augmentation derive from (seed, epoch, index), so a killed run resumed from its last
+checkpoint ends with exactly the metrics of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import io as atomic
+from ..decompose import count_parameters, merge, singular_values
+from ..policy import param_groups, set_bn_mode
+from .build import build_cell_model, trained_state
+from .device import select_device, set_threads
+from .loaders import eval_loader, fold_novel_classes, train_loader
+from .metrics import FewShotScore
+from .schedule import LRSchedule, resolve_schedule
+
+LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the cell, epoch and step."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def backbone_trains(model: nn.Module) -> bool:
+    return any(p.requires_grad for k in range(5) for p in getattr(model, f"layer{k}").parameters())
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for m in model.head_modules() for p in m.parameters() if p.requires_grad]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def score_episodes(model: nn.Module, loader, device: torch.device, classes: list[int],
+                   absent_class: str = "zero", progress: str | None = None) -> FewShotScore:
+    """Run evaluation episodes and score them on original-resolution labels (REPRODUCTION.md 1.6): the logits of
+    the padded val_size x val_size input are resized to L x L (L = longer side of the original label) and compared
+    with the original label in the top-left corner; everything else is ignored."""
+    model.eval()
+    score = FewShotScore(classes=classes, absent_class=absent_class)
+    iterator = _progress(loader, progress)
+    for batch in iterator:
+        labels = batch["query_label_orig"]
+        batch = to_device(batch, device)
+        logits = model(batch["query"], batch["supports"], batch["support_labels"])["logits"]
+        for b, label in enumerate(labels):
+            h, w = label.shape[-2:]
+            side = max(h, w)
+            up = nn.functional.interpolate(logits[b:b + 1].float(), size=(side, side), mode="bilinear",
+                                           align_corners=True)
+            pred = up.argmax(1)[:, :h, :w].cpu()
+            score.update(pred, label.reshape(1, h, w), batch["class_id"][b:b + 1].cpu())
+    return score
+
+
+def _progress(iterable, desc: str | None):
+    if desc and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(iterable, desc=desc, leave=False)
+    return iterable
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A copy with SVD layers folded back into plain convs: same outputs, faster evaluation."""
+    return merge(copy.deepcopy(model))
+
+
+@dataclass
+class TrainState:
+    """What survives between epochs (and in the checkpoint)."""
+
+    epoch: int = 0                       # epochs finished
+    iteration: int = 0
+    best_miou: float = -1.0
+    best_epoch: int = -1
+    best_state: dict | None = None
+    epochs_without_best: int = 0
+    stopped: bool = False                # early stop reached (a resumed run must not train on)
+    log_rows: list = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save_checkpoint(path: Path, spec: dict, model: nn.Module, policy, optimizer, state: TrainState) -> None:
+    atomic.torch_save(path, {
+        "cell_id": spec["cell_id"], "spec": spec, "state": trained_state(model, policy),
+        "optimizer": optimizer.state_dict(), "train": state.__dict__, "rng": _rng_state(),
+    })
+
+
+def load_checkpoint(path: Path, spec: dict, model: nn.Module, optimizer) -> TrainState | None:
+    """Restore a run from ``path`` when it exists and was made with the same spec; otherwise start afresh."""
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get("spec") != spec:
+        print(f"checkpoint {path} was made with a different spec; starting from scratch", file=sys.stderr)
+        return None
+    from ..decompose import load_trainable_state_dict
+
+    load_trainable_state_dict(model, saved["state"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return TrainState(**saved["train"])
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, buffer.getvalue())
+
+
+def validate(model, loader, device, classes, absent_class, desc) -> float:
+    return 100.0 * score_episodes(merged_copy(model), loader, device, classes, absent_class, desc).miou()
+
+
+def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, out_dir: str,
+               checkpoint_dir: str, base_learner: str | None = None, config_hash: str = "", threads: int | None = None,
+               device: str = "auto", code_version: str = "") -> dict:
+    """Train one cell and write model.pt, train_log.csv, singular_values.json and train_summary.json."""
+    set_threads(threads)
+    dev = select_device(device)
+    cell, recipe, cell_id = spec["cell"], spec["recipe"], spec["cell_id"]
+    seed = int(spec["seed"])
+    seed_everything(seed)
+    model, policy = build_cell_model(spec, weights, base_learner)
+    sv_before = {k: v.tolist() for k, v in singular_values(model).items()}
+    model.to(dev)
+
+    lr = float(recipe["base_lr"])
+    groups = param_groups(model, policy, lr=lr, backbone_lr_mult=float(recipe["backbone_lr_mult"]),
+                          weight_decay=float(recipe["weight_decay"]), head_params=head_parameters(model))
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=float(recipe["momentum"]),
+                                weight_decay=float(recipe["weight_decay"]))
+    trains_backbone = backbone_trains(model)
+    loader = train_loader(spec, dataset_root, splits_dir)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"cell {cell_id}: the training list gives no full batch of {recipe['batch_size']}")
+    epochs = int(recipe["epochs"])
+    schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], trains_backbone),
+                          max_iter=epochs * steps_per_epoch, power=recipe["poly_power"], scale=recipe["poly_scale"])
+    classes = fold_novel_classes(spec)
+    val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]), seed=seed)
+    absent = spec["evaluation"].get("absent_class", "zero")
+    amp = bool(recipe.get("amp")) and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    checkpoint = Path(checkpoint_dir) / "last.pt"
+    state = load_checkpoint(checkpoint, spec, model, optimizer) or TrainState()
+    if state.epoch:
+        print(f"[{cell_id}] resuming after epoch {state.epoch} from {checkpoint}", file=sys.stderr)
+    head_index = len(optimizer.param_groups) - 1
+    mid_val = bool(recipe.get("mid_epoch_val"))
+    early_stop = recipe.get("early_stop")
+
+    def run_validation(epoch: int) -> float:
+        miou = validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}")
+        if miou > state.best_miou:
+            state.best_miou, state.best_epoch = miou, epoch
+            state.best_state = trained_state(model, policy)
+            state.epochs_without_best = 0
+        return miou
+
+    while state.epoch < epochs and not state.stopped:
+        epoch = state.epoch
+        started = time.time()
+        seed_everything(seed + epoch)  # the authors' setup_seed(manual_seed + epoch)
+        loader.dataset.set_epoch(epoch)
+        model.train()
+        set_bn_mode(model, policy)
+        improved_before = state.best_epoch
+        losses = []
+        for step, batch in enumerate(_progress(loader, f"{cell_id} epoch {epoch + 1}/{epochs}")):
+            lrs = schedule.set(state.iteration)
+            batch = to_device(batch, dev)
+            with torch.autocast(device_type=dev.type, enabled=amp):
+                outputs = model(batch["query"], batch["supports"], batch["support_labels"])
+                loss, _ = model.loss(outputs, batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"cell {cell_id}: loss is {loss.item()} at epoch {epoch + 1}, step "
+                                         f"{step + 1}/{steps_per_epoch}; no metrics were written")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state.iteration += 1
+            losses.append(loss.item())
+            if mid_val and step + 1 == steps_per_epoch // 2:
+                run_validation(epoch)
+                model.train()
+                set_bn_mode(model, policy)
+        miou = run_validation(epoch)
+        if state.best_epoch == improved_before:
+            state.epochs_without_best += 1
+        elapsed = time.time() - started
+        state.wall_time_s += elapsed
+        state.log_rows.append({
+            "epoch": epoch + 1, "step": state.iteration, "loss": float(np.mean(losses)),
+            "lr_head": lrs[head_index], "lr_backbone": lrs[0] if len(lrs) > 1 else "",
+            "val_miou": miou, "time_s": round(elapsed, 3),
+        })
+        print(f"[{cell_id}] epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f} val mIoU {miou:.2f} "
+              f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s", file=sys.stderr, flush=True)
+        state.epoch = epoch + 1
+        state.stopped = early_stop is not None and state.epochs_without_best >= int(early_stop)
+        save_checkpoint(checkpoint, spec, model, policy, optimizer, state)
+        if state.stopped:
+            print(f"[{cell_id}] early stop: {early_stop} epochs without a new best", file=sys.stderr)
+
+    final_state = state.best_state if recipe["select"] == "best" and state.best_state else trained_state(model, policy)
+    from ..decompose import load_trainable_state_dict
+
+    load_trainable_state_dict(model, final_state)
+    sv_after = {k: v.tolist() for k, v in singular_values(model).items()}
+    out = Path(out_dir)
+    selected_epoch = state.best_epoch if recipe["select"] == "best" else state.epoch - 1
+    atomic.torch_save(out / "model.pt", {"cell_id": cell_id, "cell": cell, "policy": policy.name,
+                                         "epoch": selected_epoch + 1, "state": final_state})
+    write_log(out / "train_log.csv", state.log_rows)
+    atomic.write_json(out / "singular_values.json", {"before": sv_before, "after": sv_after})
+    summary = {
+        "cell": cell, "cell_id": cell_id, "epochs_run": state.epoch, "best_epoch": state.best_epoch + 1,
+        "selected_epoch": selected_epoch + 1, "best_val_miou": state.best_miou, "select": recipe["select"],
+        "train_wall_time_s": round(state.wall_time_s, 3), "trainable_params": count_parameters(model, True),
+        "device": dev.type, "config_hash": config_hash, "code_version": code_version,
+        "steps_per_epoch": steps_per_epoch, "schedule": schedule.kind,
+    }
+    # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.
+    atomic.write_json(out / "train_summary.json", summary)
+    return summary

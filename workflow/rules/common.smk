@@ -1,0 +1,200 @@
+# All Python helpers of the workflow: config validation, the cells each table needs, paths and rule parameters.
+# Everything here runs at DAG-building time, so it only imports light modules (no torch).
+import json
+import shlex
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from svf import __version__ as SVF_VERSION
+from svf import tables_config
+from svf.engine.spec import Cell, base_learner_spec, canonical_json, cell_spec, config_hash
+from svf.policy import is_canonical
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+TABLES = tables_config.load_tables(config["tables"]["file"])
+CONFIG_HASH = config_hash(config)
+TABLE_NAMES = tuple(TABLES["tables"])
+CELL = "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}"
+
+
+def _restrict(cells):
+    """Apply the config's optional fold/shot restriction (quick runs, tests)."""
+    folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
+    return [
+        c
+        for c in cells
+        if (folds is None or c["fold"] in folds) and (shots is None or c["shot"] in shots)
+    ]
+
+
+def cells_for(names):
+    """Cells (dicts) of the named tables, deduplicated: a cell shared by several tables trains once."""
+    unknown = [n for n in names if n not in TABLE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {list(TABLE_NAMES)}")
+    return _restrict(tables_config.cells_of(TABLES, names))
+
+
+def _check_cells(cells):
+    """Fail at DAG-building time, before any job starts, on names no rule can run."""
+    for cell in cells:
+        if not is_canonical(cell["policy"]):
+            raise ValueError(f"cell {tables_config.cell_id(cell)}: policy {cell['policy']!r} is not a canonical "
+                             f"policy name (see svf/policy.py)")
+        if cell["recipe"] not in config["recipes"]:
+            raise ValueError(
+                f"cell {tables_config.cell_id(cell)} uses recipe {cell['recipe']!r}; "
+                f"config recipes are {sorted(config['recipes'])}"
+            )
+
+
+ALL_CELLS = cells_for(config["tables"]["build"])
+_check_cells(cells_for(TABLE_NAMES))
+
+wildcard_constraints:
+    dataset="pascal|coco",
+    backbone="resnet50|vgg16",
+    method="baseline|pfenet|bam",
+    setting="dagger|original",
+    policy=r"[a-z0-9]+(-[a-zA-Z0-9]+)*",
+    recipe="|".join(sorted(config["recipes"])),
+    shot=r"[1-9][0-9]*",
+    fold=r"[0-3]",
+    table="|".join(TABLE_NAMES),
+    artifact=r"[a-z0-9_]+",
+
+
+# ---- paths ---
+
+def pv(path):
+    """Expand path variables (<results>, <resources>, ...) in strings that are not rule inputs/outputs."""
+    return workflow.pathvars.apply(path)
+
+
+def mirror_arg(wildcards):
+    mirror = config["data"]["mirror"]
+    return f"--mirror {shlex.quote(mirror)}" if mirror else ""
+
+
+
+def cell_dir(cell):
+    return f"<results>/cells/{tables_config.cell_id(cell)}"
+
+
+def metrics_of(cells):
+    return [f"{cell_dir(c)}/metrics.json" for c in cells]
+
+
+def dataset_root(dataset):
+    return f"<resources>/data/{dataset}"
+
+
+def splits_dir(dataset):
+    return f"<resources>/splits/{dataset}"
+
+
+def weights_file(backbone):
+    return f"<resources>/weights/{backbone}.pth"
+
+
+def base_learner_file(dataset, backbone, fold):
+    return f"<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt"
+
+
+def table_files(name):
+    return [f"<results>/tables/{name}.{ext}" for ext in ("csv", "md", "tex")]
+
+
+def table_outputs(name):
+    return table_files(name) + [f"<figures>/curves_{name}.png"]
+
+
+FIGURE6_FILES = ["<figures>/figure6_singular_values.png", "<figures>/figure6_singular_values.pdf"]
+
+
+def figure6_outputs():
+    return FIGURE6_FILES
+
+
+def figure_cells():
+    """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6."""
+    row_id = config["figures"]["figure6_row"]
+    cells = [
+        c
+        for c in _restrict(tables_config.cells_of(TABLES, ["table1"], row_ids=[row_id]))
+        if c["shot"] == 1
+    ]
+    if not cells:
+        raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
+    return cells
+
+
+def figure4_outputs():
+    return [f"<figures>/figure4_fold{c['fold']}.png" for c in figure_cells()]
+
+
+def all_outputs():
+    outputs = ["<results>/results.csv", "<figures>/overview.png"]
+    for name in config["tables"]["build"]:
+        outputs += table_outputs(name)
+    return outputs + figure6_outputs() + figure4_outputs()
+
+
+# ---- rule parameters ---------------------------------------------------------------------------------------------
+
+
+def _cell(wildcards):
+    return Cell.from_mapping(dict(wildcards))
+
+
+def cell_spec_json(wildcards):
+    return canonical_json(cell_spec(config, _cell(wildcards)))
+
+
+def base_spec_json(wildcards):
+    return canonical_json(base_learner_spec(config, wildcards.dataset, wildcards.backbone, wildcards.fold))
+
+
+def inputs_of_cell(cell):
+    """Everything a cell's training (and evaluation) reads besides its own outputs."""
+    inputs = {
+        "dataset": f"{dataset_root(cell['dataset'])}/dataset.json",
+        "splits": f"{splits_dir(cell['dataset'])}/splits_summary.json",
+        "weights": weights_file(cell["backbone"]),
+    }
+    if cell["method"] == "bam":
+        inputs["base_learner"] = base_learner_file(cell["dataset"], cell["backbone"], cell["fold"])
+    return inputs
+
+
+def cell_inputs(wildcards):
+    return inputs_of_cell(dict(wildcards))
+
+
+def figure_cell(fold):
+    return next(c for c in figure_cells() if c["fold"] == int(fold))
+
+
+def figure4_inputs(wildcards):
+    cell = figure_cell(wildcards.fold)
+    directory = cell_dir(cell)
+    return {
+        **inputs_of_cell(cell),
+        "model": f"{directory}/model.pt",
+        "singular_values": f"{directory}/singular_values.json",
+    }
+
+
+def figure4_spec_json(wildcards):
+    return canonical_json(cell_spec(config, Cell.from_mapping(figure_cell(wildcards.fold))))
+
+
+def base_learner_arg(wildcards, input):
+    return f"--base-learner {shlex.quote(input.base_learner)}" if "base_learner" in input.keys() else ""
+
+
+def res(kind, key):
+    return config.get("resources", {}).get(kind, {}).get(key)

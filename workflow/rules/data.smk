@@ -1,0 +1,125 @@
+# Data: raw archives (downloaded, md5-checked) or the synthetic stand-in -> prepared datasets -> fold splits;
+# ImageNet weights (downloaded) or, in the demo, a small pretraining of the tiny backbones on the synthetic images.
+
+
+def raw_inputs(wildcards):
+    """What `svf prepare` reads for a dataset: downloaded archives or the synthetic raw dataset."""
+    if config["data"]["source"] == "synthetic":
+        return {"raw": f"<resources>/raw/{wildcards.dataset}/.complete"}
+    return {"archives": [f"<resources>/downloads/{a}.done" for a in DOWNLOADS[wildcards.dataset]]}
+
+
+DOWNLOADS = {
+    "pascal": ["voc2012", "sbd", "sbd_train_noval"],
+    "coco": ["coco_train2014", "coco_val2014", "coco_annotations2014"],
+}
+
+
+rule download:
+    output:
+        touch("<resources>/downloads/{artifact}.done"),
+    params:
+        mirror=mirror_arg,
+        out_dir=pv("<resources>/downloads"),
+    log:
+        "<logs>/download/{artifact}.log",
+    localrule: True
+    retries: 2
+    shell:
+        "svf download {wildcards.artifact} --out-dir {params.out_dir} {params.mirror} > {log} 2>&1"
+
+
+rule synthesize:
+    output:
+        touch("<resources>/raw/{dataset}/.complete"),
+    params:
+        size=lambda w: config["data"]["synthetic"][w.dataset]["size"],
+        train=lambda w: config["data"]["synthetic"][w.dataset]["train"],
+        val=lambda w: config["data"]["synthetic"][w.dataset]["val"],
+        seed=config["data"].get("synthetic", {}).get("seed", 0),
+        out=lambda w: pv(f"<resources>/raw/{w.dataset}"),
+    log:
+        "<logs>/synthesize/{dataset}.log",
+    localrule: True
+    shell:
+        "svf synth {wildcards.dataset} --out {params.out} --train {params.train} "
+        "--val {params.val} --size {params.size} --seed {params.seed} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        unpack(raw_inputs),
+    output:
+        "<resources>/data/{dataset}/dataset.json",
+    params:
+        raw=lambda w: pv(f"<resources>/raw/{w.dataset}" if config["data"]["source"] == "synthetic"
+                         else "<resources>/downloads"),
+        out=lambda w, output: str(Path(output[0]).parent),
+        aug=lambda w: (f"--segmentation-class-aug {shlex.quote(config['data']['segmentation_class_aug'])}"
+                       if w.dataset == "pascal" and config["data"]["segmentation_class_aug"] else ""),
+    threads: res("cpu", "threads")
+    log:
+        "<logs>/prepare/{dataset}.log",
+    shell:
+        "svf prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
+        "--workers {threads} {params.aug} > {log} 2>&1"
+
+
+rule splits:
+    input:
+        "<resources>/data/{dataset}/dataset.json",
+    output:
+        "<resources>/splits/{dataset}/splits_summary.json",
+    params:
+        min_pixels=config["data"]["min_pixels"],
+        coco_split=config["data"]["coco_split"],
+        root=lambda w, input: str(Path(input[0]).parent),
+        out=lambda w, output: str(Path(output[0]).parent),
+    threads: res("cpu", "threads")
+    log:
+        "<logs>/splits/{dataset}.log",
+    shell:
+        "svf splits --dataset-root {params.root} --out {params.out} "
+        "--min-pixels {params.min_pixels} --coco-split {params.coco_split} --workers {threads} > {log} 2>&1"
+
+
+if config["weights"]["source"] == "download":
+
+    rule imagenet_weights:
+        output:
+            "<resources>/weights/{backbone}.pth",
+        params:
+            artifact=lambda w: "vgg16_bn" if w.backbone == "vgg16" else config["weights"]["resnet50"],
+            mirror=mirror_arg,
+            out_dir=pv("<resources>/downloads"),
+        log:
+            "<logs>/weights/{backbone}.log",
+        localrule: True
+        retries: 2
+        shell:
+            "svf download {params.artifact} --out-dir {params.out_dir} {params.mirror} --copy-to {output} "
+            "> {log} 2>&1"
+
+else:
+
+    rule pretrain_weights:
+        input:
+            datasets=expand("<resources>/data/{dataset}/dataset.json", dataset=("pascal", "coco")),
+            splits=expand("<resources>/splits/{dataset}/splits_summary.json", dataset=("pascal", "coco")),
+        output:
+            "<resources>/weights/{backbone}.pth",
+        params:
+            spec=lambda w: canonical_json(
+                {"model": {"backbone": w.backbone, "width": config["model"]["width"],
+                           "depths": config["model"].get("depths")},
+                 **config["weights"]["pretrain"], "seed": config["seed"]}
+            ),
+            roots=lambda w, input: [str(Path(p).parent) for p in input.datasets],
+        threads: res("train", "threads")
+        log:
+            "<logs>/weights/{backbone}.log",
+        benchmark:
+            "<benchmarks>/weights/{backbone}.tsv"
+        shell:
+            "svf pretrain --spec {params.spec:q} --dataset-root {params.roots[0]} --dataset-root {params.roots[1]} "
+            "--out {output} --threads {threads} > {log} 2>&1"
