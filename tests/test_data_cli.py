@@ -13,7 +13,7 @@ def test_synth_prepare_splits_commands(tmp_path, capsys):
     raw, prep, splits = tmp_path / "raw", tmp_path / "prep", tmp_path / "splits"
     assert main(["synth", "--dataset", "pascal", "--out", str(raw), "--train-per-class", "3",
                  "--val-per-class", "2", "--seed", "5"]) == 0
-    assert main(["prepare", "--dataset", "pascal", "--raw", str(raw), "--out", str(prep), "--quiet"]) == 0
+    assert main(["prepare", "pascal", "--raw", str(raw), "--out", str(prep), "--quiet"]) == 0
     assert json.loads((prep / "dataset.json").read_text())["source"] == "synthetic"
     assert main(["splits", "--dataset-root", str(prep), "--out", str(splits), "--quiet", "--folds", "0", "2",
                  "--min-pool-size", "1"]) == 0
@@ -71,6 +71,32 @@ def test_splits_warns_and_fails_strictly_on_reference_mismatch(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "WARNING" in err and "dagger/train/fold1_images.txt: 3726 images vs reference 3727" in err
     assert main(args + ["--strict-reference"]) == 3
+
+
+def test_synth_totals_round_up_and_warn_below_six(tmp_path, capsys):
+    assert main(["synth", "pascal", "--out", str(tmp_path / "c"), "--train", "21", "--val", "20", "--size", "128"]) == 0
+    captured = capsys.readouterr()
+    info = json.loads(captured.out)
+    assert info["counts"]["voc_val"] == 20  # 20 val images: one per class
+    assert info["guaranteed_pool_size"] == {"train": 1, "val": 1}  # 21 -> 2 per class, one of them mixed
+    assert "only guaranteed 1 images" in captured.err
+    assert main(["synth", "pascal", "--out", str(tmp_path / "p"), "--size", "96"]) == 1
+    assert "too small" in capsys.readouterr().err
+
+
+def test_download_copy_to_from_mirror(tmp_path, monkeypatch):
+    import hashlib
+
+    import svf.data.download as dl
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "w.pth").write_bytes(b"weights")
+    monkeypatch.setitem(dl.REGISTRY, "w", dl.Artifact("w", "w.pth", ("http://127.0.0.1:9/w.pth",),
+                                                     md5=hashlib.md5(b"weights").hexdigest()))
+    assert main(["download", "w", "--out-dir", str(tmp_path / "dl"), "--mirror", str(mirror),
+                 "--copy-to", str(tmp_path / "weights/resnet50.pth"), "--quiet"]) == 0
+    assert (tmp_path / "weights/resnet50.pth").read_bytes() == b"weights"
 
 
 def test_download_list_and_unknown_item(capsys, tmp_path):
