@@ -1,0 +1,55 @@
+"""Fixture for the SLURM integration tests: a throw-away one-node cluster for the whole test session.
+
+start_cluster.sh starts it in a fresh temporary directory; stop_cluster.sh stops it in the fixture's teardown,
+which also runs when a test fails. Without the Debian packages (slurmctld, slurmd, slurm-client, munge) or without
+root the tests are skipped, with the reason in pytest's -ra summary.
+"""
+
+import os
+import subprocess
+import time
+import warnings
+
+import pytest
+
+from cluster_harness import START, STOP, Cluster, cluster_unavailable_reason
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    reason = cluster_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    directory = tmp_path_factory.mktemp("slurm")
+    env = dict(
+        os.environ,
+        # If this pytest is killed, the next start_cluster.sh stops the orphaned cluster instead of waiting.
+        SVF_CLUSTER_OWNER_PID=str(os.getpid()),
+        # Another engineer's test cluster may hold /etc/slurm/slurm.conf: wait for it rather than fail.
+        SVF_CLUSTER_WAIT=os.environ.get("SVF_CLUSTER_WAIT", "900"),
+    )
+    t0 = time.monotonic()
+    started = subprocess.run([str(START), str(directory)], env=env, capture_output=True, text=True, timeout=1200)
+    elapsed = time.monotonic() - t0
+    if started.returncode != 0:
+        subprocess.run([str(STOP), str(directory)], capture_output=True, timeout=120)
+        pytest.fail(f"start_cluster.sh failed (exit {started.returncode}):\n{started.stdout}\n{started.stderr}")
+    settings = {}
+    for line in (directory / "cluster.env").read_text().splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep and not line.startswith("#"):
+            settings[key] = value
+    cluster = Cluster(
+        dir=directory,
+        conf=directory / "etc" / "slurm.conf",
+        node=settings["SVF_CLUSTER_NODE"],
+        gpus=int(settings["SVF_CLUSTER_GPUS"]),
+        start_seconds=elapsed,
+    )
+    print(f"\n{started.stdout.strip()} (start_cluster.sh took {elapsed:.2f} s)")
+    try:
+        yield cluster
+    finally:
+        stopped = subprocess.run([str(STOP), str(directory)], capture_output=True, text=True, timeout=300)
+        if stopped.returncode != 0:
+            warnings.warn(f"stop_cluster.sh exit {stopped.returncode}:\n{stopped.stdout}\n{stopped.stderr}")
