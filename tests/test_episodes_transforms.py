@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from svf.data.transforms import MEAN, STD, TrainAug, eval_size, eval_transform, lookup, train_transform
+from svf.data.transforms import (
+    MEAN, STD, TrainAug, binarize, eval_size, eval_transform, lookup, train_transform,
+)
 
 
 def _unnormalize(t: torch.Tensor) -> np.ndarray:
@@ -155,3 +157,21 @@ def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="sizes differ"):
         train_transform(np.zeros((5, 6, 3), np.uint8), np.zeros((5, 5), np.uint8), np.random.default_rng(0),
                         TrainAug(crop=(3, 3)))
+
+
+def test_binarize_matches_the_lookup_table():
+    lab = np.random.default_rng(0).integers(0, 22, (9, 11)).astype(np.uint8)
+    lab[0] = 255
+    np.testing.assert_array_equal(binarize(lab, 7), np.take(lookup({7: 1}, 0), lab))
+    assert set(np.unique(binarize(lab, 7))) <= {0, 1, 255}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_writing_into_a_given_tensor_equals_returning_one(seed):
+    img, lab = _square_scene()
+    aug = TrainAug(crop=(41, 41), scale=(0.8, 1.2), rotate_p=0.5, blur_p=0.5)
+    a, la = train_transform(img, lab, np.random.default_rng(seed), aug, protect=7)
+    buf = torch.full((2, 3, 41, 41), float("nan"))
+    b, lb = train_transform(img, lab, np.random.default_rng(seed), aug, protect=7, out=buf[1])
+    assert b.data_ptr() == buf[1].data_ptr()
+    assert torch.equal(a, buf[1]) and np.array_equal(la, lb)

@@ -29,7 +29,9 @@ from torch.utils.data import Dataset
 
 from .datasets import IGNORE_LABEL, fold_classes, open_dataset, read_mask
 from .splits import fold_files, load_fold, load_image_classes
-from .transforms import TrainAug, eval_transform, lookup, train_transform
+from .transforms import (
+    BASE_AUG, BASE_VAL_SIZE, FEW_SHOT_AUG, VAL_SIZE, TrainAug, binarize, eval_transform, lookup, train_transform,
+)
 
 # Leading tags keep the seed sequences of different uses apart (SeedSequence([a, b]) == SeedSequence([a, b, 0]),
 # so trailing tags would not).
@@ -236,7 +238,7 @@ class TrainEpisodes(_EpochDataset):
     """Training episodes of one fold: query from the fold's train list, class among its base classes present."""
 
     def __init__(self, source: ImageSource, images: Sequence[str], pools: dict, image_classes: dict,
-                 base_classes: Sequence[int], shot: int, aug: TrainAug = TrainAug(), seed: int = 0,
+                 base_classes: Sequence[int], shot: int, aug: TrainAug = FEW_SHOT_AUG["pascal"], seed: int = 0,
                  max_episodes: int | None = None, info: PoolInfo = PoolInfo()):
         if shot < 1:
             raise ValueError(f"shot must be >= 1, got {shot!r}")
@@ -261,22 +263,22 @@ class TrainEpisodes(_EpochDataset):
 
     def __getitem__(self, position: int) -> dict:
         ep, rng = self.episode(position)
-        binary = lookup({ep.class_id: 1}, 0)
+        c = ep.class_id
         image, label = read_pair(self.source, ep.query_id)
-        query, q_label = train_transform(image, label, rng, self.aug, protect=ep.class_id)
-        supports, s_labels = [], []
-        for sid in ep.support_ids:
+        query, q_label = train_transform(image, label, rng, self.aug, protect=c)
+        supports = torch.empty(self.shot, 3, *self.aug.crop)  # filled in place: no stacking copy
+        s_labels = np.empty((self.shot, *self.aug.crop), dtype=np.uint8)
+        for k, sid in enumerate(ep.support_ids):
             image, label = read_pair(self.source, sid)
-            s_img, s_lab = train_transform(image, label, rng, self.aug, protect=ep.class_id)
-            supports.append(s_img)
-            s_labels.append(_long(binary[s_lab]))
+            _, s_lab = train_transform(image, label, rng, self.aug, protect=c, out=supports[k])
+            s_labels[k] = binarize(s_lab, c)
         return {
             "query": query,
-            "query_label": _long(binary[q_label]),
+            "query_label": _long(binarize(q_label, c)),
             "query_label_full": _long(q_label),
-            "supports": torch.stack(supports),
-            "support_labels": torch.stack(s_labels),
-            "class_id": torch.tensor(ep.class_id, dtype=torch.long),
+            "supports": supports,
+            "support_labels": _long(s_labels),
+            "class_id": torch.tensor(c, dtype=torch.long),
         }
 
 
@@ -291,22 +293,22 @@ class EvalEpisodes(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         ep = self.episodes[i]
-        binary = lookup({ep.class_id: 1}, 0)
+        c = ep.class_id
         image, label = read_pair(self.source, ep.query_id)
         query, q_label = eval_transform(image, label, self.size)
         supports, s_labels = [], []
         for sid in ep.support_ids:
             s_img, s_lab = eval_transform(*read_pair(self.source, sid), self.size)
             supports.append(s_img)
-            s_labels.append(_long(binary[s_lab]))
+            s_labels.append(_long(binarize(s_lab, c)))
         return {
             "query": query,
-            "query_label": _long(binary[q_label]),
+            "query_label": _long(binarize(q_label, c)),
             "query_label_full": _long(q_label),
             "supports": torch.stack(supports),
             "support_labels": torch.stack(s_labels),
-            "class_id": torch.tensor(ep.class_id, dtype=torch.long),
-            "query_label_orig": _long(binary[label]),
+            "class_id": torch.tensor(c, dtype=torch.long),
+            "query_label_orig": _long(binarize(label, c)),
         }
 
 
@@ -343,9 +345,10 @@ class BaseSegmentation(_EpochDataset):
         image, label = read_pair(self.source, self.ids[index])
         if self.aug is None:
             img, lab = eval_transform(image, label, self.size)
-            return {"image": img, "label": _long(self.remap[lab]), "label_orig": _long(self.remap[label])}
+            return {"image": img, "label": _long(np.take(self.remap, lab)),
+                    "label_orig": _long(np.take(self.remap, label))}
         img, lab = train_transform(image, label, rng, self.aug, protect=self.first_base)
-        return {"image": img, "label": _long(self.remap[lab])}
+        return {"image": img, "label": _long(np.take(self.remap, lab))}
 
 
 class MultiLabelImages(_EpochDataset):
@@ -386,29 +389,34 @@ def _fold_inputs(splits_dir, setting: str, split: str, fold: int) -> tuple[list[
     return fl.images, fl.pools, PoolInfo(fold, f"{setting}/{split}", str(pools_path))
 
 
-def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: TrainAug = TrainAug(), seed: int = 0,
+def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: TrainAug | None = None, seed: int = 0,
                    max_episodes: int | None = None, coco_split: str = "interleaved",
                    image_classes: dict | None = None) -> TrainEpisodes:
-    """Training episodes of (dataset at ``root``, setting, fold, shot)."""
+    """Training episodes of (dataset at ``root``, setting, fold, shot); ``aug=None``: the authors' settings for
+    the dataset (PASCAL 473 crop, scale 0.9-1.1; COCO 641, 0.8-1.25)."""
     source = open_dataset(root)
     images, pools, info = _fold_inputs(splits_dir, setting, "train", fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     base = fold_classes(source.name, fold, coco_split).base
+    aug = FEW_SHOT_AUG[source.name] if aug is None else aug
     return TrainEpisodes(source, images, pools, ic, base, shot, aug, seed, max_episodes, info)
 
 
 def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: int, n_episodes: int,
-                  size: int = 473, coco_split: str = "interleaved", image_classes: dict | None = None) -> EvalEpisodes:
-    """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`."""
+                  size: int | None = None, coco_split: str = "interleaved",
+                  image_classes: dict | None = None) -> EvalEpisodes:
+    """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`. ``size=None``: the
+    authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8)."""
     source = open_dataset(root)
     images, pools, info = _fold_inputs(splits_dir, setting, "val", fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     novel = fold_classes(source.name, fold, coco_split).novel
+    size = VAL_SIZE[source.name] if size is None else size
     return EvalEpisodes(source, make_episode_list(images, ic, pools, novel, n_episodes, seed, shot, info), size)
 
 
-def base_datasets(root, fold: int, train_aug: TrainAug = TrainAug(crop=(417, 417), scale=(0.5, 2.0)),
-                  val_size: int = 417, seed: int = 0, max_items: int | None = None,
+def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int = BASE_VAL_SIZE, seed: int = 0,
+                  max_items: int | None = None,
                   coco_split: str = "interleaved") -> tuple[BaseSegmentation, BaseSegmentation]:
     """(train, val) data of BAM's base learner for ``fold``; defaults = BAM's ``*_base.yaml`` (417 crop,
     scale 0.5-2.0, val_size 417). Lists: the dataset's whole ``train`` and ``val`` lists, as train_base.py."""

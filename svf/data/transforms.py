@@ -62,6 +62,15 @@ class TrainAug:
             raise ValueError(f"TrainAug.crop_draws must be >= 1, got {self.crop_draws!r}")
 
 
+# The authors' settings (SVF/BAM configs): few-shot training crop and scale per dataset, evaluation size, and
+# BAM's base-learner stage (``*_base.yaml``: 417 crop, scale 0.5-2.0, val_size 417, both datasets).
+FEW_SHOT_AUG = {"pascal": TrainAug(crop=(473, 473), scale=(0.9, 1.1)),
+                "coco": TrainAug(crop=(641, 641), scale=(0.8, 1.25))}
+VAL_SIZE = {"pascal": 473, "coco": 641}
+BASE_AUG = TrainAug(crop=(417, 417), scale=(0.5, 2.0))
+BASE_VAL_SIZE = 417
+
+
 @dataclass(frozen=True)
 class _Geometry:
     """One draw of the augmentation: canvas = the scaled, rotated, flipped image before padding and crop."""
@@ -137,58 +146,73 @@ def _pick_crop(protected: np.ndarray, g: _Geometry, ch: int, cw: int, keep_fract
     return int(np.argmax(ok)) if ok.any() else len(counts) - 1
 
 
-def _blur_valid(t: torch.Tensor) -> torch.Tensor:
-    """cv2.GaussianBlur(ksize 5, sigma 0) = separable [1, 4, 6, 4, 1] / 16; 'valid' (input has a 2-px margin)."""
+def _blur_valid(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """cv2.GaussianBlur(ksize 5, sigma 0) = separable [1, 4, 6, 4, 1] / 16, 'valid' (``t`` has a 2-px margin)."""
     y = torch.add(t[..., 0:-4], t[..., 4:])
     y.add_(t[..., 1:-3], alpha=4).add_(t[..., 3:-1], alpha=4).add_(t[..., 2:-2], alpha=6)
-    z = torch.add(y[..., 0:-4, :], y[..., 4:, :])
-    z.add_(y[..., 1:-3, :], alpha=4).add_(y[..., 3:-1, :], alpha=4).add_(y[..., 2:-2, :], alpha=6)
-    return z.mul_(1.0 / 256.0)
+    torch.add(y[..., 0:-4, :], y[..., 4:, :], out=out)
+    out.add_(y[..., 1:-3, :], alpha=4).add_(y[..., 3:-1, :], alpha=4).add_(y[..., 2:-2, :], alpha=6)
+    return out.mul_(1.0 / 256.0)
 
 
-def _normalize_(t: torch.Tensor) -> torch.Tensor:
-    return t.sub_(_MEAN_T).mul_(_INV_STD_T)
+def _normalize_into(u8_chw: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = (x - mean) / std`` from a uint8 (3, H, W) view in one pass plus an in-place scale."""
+    torch.sub(u8_chw, _MEAN_T, out=out)
+    return out.mul_(_INV_STD_T)
 
 
 def to_normalized_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W), ``(x - mean) / std`` with ImageNet mean/std x 255."""
-    return _normalize_(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().contiguous())
+    h, w = image.shape[:2]
+    return _normalize_into(torch.from_numpy(image).permute(2, 0, 1), torch.empty(3, h, w))
 
 
-def _sample_window(image: np.ndarray, g: _Geometry, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
-    """Normalised image values at canvas pixels [rows) x [cols) (all inside the canvas): (3, nr, nc)."""
+def _zero_outside(t: torch.Tensor, r0: int, r1: int, c0: int, c1: int) -> None:
+    """Zero (= the mean after normalisation) everything of (3, H, W) outside rows [r0, r1) x cols [c0, c1)."""
+    t[:, :r0] = 0
+    t[:, r1:] = 0
+    t[:, r0:r1, :c0] = 0
+    t[:, r0:r1, c1:] = 0
+
+
+def _sample_into(image: np.ndarray, g: _Geometry, rows: tuple[int, int], cols: tuple[int, int],
+                 out: torch.Tensor) -> None:
+    """Write the normalised image at canvas pixels [rows) x [cols) (all inside the canvas) into ``out``."""
     h0, w0 = image.shape[:2]
-    src = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)  # uint8 view, no copy
+    src = torch.from_numpy(image).permute(2, 0, 1)  # uint8 view, no copy
     if g.angle == 0.0:
         # Scale + flip + crop: resize the whole image to the canvas on uint8 (cv2.resize semantics: half-pixel
         # centres, clamped border), then slice; cheaper than a generic warp.
-        canvas = F.interpolate(src, size=(g.hs, g.ws), mode="bilinear", align_corners=False, antialias=False)[0]
+        canvas = F.interpolate(src.unsqueeze(0), size=(g.hs, g.ws), mode="bilinear", align_corners=False,
+                               antialias=False)[0]
         if g.flip:
-            c0, c1 = g.ws - cols[1], g.ws - cols[0]
-            win = canvas[:, rows[0]:rows[1], c0:c1].flip(-1)
+            win = canvas[:, rows[0]:rows[1], g.ws - cols[1]:g.ws - cols[0]].flip(-1)
         else:
             win = canvas[:, rows[0]:rows[1], cols[0]:cols[1]]
-        return _normalize_(win.float())
+        _normalize_into(win, out)
+        return
     # Rotation: sample the normalised image, so zero padding = the ImageNet mean border of cv2.warpAffine.
-    norm = to_normalized_tensor(image).unsqueeze(0)
+    norm = _normalize_into(src, torch.empty(3, h0, w0)).unsqueeze(0)
     m = _canvas_to_source(g)
-    xs = torch.arange(cols[0], cols[1], dtype=torch.float64) + 0.5
-    ys = torch.arange(rows[0], rows[1], dtype=torch.float64).unsqueeze(1) + 0.5
     # grid_sample wants x, y in [-1, 1] over the source (align_corners=False): 2 * coord / size - 1.
-    gx = (xs * (2 * m[0, 0] / w0) + ys * (2 * m[0, 1] / w0) + (2 * m[0, 2] / w0 - 1)).float()
-    gy = (xs * (2 * m[1, 0] / h0) + ys * (2 * m[1, 1] / h0) + (2 * m[1, 2] / h0 - 1)).float()
-    grid = torch.stack((gx, gy), dim=-1).unsqueeze(0)
-    return F.grid_sample(norm, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    scale = np.array([2.0 / w0, 2.0 / h0])
+    ax = torch.tensor(m[:2, 0] * scale, dtype=torch.float32)
+    ay = torch.tensor(m[:2, 1] * scale, dtype=torch.float32)
+    a0 = m[:2, 2] * scale - 1.0 + (m[:2, 0] * (cols[0] + 0.5) + m[:2, 1] * (rows[0] + 0.5)) * scale
+    xs = torch.arange(cols[1] - cols[0], dtype=torch.float32).view(1, -1, 1)
+    ys = torch.arange(rows[1] - rows[0], dtype=torch.float32).view(-1, 1, 1)
+    grid = torch.add((xs * ax).add_(torch.tensor(a0, dtype=torch.float32)), ys * ay).unsqueeze(0)
+    out.copy_(F.grid_sample(norm, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0])
 
 
 def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator, aug: TrainAug,
-                    protect: int | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
+                    protect: int | None = None, out: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
     """Augment one image (uint8 H x W x 3) and its label (uint8 H x W of raw values, or None).
 
     ``protect`` is the label value whose pixels the crop rule keeps (the authors' ``label == 1`` after
     binarisation; pass the raw class id here since the label stays raw). Returns the normalised image (float32
-    3 x crop_h x crop_w) and the transformed label in its raw values (uint8; rotation border and padding = 255), so
-    the caller derives binary / raw / remapped labels with lookup tables.
+    3 x crop_h x crop_w, written into ``out`` when given) and the transformed label in its raw values (uint8;
+    rotation border and padding = 255), from which the caller derives binary / raw / remapped labels.
     """
     h0, w0 = image.shape[:2]
     if label is not None and label.shape != (h0, w0):
@@ -208,19 +232,20 @@ def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.
         r0, r1, c0, c1 = max(top, 0), min(top + ch, g.hs), max(left, 0), min(left + cw, g.ws)
         out_label[r0 - top:r1 - top, c0 - left:c1 - left] = canvas[r0:r1, c0:c1]
 
+    dst = torch.empty(3, ch, cw) if out is None else out
     m = _BLUR_MARGIN if g.blur else 0
+    # Canvas part of the (margin-extended) window, in canvas coordinates and in window coordinates.
     r0, r1 = max(top - m, 0), min(top + ch + m, g.hs)
     c0, c1 = max(left - m, 0), min(left + cw + m, g.ws)
-    out = torch.zeros(3, ch + 2 * m, cw + 2 * m)  # 0 = the mean after normalisation: the crop padding
-    out[:, r0 - top + m:r1 - top + m, c0 - left + m:c1 - left + m] = _sample_window(image, g, (r0, r1), (c0, c1))
+    wr0, wr1, wc0, wc1 = r0 - top + m, r1 - top + m, c0 - left + m, c1 - left + m
+    buf = torch.empty(3, ch + 2 * m, cw + 2 * m) if g.blur else dst
+    _zero_outside(buf, wr0, wr1, wc0, wc1)  # crop padding = the mean = 0 after normalisation
+    _sample_into(image, g, (r0, r1), (c0, c1), buf[:, wr0:wr1, wc0:wc1])
     if g.blur:
-        out = _blur_valid(out)
+        _blur_valid(buf, dst)
         # The authors pad after blurring: padding stays exactly the mean.
-        out[:, :max(-top, 0)] = 0
-        out[:, max(g.hs - top, 0):] = 0
-        out[:, :, :max(-left, 0)] = 0
-        out[:, :, max(g.ws - left, 0):] = 0
-    return out, out_label
+        _zero_outside(dst, max(-top, 0), max(min(g.hs - top, ch), 0), max(-left, 0), max(min(g.ws - left, cw), 0))
+    return dst, out_label
 
 
 def eval_size(h: int, w: int, size: int) -> tuple[int, int]:
@@ -246,9 +271,11 @@ def eval_transform(image: np.ndarray, label: np.ndarray | None, size: int) -> tu
     nh, nw = eval_size(h0, w0, size)
     src = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
     resized = F.interpolate(src, size=(nh, nw), mode="bilinear", align_corners=False, antialias=False)[0]
-    out = torch.zeros(3, size, size)
-    out[:, :nh, :nw] = resized
-    out = _normalize_(out)
+    out = torch.empty(3, size, size)
+    _normalize_into(resized, out[:, :nh, :nw])
+    # Pixel value 0 after normalisation, as the authors normalise after padding with zeros.
+    out[:, nh:] = (-_MEAN_T * _INV_STD_T)
+    out[:, :nh, nw:] = (-_MEAN_T * _INV_STD_T)
     out_label = None
     if label is not None:
         out_label = np.full((size, size), IGNORE, dtype=np.uint8)
@@ -257,8 +284,16 @@ def eval_transform(image: np.ndarray, label: np.ndarray | None, size: int) -> tu
     return out, out_label
 
 
+def binarize(label: np.ndarray, class_id: int) -> np.ndarray:
+    """class_id -> 1, 255 kept, everything else -> 0 (uint8; comparisons are much faster than a table lookup)."""
+    out = (label == class_id).view(np.uint8)
+    out |= (label == IGNORE).view(np.uint8) * np.uint8(IGNORE)
+    return out
+
+
 def lookup(values: dict[int, int], default: int, ignore: int = IGNORE) -> np.ndarray:
-    """A 256-entry uint8 table: ``values`` (label value -> new value), ``default`` elsewhere, 255 kept."""
+    """A 256-entry uint8 table: ``values`` (label value -> new value), ``default`` elsewhere, 255 kept.
+    Apply with ``np.take(table, label)`` (faster than fancy indexing)."""
     lut = np.full(256, default, dtype=np.uint8)
     for k, v in values.items():
         lut[int(k)] = v
