@@ -1,4 +1,5 @@
-"""Fixture for the SLURM integration tests: a throw-away one-node cluster for the whole test session.
+"""Fixture for the SLURM integration tests: a throw-away one-node cluster per test module (stopped as soon as
+the cluster tests are done, so it does not hold /etc/slurm/slurm.conf for the rest of a long test session).
 
 start_cluster.sh starts it in a fresh temporary directory; stop_cluster.sh stops it in the fixture's teardown,
 which also runs when a test fails. Without the Debian packages (slurmctld, slurmd, slurm-client, munge) or without
@@ -15,7 +16,7 @@ import pytest
 from cluster_harness import START, STOP, Cluster, cluster_unavailable_reason
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     reason = cluster_unavailable_reason()
     if reason:
