@@ -204,3 +204,32 @@ def test_download_fetches_and_extracts_registry_items(server, tmp_path, monkeypa
     assert resolve_keys(["pascal", "sbd"]) == ["voc2012", "sbd", "sbd_train_noval"]
     with pytest.raises(ValueError, match="unknown download item 'imagenet'"):
         resolve_keys(["imagenet"])
+
+
+def test_google_drive_source_lists_folder_and_records_sha256(tmp_path, monkeypatch):
+    import gdown
+
+    class Entry:
+        def __init__(self, id_, path):
+            self.id, self.path = id_, path
+
+    calls = {}
+    monkeypatch.setattr(gdown, "download_folder", lambda id, skip_download, quiet: [
+        Entry("f101", "initmodel/resnet101_v2.pth"), Entry("f50", "initmodel/resnet50_v2.pth")])
+
+    def fake_download(id, output, quiet, resume):
+        calls["id"], calls["output"] = id, output
+        with open(output, "wb") as f:
+            f.write(DATA)
+        return output
+
+    monkeypatch.setattr(gdown, "download", fake_download)
+    art = Artifact("resnet50_v2", "resnet50_v2.pth", gdrive_folder="FOLDER")
+    path = fetch(art, tmp_path, mirror=[], progress=False)
+    assert calls == {"id": "f50", "output": str(tmp_path / "resnet50_v2.pth.part")}
+    assert path.read_bytes() == DATA
+    recorded = json.loads((tmp_path / "checksums.json").read_text())["resnet50_v2.pth"]["sha256"]
+    assert recorded == hashlib.sha256(DATA).hexdigest()
+    monkeypatch.setattr(gdown, "download_folder", lambda id, skip_download, quiet: [])
+    with pytest.raises(DownloadError, match="resnet50_v2.pth: not found in Google Drive folder FOLDER"):
+        fetch(art, tmp_path / "other", mirror=[], progress=False)

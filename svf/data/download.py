@@ -302,21 +302,26 @@ def fetch(artifact: Artifact, dest_dir: str | Path, mirror=None, progress: bool 
 # --- extraction ---------------------------------------------------------------------------------------------------
 
 
-def extract(archive: str | Path, dest_dir: str | Path) -> Path:
+def extract(archive: str | Path, dest_dir: str | Path, progress: bool = False) -> Path:
     """Unpack a tar/tgz/zip into ``dest_dir`` once; a marker file makes re-runs skip. Returns the marker."""
+    from tqdm import tqdm
+
     archive, dest_dir = Path(archive), Path(dest_dir)
     marker = dest_dir / f".{archive.name}.extracted"
     if marker.is_file():
         return marker
     dest_dir.mkdir(parents=True, exist_ok=True)
     name = archive.name.lower()
+    bar = dict(desc=f"extract {archive.name}", unit="file", file=sys.stderr, disable=not progress, mininterval=2.0)
     try:
         if name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(dest_dir)
+                for member in tqdm(zf.infolist(), **bar):
+                    zf.extract(member, dest_dir)  # zipfile strips absolute paths and '..'
         elif name.endswith((".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")):
             with tarfile.open(archive) as tf:
-                tf.extractall(dest_dir, filter="data")  # refuses absolute paths and '..' members
+                for member in tqdm(tf, **bar):
+                    tf.extract(member, dest_dir, filter="data")  # refuses absolute paths, '..' and outside links
         else:
             raise DownloadError(f"{archive}: unknown archive type (expected .tar, .tgz, .tar.gz or .zip)")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
@@ -332,6 +337,6 @@ def download(names, dest_dir, mirror=None, do_extract: bool = True, progress: bo
         artifact = REGISTRY[key]
         path = fetch(artifact, dest_dir, mirror=mirror, progress=progress, **kwargs)
         if do_extract and artifact.extract:
-            extract(path, dest_dir)
+            extract(path, dest_dir, progress=progress)
         paths.append(path)
     return paths
