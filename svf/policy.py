@@ -1,0 +1,306 @@
+"""Fine-tune policies: which backbone tensors train, their SGD groups, and the BatchNorm mode.
+
+A policy applies to any module whose backbone stages are direct attributes ``layer0..layer4`` (a backbone from
+:mod:`svf.backbones`, or a whole few-shot model). Short-string grammar (a dict with the same fields also works):
+
+    frozen                         nothing in layer0..4 trains
+    svf[-l<layers>][-<USV>][-bn]   SVF: S (and/or U, V) of every decomposed conv in the layers; default l234, S
+    bn[-l<layers>]                 BatchNorm affine (gamma, beta) of the layers; default l234
+    full                           conventional fine-tune of every conv weight in layers 1-4 (= part-l1234)
+    part[-l<layers>][-3x3|-1x1]    conventional fine-tune of the conv weights in the layers (only kxk / only 1x1)
+    ...-bntrain                    suffix: BatchNorm of layer0..4 in train mode (batch statistics, running-stat
+                                   updates) as in original PFENet; the default is eval mode with frozen statistics
+
+``<layers>`` are ascending distinct digits 0-4, ``<USV>`` a non-empty subset of U, S, V in that order. The canonical
+name drops defaults: ``svf-l234-S`` -> ``svf``, ``part-l1234`` -> ``full``. U = ``conv_U.weight``,
+V = ``conv_V.weight``, S = ``vector_S``; in SVF policies the conv bias (VGG) stays frozen, as in the authors' code.
+In conventional fine-tunes a conv bias follows its weight, ``3x3`` means any kernel larger than 1x1 and residual
+``downsample`` convs count as 1x1. BatchNorm affine parameters and statistics stay frozen unless the policy says
+otherwise.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+from torch import nn
+
+from .decompose import SVD_TYPES, SVDConv2d, decompose, kernel_kind
+
+STAGES = tuple(f"layer{k}" for k in range(5))
+KINDS = ("frozen", "svf", "bn", "part")
+DEFAULT_LAYERS = (2, 3, 4)
+_L = r"l(?=[0-4])0?1?2?3?4?"
+#: every spec ``parse_policy`` accepts as a string (canonical or not); use it in config schemas
+POLICY_PATTERN = (rf"^(?:frozen|full|bn(?:-{_L})?|svf(?:-{_L})?(?:-(?=[USV])U?S?V?)?(?:-bn)?"
+                  rf"|part(?:-{_L})?(?:-(?:3x3|1x1))?)(?:-bntrain)?$")
+_GRAMMAR = re.compile(
+    rf"^(?:(?P<frozen>frozen)|(?P<full>full)|(?P<bn>bn)(?:-(?P<bn_layers>{_L}))?"
+    rf"|(?P<svf>svf)(?:-(?P<svf_layers>{_L}))?(?:-(?P<sub>(?=[USV])U?S?V?))?(?P<svf_bn>-bn)?"
+    rf"|(?P<part>part)(?:-(?P<part_layers>{_L}))?(?:-(?P<kernel>3x3|1x1))?)(?P<bntrain>-bntrain)?$")
+VALID_FORMS = ("frozen", "svf[-l<digits 0-4>][-<U?S?V?>][-bn]", "bn[-l<digits>]", "full",
+               "part[-l<digits>][-3x3|-1x1]", "any of these + '-bntrain'")
+#: canonical names of every row of Tables 1, 2 and 4-8 (plus original PFENet's frozen backbone with BN in train mode)
+PAPER_POLICIES = ("frozen", "frozen-bntrain", "svf", "bn", "svf-bn", "full", "part-l234", "part-l34", "part-l4",
+                  "part-l234-3x3", "part-l234-1x1", "svf-U", "svf-V", "svf-US", "svf-SV", "svf-UV", "svf-USV",
+                  "svf-l4", "svf-l34", "svf-l1234")
+_KERNEL_NAMES = {"3x3": "kxk", "1x1": "1x1"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy. ``layers``: stages whose selected tensors train; ``subspaces``: subset of U, S, V (svf);
+    ``bn_affine``: BatchNorm gamma/beta of ``layers`` train; ``kernels``: conv kinds of a conventional fine-tune
+    (``1x1`` / ``kxk``); ``bn_train``: BatchNorm of layer0..4 in train mode."""
+
+    kind: str
+    layers: tuple[int, ...] = ()
+    subspaces: tuple[str, ...] = ()
+    bn_affine: bool = False
+    kernels: tuple[str, ...] = ()
+    bn_train: bool = False
+
+    @property
+    def uses_svd(self) -> bool:
+        return self.kind == "svf"
+
+    @property
+    def name(self) -> str:
+        layers = "l" + "".join(map(str, self.layers))
+        if self.kind == "frozen":
+            base = "frozen"
+        elif self.kind == "bn":
+            base = "bn" if self.layers == DEFAULT_LAYERS else f"bn-{layers}"
+        elif self.kind == "svf":
+            base = "svf" + ("" if self.layers == DEFAULT_LAYERS else f"-{layers}")
+            sub = "".join(self.subspaces)
+            base += ("" if sub == "S" else f"-{sub}") + ("-bn" if self.bn_affine else "")
+        elif self.layers == (1, 2, 3, 4) and len(self.kernels) == 2:
+            base = "full"
+        else:
+            base = f"part-{layers}" + ("" if len(self.kernels) == 2 else
+                                       "-" + ("3x3" if self.kernels == ("kxk",) else "1x1"))
+        return base + ("-bntrain" if self.bn_train else "")
+
+    @property
+    def extra_state(self) -> tuple[str, ...]:
+        """State-dict patterns a checkpoint needs besides the trainable tensors (BN statistics drift in train mode);
+        pass them as ``extra`` to :func:`svf.decompose.trainable_state_dict`."""
+        if not self.bn_train:
+            return ()
+        return tuple(f"{s}.*{b}" for s in STAGES for b in ("running_mean", "running_var", "num_batches_tracked"))
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Policy: kind must be one of {KINDS}, got {self.kind!r}")
+        if any(k not in range(5) for k in self.layers) or set(self.subspaces) - set("USV") \
+                or set(self.kernels) - {"1x1", "kxk"}:
+            raise ValueError(f"Policy: invalid fields {self!r}; build policies with parse_policy")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _layers(digits: str | None) -> tuple[int, ...]:
+    return DEFAULT_LAYERS if digits is None else tuple(int(c) for c in digits[1:])
+
+
+def _error(spec) -> ValueError:
+    return ValueError(f"unknown policy {spec!r}; valid forms: {', '.join(VALID_FORMS)} "
+                      f"(e.g. {', '.join(PAPER_POLICIES[:8])})")
+
+
+def _from_string(spec: str) -> Policy:
+    m = _GRAMMAR.match(spec.strip())
+    if not m:
+        raise _error(spec)
+    g = m.groupdict()
+    bn_train = g["bntrain"] is not None
+    if g["frozen"]:
+        return Policy("frozen", bn_train=bn_train)
+    if g["full"]:
+        return Policy("part", (1, 2, 3, 4), kernels=("1x1", "kxk"), bn_train=bn_train)
+    if g["bn"]:
+        return Policy("bn", _layers(g["bn_layers"]), bn_affine=True, bn_train=bn_train)
+    if g["svf"]:
+        sub = tuple(g["sub"] or "S")
+        return Policy("svf", _layers(g["svf_layers"]), sub, bool(g["svf_bn"]), bn_train=bn_train)
+    kernels = ("1x1", "kxk") if g["kernel"] is None else (_KERNEL_NAMES[g["kernel"]],)
+    return Policy("part", _layers(g["part_layers"]), kernels=kernels, bn_train=bn_train)
+
+
+_KIND_KEYS = {"frozen": {"bn_train"}, "svf": {"layers", "subspaces", "bn", "bn_train"},
+              "bn": {"layers", "bn", "bn_train"}, "part": {"layers", "kernels", "bn_train"}}
+
+
+def _from_dict(spec: Mapping) -> Policy:
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"policy dict: 'kind' must be one of {KINDS}, got {kind!r}")
+    unknown = sorted(set(spec) - {"kind"} - _KIND_KEYS[kind])
+    if unknown:
+        raise ValueError(f"policy dict: keys {unknown} do not apply to kind {kind!r}; allowed "
+                         f"{sorted(_KIND_KEYS[kind])}")
+    bn_train = bool(spec.get("bn_train", False))
+    if kind == "frozen":
+        return Policy("frozen", bn_train=bn_train)
+    raw_layers = spec.get("layers", DEFAULT_LAYERS)
+    layers = tuple(sorted(set(raw_layers)))
+    if not layers or any(k not in range(5) for k in layers):
+        raise ValueError(f"policy dict: 'layers' must be a non-empty subset of 0..4, got {raw_layers!r}")
+    if kind == "bn":
+        if not spec.get("bn", True):
+            raise ValueError("policy dict: kind 'bn' trains BatchNorm affine parameters; 'bn' cannot be false")
+        return Policy("bn", layers, bn_affine=True, bn_train=bn_train)
+    if kind == "svf":
+        letters = set("".join(spec.get("subspaces", "S")))
+        if not letters or letters - set("USV"):
+            raise ValueError(f"policy dict: 'subspaces' must be a non-empty subset of U, S, V, got "
+                             f"{spec.get('subspaces')!r}")
+        sub = tuple(c for c in "USV" if c in letters)
+        return Policy("svf", layers, sub, bool(spec.get("bn", False)), bn_train=bn_train)
+    raw = spec.get("kernels", ("1x1", "kxk"))
+    kernels = tuple(sorted({_KERNEL_NAMES.get(k, k) for k in ((raw,) if isinstance(raw, str) else raw)}))
+    if not kernels or set(kernels) - {"1x1", "kxk"}:
+        raise ValueError(f"policy dict: 'kernels' must be a non-empty subset of 1x1, 3x3 (or kxk), got {raw!r}")
+    return Policy("part", layers, kernels=kernels, bn_train=bn_train)
+
+
+def parse_policy(spec: str | Mapping | Policy) -> Policy:
+    """Parse a short string (see the module docstring) or an equivalent dict, e.g.
+    ``{"kind": "svf", "layers": [3, 4], "subspaces": "US", "bn": True, "bn_train": False}``."""
+    if isinstance(spec, Policy):
+        return spec
+    if isinstance(spec, str):
+        return _from_string(spec)
+    if isinstance(spec, Mapping):
+        return _from_dict(spec)
+    raise _error(spec)
+
+
+def canonical_name(spec: str | Mapping | Policy) -> str:
+    return parse_policy(spec).name
+
+
+def is_canonical(name: str) -> bool:
+    try:
+        return parse_policy(name).name == name
+    except ValueError:
+        return False
+
+
+# --- selection ----------------------------------------------------------------------------------------------------
+
+def _stages(model: nn.Module) -> list[nn.Module]:
+    missing = [s for s in STAGES if not isinstance(getattr(model, s, None), nn.Module)]
+    if missing:
+        raise AttributeError(f"policy: {type(model).__name__} has no backbone stage(s) {missing}; policies need "
+                             f"direct attributes layer0..layer4")
+    return [getattr(model, s) for s in STAGES]
+
+
+def _svd_tensors(layer: nn.Module, subspaces: Iterable[str]) -> list[tuple[str, nn.Parameter]]:
+    u, v = ("conv_U", "conv_V") if isinstance(layer, SVDConv2d) else ("fc_U", "fc_V")
+    names = {"U": f"{u}.weight", "S": "vector_S", "V": f"{v}.weight"}
+    return [(names[s], layer.get_parameter(names[s])) for s in subspaces]
+
+
+def selected_parameters(model: nn.Module, policy: str | Mapping | Policy) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(qualified name, parameter)`` of every backbone tensor the policy trains, in module order."""
+    policy = parse_policy(policy)
+    for k, stage in enumerate(_stages(model)):
+        if k not in policy.layers:
+            continue
+        prefix = f"{STAGES[k]}."
+        for name, m in stage.named_modules():
+            qual = prefix + name + ("." if name else "")
+            if policy.kind == "svf" and isinstance(m, SVD_TYPES):
+                for pname, p in _svd_tensors(m, policy.subspaces):
+                    yield qual + pname, p
+            elif policy.bn_affine and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                yield qual + "weight", m.weight
+                yield qual + "bias", m.bias
+            elif policy.kind == "part" and type(m) in (nn.Conv2d, nn.Linear) and kernel_kind(m) in policy.kernels:
+                for pname, p in m.named_parameters(recurse=False):
+                    yield qual + pname, p
+
+
+def apply_policy(model: nn.Module, policy: str | Mapping | Policy, rank: str = "full") -> nn.Module:
+    """Set ``requires_grad`` in ``layer0..layer4`` for ``policy`` (in place; returns the model).
+
+    SVF policies first decompose all of layer0..layer4 (as the authors do; stages already decomposed are left as
+    they are) with the ``rank`` rule of :func:`svf.decompose.choose_rank`. Everything in layer0..4 the policy does
+    not select gets ``requires_grad=False``; parameters outside layer0..4 (the head) are not touched. Call
+    :func:`set_bn_mode` after every ``model.train()``."""
+    policy = parse_policy(policy)
+    stages = _stages(model)
+    if policy.uses_svd:
+        for stage in stages:
+            decompose(stage, rank=rank)
+    elif policy.kind == "part":
+        svd = [f"{STAGES[k]}.{n}" for k, s in enumerate(stages) for n, m in s.named_modules()
+               if isinstance(m, SVD_TYPES) and k in policy.layers]
+        if svd:
+            raise ValueError(f"policy {policy.name!r} fine-tunes conv weights, but {svd[0]} (and {len(svd) - 1} "
+                             f"more) is SVD-decomposed; call svf.decompose.merge(model) first")
+    for stage in stages:
+        stage.requires_grad_(False)
+    for _, p in selected_parameters(model, policy):
+        p.requires_grad_(True)
+    return model
+
+
+def trainable_backbone_names(model: nn.Module) -> list[str]:
+    """Names of the parameters in layer0..4 that currently require grad."""
+    return [f"{s}.{n}" for s, stage in zip(STAGES, _stages(model))
+            for n, p in stage.named_parameters() if p.requires_grad]
+
+
+def param_groups(model: nn.Module, policy: str | Mapping | Policy, lr: float, backbone_lr_mult: float = 0.1,
+                 weight_decay: float = 1e-4, head_params: Iterable[nn.Parameter] = ()) -> list[dict]:
+    """SGD parameter groups: the policy's backbone tensors at ``lr * backbone_lr_mult`` (the authors' LR/10 for
+    layer2-4, weight decay included, also on S) and ``head_params`` (those with ``requires_grad``) at ``lr``.
+    Empty groups are left out. Raises if :func:`apply_policy` was not called or a head parameter is a backbone one."""
+    policy = parse_policy(policy)
+    backbone = [(n, p) for n, p in selected_parameters(model, policy)]
+    frozen = [n for n, p in backbone if not p.requires_grad]
+    if frozen or (policy.uses_svd and not backbone):
+        raise RuntimeError(f"param_groups: policy {policy.name!r} selects {frozen[:3] or 'SVD layers'} which are not "
+                           f"trainable in this model; call apply_policy(model, {policy.name!r}) first")
+    backbone_ids = {id(p) for _, p in backbone}
+    all_backbone = {id(p) for stage in _stages(model) for p in stage.parameters()}
+    head = [p for p in head_params if p.requires_grad]
+    clash = [p for p in head if id(p) in all_backbone]
+    if clash:
+        raise ValueError(f"param_groups: {len(clash)} head parameters belong to layer0..4; pass only head modules")
+    groups = []
+    if backbone_ids:
+        groups.append({"params": [p for _, p in backbone], "lr": lr * backbone_lr_mult,
+                       "weight_decay": weight_decay, "name": "backbone"})
+    if head:
+        groups.append({"params": head, "lr": lr, "weight_decay": weight_decay, "name": "head"})
+    return groups
+
+
+def set_bn_mode(model: nn.Module, policy: str | Mapping | Policy) -> nn.Module:
+    """Every BatchNorm in layer0..4 in eval mode (frozen statistics) unless the policy has ``-bntrain``, in which
+    case it follows ``model.training``. Call it after each ``model.train()``."""
+    policy = parse_policy(policy)
+    train = policy.bn_train and model.training
+    for stage in _stages(model):
+        for m in stage.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(train)
+    return model
+
+
+def count_trainable(model: nn.Module) -> dict[str, int]:
+    """Trainable element counts per stage ``layer0..layer4`` (for reports and the SVF parameter table)."""
+    return {name: sum(p.numel() for p in stage.parameters() if p.requires_grad)
+            for name, stage in zip(STAGES, _stages(model))}
+
+
+__all__ = ["Policy", "POLICY_PATTERN", "PAPER_POLICIES", "VALID_FORMS", "STAGES", "parse_policy", "canonical_name",
+           "is_canonical", "apply_policy", "selected_parameters", "param_groups", "set_bn_mode",
+           "trainable_backbone_names", "count_trainable"]
