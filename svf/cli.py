@@ -535,5 +535,40 @@ def _add_bench_loader(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+# --- core: SVF benchmarks (owner: core) --------------------------------------------------------------------------
+
+
+@command
+def _add_bench(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks of the SVF core (see `svf bench svf-step -h`)")
+    benches = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+    step = benches.add_parser(
+        "svf-step", help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
+    step.add_argument("--out", default="results/benchmarks/svf_step.json", help="JSON file to write")
+    step.add_argument("--size", type=int, default=224, help="square input size")
+    step.add_argument("--batch", type=int, default=1)
+    step.add_argument("--repeats", type=int, default=5, help="timed round-robin repeats (median is reported)")
+    step.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    step.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"])
+    step.add_argument("--width", type=float, default=1.0, help="channel width multiplier (tiny runs)")
+    step.add_argument("--depths", type=int, nargs=4, metavar="N", help="ResNet blocks per stage (tiny runs)")
+    step.add_argument("--channels-last", action="store_true", help="channels_last memory format for all variants")
+    step.add_argument("--no-flops", action="store_true", help="skip the FLOP count of each variant")
+    step.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU) or a torch device")
+
+    def run(args):
+        from .bench import run_svf_step, write_json
+
+        result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                              threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
+                              channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
+        out = write_json(result, args.out)
+        print("svf-step: " + ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
+        return 0
+
+    step.set_defaults(func=run)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
