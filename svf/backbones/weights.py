@@ -1,6 +1,8 @@
 """Load ImageNet weights into our backbones (or into any model whose backbone stages are ``layer0..layer4``).
 
-Three source layouts:
+Four source layouts:
+  * ``svf``: our own keys ``layer0..layer4.*`` (a saved backbone or model, e.g. the demo's stand-in pretraining);
+    keys outside layer0..4 are an error.
   * ``resnet_v2``: PSPNet/semseg ``resnet50_v2.pth`` (what PFENet, BAM and the SVF repo load): deep stem
     ``conv1, bn1, conv2, bn2, conv3, bn3`` + ``layer1..4``; ``fc.*`` is ignored. Target: ``stem='deep'``.
     The stem maps to ``layer0.{0,1,3,4,6,7}`` (ReLUs sit at 2, 5, 8 and the max-pool at 9).
@@ -25,10 +27,10 @@ from torch import nn
 
 from .vgg import STAGE_BOUNDS
 
-LAYOUTS = ("resnet_v2", "torchvision_resnet", "torchvision_vgg")
+LAYOUTS = ("svf", "resnet_v2", "torchvision_resnet", "torchvision_vgg")
 _V2_STEM = {"conv1": 0, "bn1": 1, "conv2": 3, "bn2": 4, "conv3": 6, "bn3": 7}
 _TV_STEM = {"conv1": 0, "bn1": 1}
-_IGNORED = {"resnet_v2": ("fc.",), "torchvision_resnet": ("fc.",), "torchvision_vgg": ("classifier.",)}
+_IGNORED = {"svf": (), "resnet_v2": ("fc.",), "torchvision_resnet": ("fc.",), "torchvision_vgg": ("classifier.",)}
 
 
 @dataclass
@@ -58,7 +60,7 @@ def read_state_dict(source, what: str = "checkpoint") -> dict[str, torch.Tensor]
             raise RuntimeError(f"cannot read {what} {path}: {err}") from err
     if not isinstance(source, Mapping):
         raise TypeError(f"{what}: expected a state dict (mapping), got {type(source).__name__}")
-    for wrapper in ("state_dict", "model"):
+    for wrapper in ("state_dict", "model", "state"):
         if wrapper in source and isinstance(source[wrapper], Mapping):
             source = source[wrapper]
             break
@@ -100,6 +102,8 @@ def _listing(keys: list[str], limit: int = 20) -> str:
 
 
 def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
+    if any(k.startswith("layer0.") for k in state):
+        return "svf"
     if any(k.startswith("features.") for k in state):
         return "torchvision_vgg"
     if "conv2.weight" in state and "conv3.weight" in state:
@@ -120,7 +124,9 @@ def map_imagenet_keys(state: Mapping[str, torch.Tensor], layout: str) -> tuple[d
             ignored.append(key)
             continue
         head, _, rest = key.partition(".")
-        if layout == "torchvision_vgg":
+        if layout == "svf":
+            mapped[key] = value
+        elif layout == "torchvision_vgg":
             m = re.match(r"features\.(\d+)\.(.+)$", key)
             if m is None:
                 mapped[key] = value  # reported as unexpected by strict_load
@@ -138,13 +144,14 @@ def map_imagenet_keys(state: Mapping[str, torch.Tensor], layout: str) -> tuple[d
     return mapped, ignored
 
 
-def load_imagenet_weights(target: nn.Module, source, layout: str = "auto") -> LoadReport:
+def load_imagenet_weights(target: nn.Module, source, layout: str = "auto", what: str = "ImageNet weights"
+                          ) -> LoadReport:
     """Load ImageNet weights (path or state dict) into ``target``'s ``layer0..layer4``.
 
     ``target`` is a backbone or any model with those attributes; only keys under layer0..4 are compared, the rest
     of the model is left alone. Raises on any missing/unexpected key or shape mismatch, listing them.
     """
-    state = read_state_dict(source, "ImageNet weights")
+    state = read_state_dict(source, what)
     layout = detect_layout(state) if layout == "auto" else layout
     mapped, ignored = map_imagenet_keys(state, layout)
     stages = nn.Module()
@@ -152,13 +159,20 @@ def load_imagenet_weights(target: nn.Module, source, layout: str = "auto") -> Lo
         if not hasattr(target, f"layer{k}"):
             raise AttributeError(f"{type(target).__name__} has no layer{k}; cannot load backbone weights")
         stages.add_module(f"layer{k}", getattr(target, f"layer{k}"))
-    hint = {"resnet_v2": "resnet_v2 weights need stem='deep'",
+    hint = {"svf": "the weights come from a backbone with other settings",
+            "resnet_v2": "resnet_v2 weights need stem='deep'",
             "torchvision_resnet": "torchvision ResNet weights need stem='standard' (7x7 stem)",
             "torchvision_vgg": "vgg16_bn weights need backbone 'vgg16' at width 1.0"}[layout]
-    report = strict_load(stages, mapped, f"ImageNet weights ({layout})", hint=hint + " and width 1.0")
+    report = strict_load(stages, mapped, f"{what} ({layout} layout)", hint=hint + " (and width 1.0)")
     report.ignored = sorted(ignored)
     return report
 
 
+def load_backbone_weights(target: nn.Module, state, source: str | None = None, layout: str = "auto") -> LoadReport:
+    """:func:`load_imagenet_weights` with ``state`` a path or state dict and ``source`` naming it in errors."""
+    name = source or (str(state) if isinstance(state, (str, Path)) else None)
+    return load_imagenet_weights(target, state, layout=layout, what=f"weights {name}" if name else "weights")
+
+
 __all__ = ["LAYOUTS", "LoadReport", "read_state_dict", "strict_load", "detect_layout", "map_imagenet_keys",
-           "load_imagenet_weights"]
+           "load_imagenet_weights", "load_backbone_weights"]

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..backbones.weights import read_state_dict
 from .baseline import MetaLearnerModel
 from .common import STAGES, batch_item, check_label, cross_entropy, gram_distance, resize
 from .pspnet import PPM_BINS, PSPNet, BaseLabelMixin, resolve_base_classes
@@ -74,11 +75,12 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
             self.load_base_learner(base_learner)
 
     # --- construction from a trained base learner -------------------------------------------------------------
-    def load_base_learner(self, source: "PSPNet | Mapping[str, torch.Tensor]") -> None:
-        """Copy a trained PSPNet (module or its state dict, our key layout) into layer0..4, layer0p..4p and
-        learner_base. Call it before the policy decomposes layer0..4. For BAM's published ``best.pth`` files use
+    def load_base_learner(self, source: "PSPNet | Mapping[str, torch.Tensor] | str") -> None:
+        """Copy a trained PSPNet (module, state dict in our key layout, or a file of one; ``{'state_dict': ...}``
+        wrappers and ``module.`` prefixes are undone) into layer0..4, layer0p..4p and learner_base. Call it before
+        the policy decomposes layer0..4. For BAM's published ``best.pth`` files see
         :func:`svf.models.checkpoints.load_bam_base_learner`."""
-        state = source.state_dict() if isinstance(source, nn.Module) else dict(source)
+        state = source.state_dict() if isinstance(source, nn.Module) else read_state_dict(source, "base learner")
         for name in STAGES:
             if any(k.endswith(("conv_V.weight", "vector_S")) for k in getattr(self, name).state_dict()):
                 raise RuntimeError(f"{name} is already SVD-decomposed; load the base learner before applying the "
