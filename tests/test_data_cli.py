@@ -80,7 +80,7 @@ def test_synth_totals_round_up_and_warn_below_six(tmp_path, capsys):
     assert info["counts"]["voc_val"] == 20  # 20 val images: one per class
     assert info["guaranteed_pool_size"] == {"train": 1, "val": 1}  # 21 -> 2 per class, one of them mixed
     assert "only guaranteed 1 images" in captured.err
-    assert main(["synth", "pascal", "--out", str(tmp_path / "p"), "--size", "96"]) == 1
+    assert main(["synth", "pascal", "--out", str(tmp_path / "p"), "--size", "80"]) == 1
     assert "too small" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from svf.data.coco import prepare_coco
-from svf.data.datasets import COCO_CATEGORY_IDS, open_dataset
+from svf.data.datasets import COCO_CATEGORY_IDS, open_dataset, read_mask
 from svf.data.pascal import PascalRaw, prepare_pascal, read_sbd_mat
 from svf.data.splits import load_image_classes, make_splits
 from svf.data.synthetic import SynthConfig, class_look, guaranteed_pool_size, synth, voc_ring
@@ -120,8 +120,18 @@ def test_class_looks_are_distinct_and_ring_keeps_object_area():
 
 def test_too_small_images_are_refused_with_advice():
     with pytest.raises(ValueError, match="too small .*min_pixels=2048"):
-        SynthConfig("pascal", image_size=96).check()
+        SynthConfig("pascal", image_size=80).check()
     SynthConfig("pascal", image_size=64, min_pixels=300).check()
+
+
+def test_96px_images_use_two_cells_and_keep_2048(tmp_path):
+    config = SynthConfig("pascal", train_per_class=3, val_per_class=2, image_size=96, seed=2)
+    ds, summary, _ = _pipeline(tmp_path, config)
+    _assert_pools(summary, config)
+    classes = load_image_classes(tmp_path / "splits_interleaved")
+    assert max(len(c) for c in classes.values()) <= 2  # at most two objects
+    assert min(n for c in classes.values() for n in c.values()) < 2048 <= max(max(c.values()) for c in classes.values())
+    assert read_mask(ds.mask_path(ds.ids("val")[0])).shape == (96, 96)
 
 
 def test_small_images_with_lower_threshold_keep_the_rule(tmp_path):

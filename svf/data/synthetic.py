@@ -8,8 +8,9 @@
 - COCO: ``{train2014,val2014}/COCO_<subset>_<id>.jpg`` and ``annotations/instances_<subset>.json`` (polygons, a few
   crowd RLE annotations and images without any annotation, which preparation must skip).
 
-Every class has its own shape x texture x colour, so a tiny CNN can learn them. Images are a 2x2 grid of cells,
-one object (or none) per cell. Each image has a *primary* class (images cycle through the classes) drawn large
+Every class has its own shape x texture x colour, so a tiny CNN can learn them. Images are a 2x2 grid of cells
+(two cells, side by side or stacked, when four large objects do not fit, e.g. 96 px at 2048 pixels), one object
+(or none) per cell. Each image has a *primary* class (images cycle through the classes) drawn large
 (>= ``min_pixels`` after rasterisation); the other cells get large or small (< ``min_pixels``) objects of the same
 *purity group*: classes that are novel in the same fold for PASCAL and, for COCO, under both the interleaved and
 the contiguous split. So an image is free of other folds' novel classes unless deliberately *mixed*: in per-class
@@ -56,11 +57,9 @@ class SynthConfig:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose pascal or coco")
         if self.train_per_class < 1 or self.val_per_class < 1:
             raise ValueError("train_per_class and val_per_class must be >= 1")
-        cell = self.image_size // 2
-        side = _large_side_range(self.min_pixels, cell)
-        if side[0] > side[1]:
+        if layout(self.image_size, self.min_pixels) is None:
             raise ValueError(f"image_size={self.image_size} is too small for objects of min_pixels="
-                             f"{self.min_pixels} (needs 2x2 cells of >= {side[0] + 4} px); raise the size or "
+                             f"{self.min_pixels} (two must fit side by side); raise the size or "
                              f"lower min_pixels (and pass the same --min-pixels to `svf splits`)")
         if _small_side_range(self.min_pixels)[0] < 3:
             raise ValueError(f"min_pixels={self.min_pixels} is too small to draw objects below it")
@@ -128,10 +127,34 @@ def _unit_polygons(shape: str) -> list[np.ndarray]:
 _FILL = {"square": 1.0, "disc": 0.78, "octagon": 0.82, "hexagon": 0.75, "plus": 0.75}
 
 
-def _large_side_range(min_pixels: int, cell: int) -> tuple[int, int]:
-    worst = min(_FILL.values())
-    # a polygon scaled to side s covers about fill * (s - 1)^2 pixels; +2 for rasterisation slack
-    return math.ceil(math.sqrt(min_pixels * _FILL_MARGIN / worst)) + 2, cell - 4
+def _large_dims(min_pixels: int, cell_h: int, cell_w: int) -> tuple[int, int, int, float] | None:
+    """(lowest height, max height, max width, required (h-2)(w-2)) of large objects in a cell; None if none fits.
+
+    A polygon scaled to a (h, w) box covers about fill * (h - 1)(w - 1) pixels; one more pixel per side is slack
+    for rasterisation, and 2 pixels per side of the cell stay free for the 255 ring."""
+    need = min_pixels * _FILL_MARGIN / min(_FILL.values())
+    max_h, max_w = cell_h - 4, cell_w - 4
+    if max_w <= 2:
+        return None
+    low_h = math.ceil(need / (max_w - 2)) + 2
+    return (low_h, max_h, max_w, need) if low_h <= max_h else None
+
+
+def _large_box(min_pixels: int, cell_h: int, cell_w: int, rng) -> tuple[int, int]:
+    low_h, max_h, max_w, need = _large_dims(min_pixels, cell_h, cell_w)
+    bh = int(rng.integers(low_h, max_h + 1))
+    return bh, int(rng.integers(min(math.ceil(need / (bh - 2)) + 2, max_w), max_w + 1))
+
+
+LAYOUTS = ((2, 2), (1, 2))  # cell grids tried in order: four cells, else two side by side
+
+
+def layout(image_size: int, min_pixels: int) -> tuple[int, int] | None:
+    """The densest grid whose cells hold a large object, or None when the image is too small."""
+    for rows, cols in LAYOUTS:
+        if _large_dims(min_pixels, image_size // rows, image_size // cols) is not None:
+            return rows, cols
+    return None
 
 
 def _small_side_range(min_pixels: int) -> tuple[int, int]:
@@ -139,8 +162,9 @@ def _small_side_range(min_pixels: int) -> tuple[int, int]:
     return min(SMALL_SIDE[0], hi), hi
 
 
-def _polygons_at(shape: str, cx: float, cy: float, side: float) -> list[np.ndarray]:
-    return [p * (side / 2 - 0.5) + [cx, cy] for p in _unit_polygons(shape)]
+def _polygons_at(shape: str, cx: float, cy: float, box_h: float, box_w: float) -> list[np.ndarray]:
+    scale = np.array([box_w / 2 - 0.5, box_h / 2 - 0.5])
+    return [p * scale + [cx, cy] for p in _unit_polygons(shape)]
 
 
 def _rasterise(polygons: list[np.ndarray], h: int, w: int) -> np.ndarray:
@@ -188,21 +212,21 @@ class SynthObject:
 
 def _object(c: int, large: bool, cell_box, min_pixels: int, h: int, w: int, rng) -> SynthObject:
     y0, x0, y1, x1 = cell_box
-    cell = min(y1 - y0, x1 - x0)
     shape = class_look(c)[0]
     if large:
-        lo, hi = _large_side_range(min_pixels, cell)
-        side = int(rng.integers(lo, hi + 1))
+        box_h, box_w = _large_box(min_pixels, y1 - y0, x1 - x0, rng)
+        if rng.random() < 0.5 and y1 - y0 == x1 - x0:  # square cells: either orientation
+            box_h, box_w = box_w, box_h
     else:
         lo, hi = _small_side_range(min_pixels)
-        side = int(rng.integers(lo, hi + 1))
-    margin = side / 2 + 2  # keep one free pixel for the 255 ring inside the cell
-    cx = rng.uniform(x0 + margin, x1 - margin)
-    cy = rng.uniform(y0 + margin, y1 - margin)
-    polygons = _polygons_at(shape, cx, cy, side)
+        box_h = box_w = int(rng.integers(lo, hi + 1))
+    # keep two free pixels to the cell's edges for the 255 ring
+    cx = rng.uniform(x0 + box_w / 2 + 2, x1 - box_w / 2 - 2)
+    cy = rng.uniform(y0 + box_h / 2 + 2, y1 - box_h / 2 - 2)
+    polygons = _polygons_at(shape, cx, cy, box_h, box_w)
     mask = _rasterise(polygons, h, w)
     if large and mask.sum() < min_pixels:  # cannot happen with the fill table; guard the guarantee anyway
-        raise AssertionError(f"synthetic class {c}: large {shape} of side {side} has only {mask.sum()} px")
+        raise AssertionError(f"synthetic class {c}: large {shape} {box_h}x{box_w} has only {mask.sum()} px")
     return SynthObject(c, polygons, mask)
 
 
@@ -210,9 +234,12 @@ def synth_image(dataset: str, primary: int, mixed: str | None, config: SynthConf
     """Draw one image; returns (RGB uint8 image, class map uint8, objects in drawing order)."""
     size = config.image_size
     h = w = size
-    cell = size // 2
-    boxes = [(r * cell, q * cell, (r + 1) * cell, (q + 1) * cell) for r in range(2) for q in range(2)]
-    order = rng.permutation(4)
+    rows, cols = layout(size, config.min_pixels)
+    ch, cw = size // rows, size // cols
+    boxes = [(r * ch, q * cw, (r + 1) * ch, (q + 1) * cw) for r in range(rows) for q in range(cols)]
+    if rows == 1 and rng.random() < 0.5:  # two cells: side by side or stacked
+        boxes = [(x0, y0, x1, y1) for y0, x0, y1, x1 in boxes]
+    order = rng.permutation(len(boxes))
     groups = _group_members(dataset)
     same = groups[purity_group(dataset, primary)]
     others = [c for c in range(1, NUM_CLASSES[dataset] + 1) if c not in same]
@@ -220,7 +247,7 @@ def synth_image(dataset: str, primary: int, mixed: str | None, config: SynthConf
     plan = [(primary, True)]
     if mixed is not None:
         plan.append((int(rng.choice(others)), mixed == "large"))
-    while len(plan) < 4:
+    while len(plan) < len(boxes):
         u = rng.random()
         if u < 0.35:
             plan.append((int(rng.choice(same)), True))
