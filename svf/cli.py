@@ -570,5 +570,44 @@ def _add_bench(subparsers) -> None:
     step.set_defaults(func=run)
 
 
+# --- models: published checkpoints (owner: models) ----------------------------------------------------------------
+
+
+@command
+def _add_check_checkpoint(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-checkpoint", help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a "
+                                 "random episode (settings not given are read off the keys)")
+    parser.add_argument("path", help="the .pth file ({'state_dict': ...}, 'module.' prefixes allowed)")
+    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"])
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16"])
+    parser.add_argument("--shot", type=int)
+    parser.add_argument("--dilation", choices=["pfenet", "torchvision"],
+                        help="default per method: torchvision (SVF repo baseline/PFENet), pfenet (BAM); "
+                             "original PFENet checkpoints need pfenet")
+    parser.add_argument("--bins", help="PFENet FEM bins, comma-separated (default 60,30,15,8)")
+    parser.add_argument("--dataset", choices=["pascal", "coco"], help="BAM: with --fold, the base classes")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--size", type=int, default=65, help="side of the random test episode")
+
+    def run(args):
+        import json
+
+        from .models.checkpoints import check_checkpoint
+        from .policy import apply_policy
+
+        kwargs = {k: v for k, v in {"dilation": args.dilation, "dataset": args.dataset, "fold": args.fold}.items()
+                  if v is not None}
+        if args.bins:
+            kwargs["bins"] = tuple(float(b) if "." in b else int(b) for b in args.bins.split(","))
+        result = check_checkpoint(args.path, method=args.method, backbone=args.backbone, shot=args.shot,
+                                  decompose=lambda m: apply_policy(m, "svf", rank="official"), size=args.size,
+                                  **kwargs)
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+
+    parser.set_defaults(func=run)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

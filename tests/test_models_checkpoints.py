@@ -83,7 +83,8 @@ def test_bam_base_learner_checkpoint_with_encoder_alias():
     load_bam_base_learner(fresh, wrapped)
     assert torch.equal(fresh.ppm.features[3][1].weight, psp.ppm.features[3][1].weight)
     assert inspect_checkpoint(wrapped) | {"num_tensors": 0} == {
-        "num_tensors": 0, "method": "pspnet", "backbone": "resnet50", "svf_stages": [], "num_base_classes": 15}
+        "num_tensors": 0, "method": "pspnet", "backbone": "resnet50", "width": 1 / 32, "depths": [1, 1, 1, 1],
+        "svf_stages": [], "num_base_classes": 15}
 
 
 def test_mismatches_are_listed_with_a_hint():
@@ -117,3 +118,21 @@ def test_engine_style_backbone_weights_and_base_classes():
         load_backbone_weights(dst, {**backbone_state, "fc.weight": torch.zeros(1)}, source="demo.pth")
     assert tiny("bam").base_classes == tuple(range(6, 21))
     assert build_model("bam", backbone="vgg16", width=1 / 32, reduce_dim=4, dataset="coco").num_base_classes == 60
+
+
+def test_check_checkpoint_svf_decomposed_via_cli(tmp_path, capsys):
+    from svf.cli import main
+    from svf.policy import apply_policy
+
+    src = tiny("baseline", shot=2, seed=1, backbone="vgg16")
+    apply_policy(src, "svf", rank="official")  # the authors' resolver: every conv of layer0..4, stem rank 27 -> 24
+    path = tmp_path / "svf_baseline.pth"
+    unused = {"kshot_rw.0.weight": torch.zeros(2, 2, 1, 1), "kshot_rw.0.bias": torch.zeros(2),
+              "kshot_rw.2.weight": torch.zeros(2, 2, 1, 1), "kshot_rw.2.bias": torch.zeros(2)}
+    torch.save(as_saved(src, unused), path)  # aspp.py saves its unused kshot_rw: that tells the shot
+    assert main(["check-checkpoint", str(path), "--method", "baseline", "--size", "33"]) == 0
+    text = capsys.readouterr().out
+    assert '"layer4"' in text and '"shot": 2' in text and '"width": 0.03125' in text
+    with pytest.raises(RuntimeError, match="decompose"):
+        from svf.models.checkpoints import check_checkpoint
+        check_checkpoint(path, method="baseline", backbone="vgg16")

@@ -97,8 +97,9 @@ def load_bam_base_learner(model: "BAM | PSPNet", source) -> LoadReport:
 
 
 def inspect_checkpoint(source) -> dict:
-    """What the keys say about the model that wrote them: method guess, backbone, shot (when visible), number of
-    base classes, SVF-decomposed stages, PFENet's number of FEM scales."""
+    """What the keys say about the model that wrote them: method guess, backbone, width, ResNet depths,
+    reduce_dim, shot (when visible), number of base classes, SVF-decomposed stages, PFENet's number of FEM
+    scales."""
     state = read_state_dict(source, "checkpoint")
     keys = set(state)
     info: dict = {"num_tensors": len(state)}
@@ -114,6 +115,15 @@ def inspect_checkpoint(source) -> dict:
         # VGG convs have biases (layer0.0.bias / conv_U.bias); ResNet convs have none
         info["backbone"] = "vgg16" if any(k in keys for k in ("layer0.0.bias", "layer0.0.conv_U.bias")) \
             else "resnet50"
+        # width: channels of the first stem conv over 64; depths: ResNet blocks per stage
+        out_key = "layer0.0.weight" if "layer0.0.weight" in keys else "layer0.0.conv_U.weight"
+        info["width"] = int(state[out_key].shape[0]) / 64
+        if info["backbone"] == "resnet50":
+            info["depths"] = [len({k.split(".")[1] for k in keys if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+    if "down_supp.0.weight" in keys:
+        info["reduce_dim"] = int(state["down_supp.0.weight"].shape[0])
+    if "learner_base.1.0.weight" in keys:
+        info["base_cls_dim"] = int(state["learner_base.1.0.weight"].shape[0])
     info["svf_stages"] = sorted({k.split(".")[0] for k in keys if k.endswith("vector_S")})
     if "kshot_rw.0.weight" in keys:
         info["shot"] = int(state["kshot_rw.0.weight"].shape[1])
@@ -125,5 +135,45 @@ def inspect_checkpoint(source) -> dict:
     return info
 
 
+def check_checkpoint(source, method: str | None = None, backbone: str | None = None, shot: int | None = None,
+                     decompose=None, size: int = 65, **model_kwargs) -> dict:
+    """Build the model a checkpoint belongs to (settings not given are read off the keys, shot defaults to 1),
+    decompose it with ``decompose(model)`` when the checkpoint holds SVD keys, load it strictly and run one random
+    episode in eval mode. Returns what was used and the logits' shape; raises on any mismatch."""
+    from . import build_model
+
+    state = read_state_dict(source, "checkpoint")
+    info = inspect_checkpoint(state)
+    method = method or info.get("method")
+    if method not in ("baseline", "pfenet", "bam"):
+        raise ValueError(f"cannot tell the method of this checkpoint ({info}); pass method=")
+    settings = {"backbone": backbone or info.get("backbone", "resnet50"), "shot": int(shot or info.get("shot", 1))}
+    for key in ("width", "depths", "reduce_dim", "base_cls_dim"):
+        if key in info and key not in model_kwargs and (key != "base_cls_dim" or method == "bam"):
+            model_kwargs[key] = tuple(info[key]) if key == "depths" else info[key]
+    if settings["backbone"] == "vgg16":
+        model_kwargs.pop("depths", None)
+    if method == "bam" and "num_base_classes" not in model_kwargs and "base_classes" not in model_kwargs \
+            and "fold" not in model_kwargs:
+        model_kwargs["num_base_classes"] = info.get("num_base_classes", 15)
+    model = build_model(method, **settings, **model_kwargs)
+    if info["svf_stages"]:
+        if decompose is None:
+            raise RuntimeError(f"the checkpoint is SVD-decomposed ({info['svf_stages']}); pass decompose=")
+        decompose(model)
+    report = load_authors_checkpoint(model, state)
+    g = torch.Generator().manual_seed(0)
+    k = settings["shot"]
+    query, supports = torch.randn(1, 3, size, size, generator=g), torch.randn(1, k, 3, size, size, generator=g)
+    labels = (torch.rand(1, k, size, size, generator=g) > 0.5).long()
+    with torch.no_grad():
+        logits = model.eval()(query, supports, labels)["logits"]
+    if not torch.isfinite(logits).all():
+        raise RuntimeError("the loaded model produces non-finite logits")
+    return {"method": method, **settings, **{k: v for k, v in model_kwargs.items() if k != "base_classes"},
+            "svf_stages": info["svf_stages"], "loaded": len(report.loaded), "ignored": report.ignored,
+            "logits_shape": list(logits.shape)}
+
+
 __all__ = ["convert_state_dict", "load_authors_checkpoint", "load_bam_base_learner", "to_pspnet_state",
-           "inspect_checkpoint"]
+           "inspect_checkpoint", "check_checkpoint"]
