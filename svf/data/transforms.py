@@ -13,6 +13,8 @@ a transform is a pure function of (inputs, generator state).
 
 Deliberate differences to the authors' cv2 code, all sub-pixel or within 2 px of a border:
 - with rotation, one bilinear resampling instead of two (scale, then rotate);
+- without rotation, the resize maps by the canvas/source size ratio (cv2 by 1/scale: <= 0.5 px apart at the far
+  edge) and rounds to uint8 before normalising;
 - the 5x5 blur sees the fill value beyond the canvas edges, where cv2 reflects the canvas;
 - the training label uses centre-aligned nearest sampling (cv2.resize's INTER_NEAREST floors; evaluation keeps
   the authors' floor rule).
