@@ -244,9 +244,13 @@ def apply_policy(model: nn.Module, policy: str | Mapping | Policy, rank: str = "
         if svd:
             raise ValueError(f"policy {policy.name!r} fine-tunes conv weights, but {svd[0]} (and {len(svd) - 1} "
                              f"more) is SVD-decomposed; call svf.decompose.merge(model) first")
+    selected = [p for _, p in selected_parameters(model, policy)]
+    if policy.kind != "frozen" and not selected:
+        raise ValueError(f"policy {policy.name!r} selects no tensor of {type(model).__name__} (e.g. 1x1 convs in "
+                         f"VGG, or BatchNorm in a model without it); a cell trained this way would be 'frozen'")
     for stage in stages:
         stage.requires_grad_(False)
-    for _, p in selected_parameters(model, policy):
+    for p in selected:
         p.requires_grad_(True)
     return model
 
@@ -265,9 +269,9 @@ def param_groups(model: nn.Module, policy: str | Mapping | Policy, lr: float, ba
     policy = parse_policy(policy)
     backbone = [(n, p) for n, p in selected_parameters(model, policy)]
     frozen = [n for n, p in backbone if not p.requires_grad]
-    if frozen or (policy.uses_svd and not backbone):
-        raise RuntimeError(f"param_groups: policy {policy.name!r} selects {frozen[:3] or 'SVD layers'} which are not "
-                           f"trainable in this model; call apply_policy(model, {policy.name!r}) first")
+    if frozen or (policy.kind != "frozen" and not backbone):
+        raise RuntimeError(f"param_groups: policy {policy.name!r} selects {frozen[:3] or 'nothing'}, not trainable in "
+                           f"this model; call apply_policy(model, {policy.name!r}) first")
     backbone_ids = {id(p) for _, p in backbone}
     all_backbone = {id(p) for stage in _stages(model) for p in stage.parameters()}
     head = [p for p in head_params if p.requires_grad]

@@ -164,6 +164,11 @@ def test_param_groups_errors():
         param_groups(model, "part-l4", lr=0.1, head_params=model.layer4.parameters())
 
 
+def test_policy_selecting_nothing_is_refused():
+    with pytest.raises(ValueError, match="'part-l234-1x1' selects no tensor"):
+        apply_policy(_tiny("vgg16"), "part-l234-1x1")  # VGG has no 1x1 convs
+
+
 def test_conventional_policy_on_decomposed_model_is_refused():
     model = decompose(_tiny("resnet50"))
     with pytest.raises(ValueError, match="merge"):
