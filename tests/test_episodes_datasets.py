@@ -262,3 +262,16 @@ def test_pool_too_small_for_the_shot():
     info = PoolInfo(2, "dagger/train", "p.json")
     with pytest.raises(ValueError, match="class 9 .*fold 2.*p.json.*1 image.*2 needed"):
         draw_supports(np.random.default_rng(0), ["a", "b"], "a", 2, 9, info)
+
+
+def test_bench_loader_command_writes_its_json(tiny, tmp_path):
+    from svf.cli import main
+
+    out = tmp_path / "loader.json"
+    rc = main(["bench-loader", "--root", str(tiny[0]), "--splits", str(tiny[1]), "--setting", "dagger",
+               "--episodes", "3", "--repeats", "2", "--crop", "25", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["list_images"] == 5 and result["crop"] == 25 and result["threads"] == 1
+    assert len(result["episodes_per_s"]["all"]) == 2 and result["episodes_per_s"]["median"] > 0
+    assert result["cpu_episodes_per_s"]["median"] > 0

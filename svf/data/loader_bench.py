@@ -74,6 +74,7 @@ def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 
         write_bench_dataset(root, splits)
     elif splits is None:
         raise ValueError("--splits is required with --root")
+    saved_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
         ds = train_episodes(root, splits, setting, fold, shot, TrainAug(crop=(crop, crop)), seed=seed)
@@ -100,5 +101,6 @@ def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         }
     finally:
+        torch.set_num_threads(saved_threads)
         if tmp is not None:
             tmp.cleanup()
