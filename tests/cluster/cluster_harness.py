@@ -56,7 +56,7 @@ class Cluster:
     conf: Path
     node: str
     gpus: int
-    start_seconds: float
+    start_seconds: float  # daemons started until the node was idle (without waiting for another test cluster)
 
     def env(self, **extra):
         """Environment for clients (sbatch/squeue/snakemake) of this cluster."""
@@ -94,38 +94,42 @@ class Cluster:
 @dataclass
 class Run:
     returncode: int
-    timed_out: bool
+    timed_out: bool  # SIGINT was sent (time limit reached, or interrupt_when() said so)
+    killed: bool  # snakemake did not exit within the grace period after SIGINT and was SIGKILLed
     seconds: float
     output: str
 
 
-def run_snakemake(args, cwd, env, timeout):
-    """Run snakemake with a hard time limit.
+def run_snakemake(args, cwd, env, timeout, interrupt_when=None):
+    """Run snakemake with a hard time limit; its output goes to cwd/snakemake-<n>.out and into Run.output.
 
     Snakemake under the slurm executor ignores SIGTERM while it waits for jobs; SIGINT makes it cancel its SLURM
-    jobs and exit. So on timeout: SIGINT to its process group, 60 s grace, then SIGKILL.
+    jobs and exit. So when the time limit is reached, or as soon as `interrupt_when()` returns true (polled every
+    0.5 s): SIGINT to its process group, 60 s grace, then SIGKILL.
     """
     cwd = Path(cwd)
     cwd.mkdir(parents=True, exist_ok=True)
-    log_path = cwd / "snakemake.out"
+    log_path = cwd / f"snakemake-{len(list(cwd.glob('snakemake-*.out')))}.out"
     cmd = [sys.executable, "-m", "snakemake", *map(str, args)]
     t0 = time.monotonic()
-    timed_out = False
+    timed_out = killed = False
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    return Run(proc.returncode, timed_out, time.monotonic() - t0, log_path.read_text(errors="replace"))
+        while proc.poll() is None:
+            if time.monotonic() - t0 > timeout or (interrupt_when is not None and interrupt_when()):
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    killed = True
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                break
+            time.sleep(0.5)
+    return Run(proc.returncode, timed_out, killed, time.monotonic() - t0, log_path.read_text(errors="replace"))
 
 
 def profile():

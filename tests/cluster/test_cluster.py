@@ -125,6 +125,43 @@ def test_toy_workflow_runs_gpu_rules_as_slurm_jobs(slurm_cluster, tmp_path, reco
     assert {job["JobID"] for job in jobs} == set(job_ids.values()), (jobs, job_ids)
 
 
+def test_interrupted_run_cancels_its_jobs_and_resumes(slurm_cluster, tmp_path):
+    # The harness stops a run with SIGINT: snakemake must cancel its SLURM jobs, leave nothing running and release
+    # its lock, so that the same command can simply be run again (docs/cluster.md, "Resuming").
+    work = tmp_path / "toy"
+    cell = "interrupted"
+    args = ["--snakefile", TOY, "--directory", work, "--workflow-profile", PROFILE_DIR, *TEST_ARGS,
+            "--config", f"cells=[{cell}]"]
+    base_env = dict(SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION)
+
+    def train_jobs():
+        return [job for job in slurm_cluster.squeue() if job["Comment"] == f"rule_train_wildcards_{cell}"]
+
+    def train_running():
+        return any(job["State"] == "RUNNING" for job in train_jobs())
+
+    run = run_snakemake(
+        args, cwd=work, env=slurm_cluster.env(SVF_TOY_JOB_SLEEP="600", **base_env),
+        timeout=TOY_TIMEOUT, interrupt_when=train_running,
+    )
+    # Interrupted while the train job was running (not at the time limit), and snakemake exited on SIGINT alone.
+    assert run.timed_out and not run.killed and run.seconds < TOY_TIMEOUT, failure_report(run, slurm_cluster)
+    assert run.returncode != 0
+    jobs = train_jobs()
+    assert len(jobs) == 1 and jobs[0]["State"] == "CANCELLED", f"{jobs}\n" + failure_report(run, slurm_cluster)
+    assert not (work / "results" / "train" / f"{cell}.json").exists()
+
+    rerun = run_snakemake(
+        args, cwd=work, env=slurm_cluster.env(SVF_TOY_JOB_SLEEP="0.2", **base_env), timeout=TOY_TIMEOUT
+    )
+    assert rerun.returncode == 0 and not rerun.timed_out, failure_report(rerun, slurm_cluster)
+    assert (work / "results" / "summary.json").is_file()
+    states = sorted(job["State"] for job in train_jobs())
+    assert states == ["CANCELLED", "COMPLETED"], states
+    active = [job for job in slurm_cluster.squeue() if job["State"] in ("PENDING", "RUNNING", "COMPLETING")]
+    assert not active, active
+
+
 def test_start_refuses_a_used_directory(tmp_path):
     needs_packages()
     (tmp_path / "leftover").write_text("state of an earlier cluster")

@@ -51,7 +51,10 @@ def main(stage, name, out, *inputs):
         "scontrol": scontrol_job(job_id),
         "inputs": [json.load(open(path)) for path in inputs],
     }
-    time.sleep(1)  # long enough that two GPU jobs can overlap, short enough for CI
+    if job_id:
+        # Long enough that two GPU jobs overlap, short enough for CI; the interrupt test sets a long sleep so that
+        # it can stop the run while a job runs (sbatch --export=ALL passes the variable into the job).
+        time.sleep(float(os.environ.get("SVF_TOY_JOB_SLEEP", "1")))
     record["end"] = time.time()
     with open(out + ".tmp", "w") as f:
         json.dump(record, f, indent=1)
