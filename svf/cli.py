@@ -96,6 +96,73 @@ def _add_train(subparsers) -> None:
 
 
 @command
+def _add_train_base(subparsers) -> None:
+    parser = subparsers.add_parser("train-base", help="BAM stage 1: train the PSPNet base learner of a fold")
+    parser.add_argument("--spec", required=True, help="base-learner specification (JSON text or file)")
+    parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
+    parser.add_argument("--splits", help="fold splits directory (unused: the stage reads the whole lists)")
+    parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
+    parser.add_argument("--out", required=True, help="model.pt to write (full PSPNet state dict)")
+    parser.add_argument("--checkpoint-dir", required=True, help="where last.pt lives (resume after a kill)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        from .engine.base_learner import train_base_learner
+        from .engine.spec import load_spec
+
+        train_base_learner(load_spec(args.spec), args.dataset_root, args.weights, args.out, args.checkpoint_dir,
+                           threads=args.threads, device=args.device)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_pretrain(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", help="demo only: pretrain a tiny backbone on synthetic images (ImageNet stand-in)")
+    parser.add_argument("--spec", required=True,
+                        help='JSON: {"model": {"backbone", "width", "depths"}, "epochs", "size", "batch_size", '
+                             '"lr", "seed"}')
+    parser.add_argument("--dataset-root", action="append", required=True, help="prepared dataset (repeatable)")
+    parser.add_argument("--splits", action="append", required=True,
+                        help="its splits directory (image_classes.json), same order as --dataset-root")
+    parser.add_argument("--out", required=True, help="backbone weights file to write")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        from .engine.pretrain import pretrain_backbone
+        from .engine.spec import load_spec
+
+        if len(args.dataset_root) != len(args.splits):
+            parser.error("give one --splits per --dataset-root")
+        pretrain_backbone(load_spec(args.spec), args.dataset_root, args.splits, args.out, threads=args.threads,
+                          device=args.device)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_figure4(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "figure4", help="Figure 4: cues of the singular components that changed most in a trained SVF cell")
+    _add_cell_arguments(parser)
+    parser.add_argument("--model", required=True, help="the cell's model.pt (singular_values.json beside it)")
+    parser.add_argument("--images", type=int, default=4, help="query images to show")
+    parser.add_argument("--out", required=True, help="figure path (.png)")
+
+    def run(args):
+        from .engine.spec import load_spec
+        from .report.figure4 import figure4
+
+        figure4(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                n_images=args.images, base_learner=args.base_learner, threads=args.threads)
+
+    parser.set_defaults(func=run)
+
+
+@command
 def _add_evaluate(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
     _add_cell_arguments(parser)

@@ -65,20 +65,28 @@ def resolve_recipe(config: Mapping[str, Any], recipe: str, dataset: str) -> dict
     return resolved
 
 
-def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: int, dataset: str) -> dict:
-    """Keyword arguments of ``svf.models.build_model`` for a cell."""
+def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: int, dataset: str, fold: int) -> dict:
+    """Keyword arguments of ``svf.models.build_model`` for a cell (dataset/fold give BAM its base classes)."""
     model = config["model"]
     kwargs = {
         "backbone": backbone,
         "shot": shot,
         "dataset": dataset,
+        "fold": fold,
+        "coco_split": config["data"].get("coco_split", "interleaved"),
         "width": model["width"],
         "depths": model.get("depths"),
         "reduce_dim": model["reduce_dim"],
         "dilation": model["dilation"][method],
+        "stem": backbone_stem(config, backbone),
     }
     kwargs.update(copy.deepcopy(model.get(method) or {}))
     return kwargs
+
+
+def backbone_stem(config: Mapping[str, Any], backbone: str) -> str:
+    """torchvision ResNet-50 weights need torchvision's 7x7 stem; the authors' resnet50_v2 has the deep stem."""
+    return "standard" if backbone == "resnet50" and config["weights"].get("resnet50") == "torchvision" else "deep"
 
 
 def evaluation_settings(config: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict:
@@ -93,7 +101,7 @@ def cell_spec(config: Mapping[str, Any], cell: Cell) -> dict:
     return {
         "cell": cell.as_dict(),
         "cell_id": cell.id,
-        "model": model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset),
+        "model": model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset, cell.fold),
         "rank": config["model"]["rank"],
         "recipe": recipe,
         "evaluation": evaluation_settings(config, recipe),
@@ -111,10 +119,13 @@ def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fo
         "model": {
             "backbone": backbone,
             "dataset": dataset,
+            "fold": int(fold),
+            "coco_split": config["data"].get("coco_split", "interleaved"),
             "width": config["model"]["width"],
             "depths": config["model"].get("depths"),
             "dilation": config["model"]["dilation"]["bam"],
-            **({"ppm_bins": bam["ppm_bins"]} if "ppm_bins" in bam else {}),
+            "stem": backbone_stem(config, backbone),
+            "cls_dim": bam.get("base_cls_dim", 512),
         },
         "recipe": resolve_recipe(config, "bam-base", dataset),
         "seed": int(config["seed"]),

@@ -21,13 +21,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import io as atomic
-from ..decompose import count_parameters, merge, singular_values
+from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
 from .build import build_cell_model, trained_state
 from .device import select_device, set_threads
@@ -56,6 +57,11 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.head_modules() for p in m.parameters() if p.requires_grad]
 
 
+def forward(model: nn.Module, batch: dict) -> dict:
+    """The few-shot forward of every method; the episode class lets BAM drop it from its base map in training."""
+    return model(batch["query"], batch["supports"], batch["support_labels"], class_id=batch["class_id"])
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
@@ -72,7 +78,7 @@ def score_episodes(model: nn.Module, loader, device: torch.device, classes: list
     for batch in iterator:
         labels = batch["query_label_orig"]
         batch = to_device(batch, device)
-        logits = model(batch["query"], batch["supports"], batch["support_labels"])["logits"]
+        logits = forward(model, batch)["logits"]
         for b, label in enumerate(labels):
             h, w = label.shape[-2:]
             side = max(h, w)
@@ -116,14 +122,12 @@ def _rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def save_checkpoint(path: Path, spec: dict, model: nn.Module, policy, optimizer, state: TrainState) -> None:
-    atomic.torch_save(path, {
-        "cell_id": spec["cell_id"], "spec": spec, "state": trained_state(model, policy),
-        "optimizer": optimizer.state_dict(), "train": state.__dict__, "rng": _rng_state(),
-    })
+def save_checkpoint(path: Path, spec: dict, model_state: dict, optimizer, state: TrainState) -> None:
+    atomic.torch_save(path, {"spec": spec, "state": model_state, "optimizer": optimizer.state_dict(),
+                             "train": state.__dict__, "rng": _rng_state()})
 
 
-def load_checkpoint(path: Path, spec: dict, model: nn.Module, optimizer) -> TrainState | None:
+def load_checkpoint(path: Path, spec: dict, load_state, optimizer) -> TrainState | None:
     """Restore a run from ``path`` when it exists and was made with the same spec; otherwise start afresh."""
     if not path.is_file():
         return None
@@ -131,9 +135,7 @@ def load_checkpoint(path: Path, spec: dict, model: nn.Module, optimizer) -> Trai
     if saved.get("spec") != spec:
         print(f"checkpoint {path} was made with a different spec; starting from scratch", file=sys.stderr)
         return None
-    from ..decompose import load_trainable_state_dict
-
-    load_trainable_state_dict(model, saved["state"])
+    load_state(saved["state"])
     optimizer.load_state_dict(saved["optimizer"])
     return TrainState(**saved["train"])
 
@@ -146,8 +148,109 @@ def write_log(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buffer.getvalue())
 
 
+@dataclass
+class Run:
+    """One training run for :func:`fit`: what to step, how to validate and what to save."""
+
+    name: str                            # for messages (cell id, base learner id)
+    spec: dict                           # a checkpoint only resumes a run of the identical spec
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    loader: object                       # DataLoader over a dataset with set_epoch(epoch)
+    step: Callable                       # batch -> loss tensor (forward only)
+    validate: Callable                   # (epoch) -> score to maximise
+    get_state: Callable                  # () -> tensors to checkpoint / keep as "best"
+    load_state: Callable                 # (tensors) -> None
+    on_epoch_start: Callable             # () -> None (train mode, BN mode)
+    epochs: int
+    seed: int
+    checkpoint: Path
+    early_stop: int | None = None
+    mid_epoch_val: bool = False
+    amp: bool = False
+    device: torch.device = torch.device("cpu")
+
+
+def fit(run: Run) -> TrainState:
+    """Train with per-epoch validation, best-state tracking, early stopping and a checkpoint after every epoch.
+
+    Resumes from ``run.checkpoint`` when it holds the same spec: every epoch reseeds from (seed, epoch) (the
+    authors' setup_seed(manual_seed + epoch)) and the data of an epoch depends on (seed, epoch) only, so a resumed
+    run ends exactly like an uninterrupted one.
+    """
+    state = load_checkpoint(run.checkpoint, run.spec, run.load_state, run.optimizer) or TrainState()
+    if state.epoch:
+        print(f"[{run.name}] resuming after epoch {state.epoch} from {run.checkpoint}", file=sys.stderr)
+    steps = len(run.loader)
+    scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
+
+    def validation(epoch: int) -> float:
+        score = float(run.validate(epoch))
+        if score > state.best_miou:
+            state.best_miou, state.best_epoch = score, epoch
+            state.best_state = run.get_state()
+            state.epochs_without_best = 0
+        return score
+
+    while state.epoch < run.epochs and not state.stopped:
+        epoch = state.epoch
+        started = time.time()
+        seed_everything(run.seed + epoch)
+        run.loader.dataset.set_epoch(epoch)
+        run.on_epoch_start()
+        best_before = state.best_epoch
+        losses = []
+        for step, batch in enumerate(_progress(run.loader, f"{run.name} epoch {epoch + 1}/{run.epochs}")):
+            run.schedule.set(state.iteration)
+            batch = to_device(batch, run.device)
+            with torch.autocast(device_type=run.device.type, enabled=run.amp):
+                loss = run.step(batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"{run.name}: loss is {loss.item()} at epoch {epoch + 1}, step "
+                                         f"{step + 1}/{steps}; stopping, no metrics were written")
+            run.optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(run.optimizer)
+            scaler.update()
+            state.iteration += 1
+            losses.append(loss.item())
+            if run.mid_epoch_val and step + 1 == steps // 2:
+                validation(epoch)
+                run.on_epoch_start()
+        score = validation(epoch)
+        if state.best_epoch == best_before:
+            state.epochs_without_best += 1
+        elapsed = time.time() - started
+        state.wall_time_s += elapsed
+        lrs = group_lrs(run.optimizer)  # the rates of the epoch's last step
+        state.log_rows.append({
+            "epoch": epoch + 1, "step": state.iteration, "loss": float(np.mean(losses)),
+            "lr_head": lrs.get("head", ""), "lr_backbone": lrs.get("backbone", ""),
+            "val_miou": score, "time_s": round(elapsed, 3),
+        })
+        print(f"[{run.name}] epoch {epoch + 1}/{run.epochs} loss {np.mean(losses):.4f} val {score:.2f} "
+              f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s", file=sys.stderr, flush=True)
+        state.epoch = epoch + 1
+        state.stopped = run.early_stop is not None and state.epochs_without_best >= int(run.early_stop)
+        save_checkpoint(run.checkpoint, run.spec, run.get_state(), run.optimizer, state)
+        if state.stopped:
+            print(f"[{run.name}] early stop: {run.early_stop} epochs without a new best", file=sys.stderr)
+    return state
+
+
 def validate(model, loader, device, classes, absent_class, desc) -> float:
     return 100.0 * score_episodes(merged_copy(model), loader, device, classes, absent_class, desc).miou()
+
+
+def group_lrs(optimizer) -> dict[str, float]:
+    return {group.get("name", str(i)): group["lr"] for i, group in enumerate(optimizer.param_groups)}
+
+
+def final_state(state: TrainState, select: str, current: dict) -> tuple[dict, int]:
+    """The state to keep (best validation epoch or the last one) and its 1-based epoch."""
+    if select == "best" and state.best_state is not None:
+        return state.best_state, state.best_epoch + 1
+    return current, state.epoch
 
 
 def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, out_dir: str,
@@ -168,99 +271,48 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
                           weight_decay=float(recipe["weight_decay"]), head_params=head_parameters(model))
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=float(recipe["momentum"]),
                                 weight_decay=float(recipe["weight_decay"]))
-    trains_backbone = backbone_trains(model)
     loader = train_loader(spec, dataset_root, splits_dir)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
+    if len(loader) == 0:
         raise ValueError(f"cell {cell_id}: the training list gives no full batch of {recipe['batch_size']}")
     epochs = int(recipe["epochs"])
-    schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], trains_backbone),
-                          max_iter=epochs * steps_per_epoch, power=recipe["poly_power"], scale=recipe["poly_scale"])
+    schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], backbone_trains(model)),
+                          max_iter=epochs * len(loader), power=recipe["poly_power"], scale=recipe["poly_scale"])
     classes = fold_novel_classes(spec)
     val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]), seed=seed)
     absent = spec["evaluation"].get("absent_class", "zero")
-    amp = bool(recipe.get("amp")) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    checkpoint = Path(checkpoint_dir) / "last.pt"
-    state = load_checkpoint(checkpoint, spec, model, optimizer) or TrainState()
-    if state.epoch:
-        print(f"[{cell_id}] resuming after epoch {state.epoch} from {checkpoint}", file=sys.stderr)
-    head_index = len(optimizer.param_groups) - 1
-    mid_val = bool(recipe.get("mid_epoch_val"))
-    early_stop = recipe.get("early_stop")
+    def step(batch):
+        loss, _ = model.loss(forward(model, batch), batch)
+        return loss
 
-    def run_validation(epoch: int) -> float:
-        miou = validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}")
-        if miou > state.best_miou:
-            state.best_miou, state.best_epoch = miou, epoch
-            state.best_state = trained_state(model, policy)
-            state.epochs_without_best = 0
-        return miou
-
-    while state.epoch < epochs and not state.stopped:
-        epoch = state.epoch
-        started = time.time()
-        seed_everything(seed + epoch)  # the authors' setup_seed(manual_seed + epoch)
-        loader.dataset.set_epoch(epoch)
+    def on_epoch_start():
         model.train()
         set_bn_mode(model, policy)
-        improved_before = state.best_epoch
-        losses = []
-        for step, batch in enumerate(_progress(loader, f"{cell_id} epoch {epoch + 1}/{epochs}")):
-            lrs = schedule.set(state.iteration)
-            batch = to_device(batch, dev)
-            with torch.autocast(device_type=dev.type, enabled=amp):
-                outputs = model(batch["query"], batch["supports"], batch["support_labels"])
-                loss, _ = model.loss(outputs, batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"cell {cell_id}: loss is {loss.item()} at epoch {epoch + 1}, step "
-                                         f"{step + 1}/{steps_per_epoch}; no metrics were written")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            state.iteration += 1
-            losses.append(loss.item())
-            if mid_val and step + 1 == steps_per_epoch // 2:
-                run_validation(epoch)
-                model.train()
-                set_bn_mode(model, policy)
-        miou = run_validation(epoch)
-        if state.best_epoch == improved_before:
-            state.epochs_without_best += 1
-        elapsed = time.time() - started
-        state.wall_time_s += elapsed
-        state.log_rows.append({
-            "epoch": epoch + 1, "step": state.iteration, "loss": float(np.mean(losses)),
-            "lr_head": lrs[head_index], "lr_backbone": lrs[0] if len(lrs) > 1 else "",
-            "val_miou": miou, "time_s": round(elapsed, 3),
-        })
-        print(f"[{cell_id}] epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f} val mIoU {miou:.2f} "
-              f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s", file=sys.stderr, flush=True)
-        state.epoch = epoch + 1
-        state.stopped = early_stop is not None and state.epochs_without_best >= int(early_stop)
-        save_checkpoint(checkpoint, spec, model, policy, optimizer, state)
-        if state.stopped:
-            print(f"[{cell_id}] early stop: {early_stop} epochs without a new best", file=sys.stderr)
 
-    final_state = state.best_state if recipe["select"] == "best" and state.best_state else trained_state(model, policy)
-    from ..decompose import load_trainable_state_dict
+    run = Run(
+        name=cell_id, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
+        validate=lambda epoch: validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}"),
+        get_state=lambda: trained_state(model, policy),
+        load_state=lambda tensors: load_trainable_state_dict(model, tensors),
+        on_epoch_start=on_epoch_start, epochs=epochs, seed=seed, checkpoint=Path(checkpoint_dir) / "last.pt",
+        early_stop=recipe.get("early_stop"), mid_epoch_val=bool(recipe.get("mid_epoch_val")),
+        amp=bool(recipe.get("amp")) and dev.type == "cuda", device=dev)
+    state = fit(run)
 
-    load_trainable_state_dict(model, final_state)
+    kept, kept_epoch = final_state(state, recipe["select"], trained_state(model, policy))
+    load_trainable_state_dict(model, kept)
     sv_after = {k: v.tolist() for k, v in singular_values(model).items()}
     out = Path(out_dir)
-    selected_epoch = state.best_epoch if recipe["select"] == "best" else state.epoch - 1
     atomic.torch_save(out / "model.pt", {"cell_id": cell_id, "cell": cell, "policy": policy.name,
-                                         "epoch": selected_epoch + 1, "state": final_state})
+                                         "epoch": kept_epoch, "state": kept})
     write_log(out / "train_log.csv", state.log_rows)
     atomic.write_json(out / "singular_values.json", {"before": sv_before, "after": sv_after})
     summary = {
         "cell": cell, "cell_id": cell_id, "epochs_run": state.epoch, "best_epoch": state.best_epoch + 1,
-        "selected_epoch": selected_epoch + 1, "best_val_miou": state.best_miou, "select": recipe["select"],
+        "selected_epoch": kept_epoch, "best_val_miou": state.best_miou, "select": recipe["select"],
         "train_wall_time_s": round(state.wall_time_s, 3), "trainable_params": count_parameters(model, True),
         "device": dev.type, "config_hash": config_hash, "code_version": code_version,
-        "steps_per_epoch": steps_per_epoch, "schedule": schedule.kind,
+        "steps_per_epoch": len(loader), "schedule": schedule.kind,
     }
     # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.
     atomic.write_json(out / "train_summary.json", summary)

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from svf import __version__ as SVF_VERSION
 from svf import tables_config
-from svf.engine.spec import Cell, base_learner_spec, canonical_json, cell_spec, config_hash
+from svf.engine.spec import Cell, backbone_stem, base_learner_spec, canonical_json, cell_spec, config_hash
 from svf.policy import is_canonical
 
 
@@ -137,7 +137,7 @@ def figure4_outputs():
 
 
 def all_outputs():
-    outputs = ["<results>/results.csv", "<figures>/overview.png"]
+    outputs = ["<results>/results.csv", "<results>/tables/summary.md", "<figures>/overview.png"]
     for name in config["tables"]["build"]:
         outputs += table_outputs(name)
     return outputs + figure6_outputs() + figure4_outputs()

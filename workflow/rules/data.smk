@@ -33,17 +33,17 @@ rule synthesize:
     output:
         touch("<resources>/raw/{dataset}/.complete"),
     params:
-        size=lambda w: config["data"]["synthetic"][w.dataset]["size"],
-        train=lambda w: config["data"]["synthetic"][w.dataset]["train"],
-        val=lambda w: config["data"]["synthetic"][w.dataset]["val"],
+        sizes=lambda w: config["data"]["synthetic"][w.dataset],
         seed=config["data"].get("synthetic", {}).get("seed", 0),
-        out=lambda w: pv(f"<resources>/raw/{w.dataset}"),
+        min_pixels=config["data"]["min_pixels"],
+        out=lambda w, output: str(Path(output[0]).parent),
     log:
         "<logs>/synthesize/{dataset}.log",
     localrule: True
     shell:
-        "svf synth {wildcards.dataset} --out {params.out} --train {params.train} "
-        "--val {params.val} --size {params.size} --seed {params.seed} > {log} 2>&1"
+        "svf synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
+        "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
+        "--min-pixels {params.min_pixels} --seed {params.seed} > {log} 2>&1"
 
 
 rule prepare:
@@ -62,7 +62,7 @@ rule prepare:
         "<logs>/prepare/{dataset}.log",
     shell:
         "svf prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
-        "--workers {threads} {params.aug} > {log} 2>&1"
+        "--workers {threads} {params.aug} --quiet > {log} 2>&1"
 
 
 rule splits:
@@ -72,6 +72,7 @@ rule splits:
         "<resources>/splits/{dataset}/splits_summary.json",
     params:
         min_pixels=config["data"]["min_pixels"],
+        min_pool=config["data"]["min_pool_size"],
         coco_split=config["data"]["coco_split"],
         root=lambda w, input: str(Path(input[0]).parent),
         out=lambda w, output: str(Path(output[0]).parent),
@@ -80,7 +81,8 @@ rule splits:
         "<logs>/splits/{dataset}.log",
     shell:
         "svf splits --dataset-root {params.root} --out {params.out} "
-        "--min-pixels {params.min_pixels} --coco-split {params.coco_split} --workers {threads} > {log} 2>&1"
+        "--min-pixels {params.min_pixels} --min-pool-size {params.min_pool} --coco-split {params.coco_split} "
+        "--workers {threads} --quiet > {log} 2>&1"
 
 
 if config["weights"]["source"] == "download":
@@ -111,10 +113,11 @@ else:
         params:
             spec=lambda w: canonical_json(
                 {"model": {"backbone": w.backbone, "width": config["model"]["width"],
-                           "depths": config["model"].get("depths")},
+                           "depths": config["model"].get("depths"), "stem": backbone_stem(config, w.backbone)},
                  **config["weights"]["pretrain"], "seed": config["seed"]}
             ),
             roots=lambda w, input: [str(Path(p).parent) for p in input.datasets],
+            splits=lambda w, input: [str(Path(p).parent) for p in input.splits],
         threads: res("train", "threads")
         log:
             "<logs>/weights/{backbone}.log",
@@ -122,4 +125,4 @@ else:
             "<benchmarks>/weights/{backbone}.tsv"
         shell:
             "svf pretrain --spec {params.spec:q} --dataset-root {params.roots[0]} --dataset-root {params.roots[1]} "
-            "--out {output} --threads {threads} > {log} 2>&1"
+            "--splits {params.splits[0]} --splits {params.splits[1]} --out {output} --threads {threads} > {log} 2>&1"

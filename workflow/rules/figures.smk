@@ -7,6 +7,7 @@ rule figure6_plot:
         lambda w: [f"{cell_dir(c)}/singular_values.json" for c in figure_cells()],
     output:
         FIGURE6_FILES,
+        data="<figures>/figure6_singular_values.csv",
     params:
         cells_root=pv("<results>/cells"),
         ids=lambda w: cell_ids_arg(figure_cells()),
@@ -14,7 +15,8 @@ rule figure6_plot:
         "<logs>/figures/figure6.log",
     localrule: True
     shell:
-        "svf figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output[0]} > {log} 2>&1"
+        "svf figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output[0]} --data {output.data} "
+        "> {log} 2>&1"
 
 
 rule figure4_plot:
@@ -57,9 +59,12 @@ rule overview:
         paper="config/paper_results.csv",
     output:
         "<figures>/overview.png",
+    params:
+        only=" ".join(config["tables"]["build"]),
+        options=table_filter_args(),
     log:
         "<logs>/figures/overview.log",
     localrule: True
     shell:
         "svf overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
-        "> {log} 2>&1"
+        "--only {params.only} {params.options} > {log} 2>&1"

@@ -5,6 +5,19 @@ def cell_ids_arg(cells):
     return " ".join(shlex.quote(tables_config.cell_id(c)) for c in cells)
 
 
+def table_filter_args():
+    """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
+    args = [f"--tolerance {config['tables']['tolerance']}"]
+    for key in ("folds", "shots"):
+        if config["tables"].get(key):
+            args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))
+    if config.get("demo"):
+        args.append("--demo")
+    if config["tables"]["allow_mixed_config"]:
+        args.append("--allow-mixed-config")
+    return " ".join(args)
+
+
 rule collect:
     input:
         metrics_of(ALL_CELLS),
@@ -36,8 +49,7 @@ rule table:
         benchmarks=pv("<benchmarks>"),
         ids=lambda w: cell_ids_arg(cells_for([w.table])),
         out=lambda w, output: str(Path(output.cells).parent),
-        tolerance=config["tables"]["tolerance"],
-        demo="--demo" if config.get("demo") else "",
+        options=table_filter_args(),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     log:
         "<logs>/tables/{table}.log",
@@ -46,4 +58,25 @@ rule table:
         "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
         "--cells {params.ids} {params.mixed} && "
         "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {wildcards.table} --tolerance {params.tolerance} {params.demo} {params.mixed}) > {log} 2>&1"
+        "--only {wildcards.table} {params.options}) > {log} 2>&1"
+
+
+rule summary:
+    input:
+        results="<results>/results.csv",
+        tables=config["tables"]["file"],
+        paper="config/paper_results.csv",
+    output:
+        summary="<results>/tables/summary.md",
+        comparison="<results>/tables/comparison.csv",
+    params:
+        out=lambda w, output: str(Path(output.summary).parent),
+        only=" ".join(config["tables"]["build"]),
+        options=table_filter_args(),
+    log:
+        "<logs>/tables/summary.log",
+    localrule: True
+    shell:
+        "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
+        "> {log} 2>&1"

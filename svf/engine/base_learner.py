@@ -1,0 +1,100 @@
+"""BAM's stage 1: the PSPNet base learner of one (dataset, backbone, fold), trained on the base classes.
+
+As BAM's train_base.py: the whole training list (novel-class pixels relabelled background), the recipe
+``bam-base`` (417 crop, scale 0.5-2.0, poly; PASCAL backbone at base_lr and PPM/cls at 10x, COCO all at 10x), every
+parameter trained with BatchNorm in train mode, validation mIoU over background + base classes on the val list,
+best epoch kept. The output is the full PSPNet state dict, which BAM cells load with ``load_base_learner``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .. import io as atomic
+from ..data.episodes import base_datasets, collate_episodes
+from ..models import build_base_learner
+from ..models.common import cross_entropy
+from .build import load_weights_file
+from .device import select_device, set_threads
+from .loaders import loader_workers, train_aug
+from .schedule import LRSchedule, resolve_schedule
+from .train import Run, final_state, fit, seed_everything, to_device, write_log
+
+STAGES = tuple(f"layer{k}" for k in range(5))
+
+
+@torch.no_grad()
+def segmentation_miou(model: nn.Module, loader, device: torch.device, num_classes: int) -> float:
+    """Mean IoU (percent) over classes 0..num_classes-1 that occur, accumulated over the whole val list."""
+    model.eval()
+    inter = torch.zeros(num_classes, dtype=torch.float64)
+    union = torch.zeros(num_classes, dtype=torch.float64)
+    for batch in loader:
+        batch = to_device(batch, device)
+        pred = model(batch["image"]).argmax(1)
+        label = batch["label"]
+        valid = label != 255
+        p, t = pred[valid], label[valid]
+
+        def count(values):
+            return torch.bincount(values, minlength=num_classes)[:num_classes].double().cpu()
+
+        hit = count(t[p == t])
+        inter += hit
+        union += count(p) + count(t) - hit
+    present = union > 0
+    return float(100.0 * (inter[present] / union[present]).mean()) if present.any() else 0.0
+
+
+def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
+                       threads: int | None = None, device: str = "auto") -> dict:
+    set_threads(threads)
+    dev = select_device(device)
+    recipe, seed = spec["recipe"], int(spec["seed"])
+    name = f"base learner {spec['dataset']}/{spec['backbone']}/fold{spec['fold']}"
+    seed_everything(seed)
+    model = build_base_learner(**spec["model"])
+    if weights is not None:
+        load_weights_file(model, weights)
+    model.to(dev)
+    train_set, val_set = base_datasets(
+        dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
+        max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"))
+    workers = loader_workers(dev.type)
+    loader = DataLoader(train_set, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
+                        num_workers=workers, collate_fn=collate_episodes)
+    val_loader = DataLoader(val_set, batch_size=8, shuffle=False, num_workers=workers, collate_fn=collate_episodes)
+    if len(loader) == 0:
+        raise ValueError(f"{name}: the training list gives no full batch of {recipe['batch_size']}")
+    lr = float(recipe["base_lr"])
+    backbone = [p for s in STAGES for p in getattr(model, s).parameters()]
+    head = [p for m in model.head_modules() for p in m.parameters()]
+    optimizer = torch.optim.SGD(
+        [{"params": backbone, "lr": lr * float(recipe["backbone_lr_mult"]), "name": "backbone"},
+         {"params": head, "lr": lr, "name": "head"}],
+        lr=lr, momentum=float(recipe["momentum"]), weight_decay=float(recipe["weight_decay"]))
+    epochs = int(recipe["epochs"])
+    schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], True), max_iter=epochs * len(loader),
+                          power=recipe["poly_power"], scale=recipe["poly_scale"])
+    classes = model.num_base_classes + 1
+
+    def step(batch):
+        return cross_entropy(model(batch["image"]), batch["label"])
+
+    def state():
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    run = Run(name=name, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
+              validate=lambda epoch: segmentation_miou(model, val_loader, dev, classes),
+              get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
+              on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
+              checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.get("early_stop"),
+              amp=bool(recipe.get("amp")) and dev.type == "cuda", device=dev)
+    result = fit(run)
+    kept, kept_epoch = final_state(result, recipe["select"], state())
+    atomic.torch_save(out, kept)
+    write_log(Path(out).with_name("train_log.csv"), result.log_rows)
+    return {"epoch": kept_epoch, "val_miou": result.best_miou}

@@ -1,0 +1,62 @@
+"""DataLoaders of a cell, built from its spec and the prepared dataset + splits (svf.data)."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import episodes
+from ..data.datasets import fold_classes
+from ..data.transforms import TrainAug
+
+
+def _coco_split(spec: dict) -> str:
+    return spec["model"].get("coco_split", "interleaved")
+
+
+def loader_workers(device_type: str | None = None) -> int:
+    """Background loader processes: none on the CPU (the cores compute), a few when a GPU computes."""
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type != "cuda":
+        return 0
+    return max(0, min(8, torch.get_num_threads() - 1))
+
+
+def train_aug(recipe: dict) -> TrainAug:
+    crop = int(recipe["crop"])
+    return TrainAug(crop=(crop, crop), scale=tuple(recipe["scale"]),
+                    rotate=tuple(recipe.get("rotate", (-10.0, 10.0))))
+
+
+def train_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
+    cell, recipe = spec["cell"], spec["recipe"]
+    dataset = episodes.train_episodes(
+        dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), aug=train_aug(recipe),
+        seed=int(spec["seed"]), max_episodes=recipe.get("max_episodes_per_epoch"), coco_split=_coco_split(spec))
+    workers = loader_workers()
+    # The dataset fixes the order of each epoch itself (set_epoch), so no sampler shuffling here.
+    return DataLoader(dataset, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
+                      num_workers=workers, collate_fn=episodes.collate_episodes,
+                      pin_memory=torch.cuda.is_available())
+
+
+def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int, seed: int,
+                batch_size: int | None = None) -> DataLoader:
+    cell = spec["cell"]
+    dataset = episodes.eval_episodes(
+        dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), seed=int(seed),
+        n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec))
+    size = batch_size or int(spec["evaluation"].get("batch_size", 8))
+    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=loader_workers(),
+                      collate_fn=episodes.collate_episodes)
+
+
+def fold_novel_classes(spec: dict) -> list[int]:
+    cell = spec["cell"]
+    return list(fold_classes(cell["dataset"], int(cell["fold"]), _coco_split(spec)).novel)
+
+
+def protocol_runs(spec: dict) -> list[tuple[int, int]]:
+    """``[(seed, episodes), ...]`` of the cell's evaluation protocol (episode count overridable in config)."""
+    evaluation = spec["evaluation"]
+    return episodes.protocol_runs(evaluation["protocol"], spec["cell"]["dataset"], evaluation.get("episodes"))
