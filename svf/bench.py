@@ -177,6 +177,9 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
         # process CPU time: robust to other jobs taking the cores (best read with threads=1 on a shared machine)
         "median_cpu_s": median_cpu,
         "cpu_ratios": {key: median_cpu[a] / median_cpu[b] for key, (a, b) in RATIOS.items()},
+        # median over repeats of the ratio within a repeat: the two steps ran seconds apart, under similar load
+        "paired_ratios": {key: statistics.median(x / y for x, y in zip(times[a], times[b]))
+                          for key, (a, b) in RATIOS.items()},
         "targets": TARGETS,
         "meets_target": {key: ratios[key] <= limit for key, limit in TARGETS.items()},
         "trainable_params": trainable,

@@ -43,8 +43,8 @@ def choose_rank(n: int, rule: str = "full") -> int:
 def _svd(matrices: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batched truncated SVD in float64 of (g, m, n) matrices -> U (g, m, r), S (g, r), Vh (g, r, n).
 
-    Signs are made deterministic (largest-magnitude entry of each right singular vector positive) so that the
-    factors do not depend on the LAPACK build."""
+    Signs are made deterministic (largest-magnitude entry of each right singular vector positive), so singular
+    vectors do not flip between LAPACK builds or devices."""
     device = matrices.device
     work = matrices.detach().to("cpu" if device.type == "mps" else device, torch.float64)  # MPS has no float64
     if work.shape[-2] < work.shape[-1]:  # LAPACK is several times faster on tall matrices: W^T = V S U^T

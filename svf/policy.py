@@ -146,7 +146,8 @@ def _from_dict(spec: Mapping) -> Policy:
     if kind == "frozen":
         return Policy("frozen", bn_train=bn_train)
     raw_layers = spec.get("layers", DEFAULT_LAYERS)
-    layers = tuple(sorted(set(raw_layers)))
+    ok = not isinstance(raw_layers, (str, bytes)) and all(type(k) is int for k in raw_layers)
+    layers = tuple(sorted(set(raw_layers))) if ok else ()
     if not layers or any(k not in range(5) for k in layers):
         raise ValueError(f"policy dict: 'layers' must be a non-empty subset of 0..4, got {raw_layers!r}")
     if kind == "bn":

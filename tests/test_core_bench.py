@@ -23,7 +23,8 @@ def test_cli_writes_benchmark_json(tmp_path, capsys):
         assert set(result[key]) == VARIANTS, key
     assert all(v > 0 for v in result["median_s"].values())
     assert all(len(v) == 2 and min(v) > 0 for v in result["times_s"].values())
-    assert set(result["ratios"]) == set(RATIOS) and all(v > 0 for v in result["ratios"].values())
+    for key in ("ratios", "cpu_ratios", "paired_ratios"):
+        assert set(result[key]) == set(RATIOS) and all(v > 0 for v in result[key].values()), key
     assert set(result["meets_target"]) == set(TARGETS)
     flops = result["gflops"]
     # structural facts that hold at any size: SVF does less arithmetic than a full fine-tune, more than frozen

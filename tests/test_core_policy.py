@@ -212,6 +212,7 @@ def test_invalid_specs_are_rejected(bad):
     ({"kind": "svf", "kernels": "1x1"}, "keys \\['kernels'\\] do not apply to kind 'svf'"),
     ({"kind": "svf", "subspaces": "X"}, "'subspaces'"),
     ({"kind": "part", "layers": [5]}, "'layers'"),
+    ({"kind": "part", "layers": "234"}, "'layers'"),
     ({"kind": "lora"}, "'kind' must be one of"),
 ])
 def test_invalid_dicts_name_the_key(spec, message):
