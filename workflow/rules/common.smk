@@ -2,6 +2,7 @@
 # Everything here runs at DAG-building time, so it only imports light modules (no torch).
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -16,6 +17,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 TABLES = tables_config.load_tables(config["tables"]["file"])
 CONFIG_HASH = config_hash(config)
+# Rules call the `svf` CLI of the interpreter that runs Snakemake (no reliance on an activated venv or PATH).
+SVF = f"{shlex.quote(sys.executable)} -m svf"
 TABLE_NAMES = tuple(TABLES["tables"])
 CELL = "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}"
 

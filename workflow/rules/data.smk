@@ -26,7 +26,7 @@ rule download:
     localrule: True
     retries: 2
     shell:
-        "svf download {wildcards.artifact} --out-dir {params.out_dir} {params.mirror} > {log} 2>&1"
+        "{SVF} download {wildcards.artifact} --out-dir {params.out_dir} {params.mirror} > {log} 2>&1"
 
 
 rule synthesize:
@@ -41,7 +41,7 @@ rule synthesize:
         "<logs>/synthesize/{dataset}.log",
     localrule: True
     shell:
-        "svf synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
+        "{SVF} synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
         "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
         "--min-pixels {params.min_pixels} --seed {params.seed} > {log} 2>&1"
 
@@ -61,7 +61,7 @@ rule prepare:
     log:
         "<logs>/prepare/{dataset}.log",
     shell:
-        "svf prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
+        "{SVF} prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
         "--workers {threads} {params.aug} --quiet > {log} 2>&1"
 
 
@@ -80,7 +80,7 @@ rule splits:
     log:
         "<logs>/splits/{dataset}.log",
     shell:
-        "svf splits --dataset-root {params.root} --out {params.out} "
+        "{SVF} splits --dataset-root {params.root} --out {params.out} "
         "--min-pixels {params.min_pixels} --min-pool-size {params.min_pool} --coco-split {params.coco_split} "
         "--workers {threads} --quiet > {log} 2>&1"
 
@@ -99,7 +99,7 @@ if config["weights"]["source"] == "download":
         localrule: True
         retries: 2
         shell:
-            "svf download {params.artifact} --out-dir {params.out_dir} {params.mirror} --copy-to {output} "
+            "{SVF} download {params.artifact} --out-dir {params.out_dir} {params.mirror} --copy-to {output} "
             "> {log} 2>&1"
 
 else:
@@ -124,5 +124,5 @@ else:
         benchmark:
             "<benchmarks>/weights/{backbone}.tsv"
         shell:
-            "svf pretrain --spec {params.spec:q} --dataset-root {params.roots[0]} --dataset-root {params.roots[1]} "
+            "{SVF} pretrain --spec {params.spec:q} --dataset-root {params.roots[0]} --dataset-root {params.roots[1]} "
             "--splits {params.splits[0]} --splits {params.splits[1]} --out {output} --threads {threads} > {log} 2>&1"

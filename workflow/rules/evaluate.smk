@@ -25,6 +25,6 @@ rule evaluate:
     benchmark:
         f"<benchmarks>/evaluate/{CELL}.tsv"
     shell:
-        "svf evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "{SVF} evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --model {input.model} --out {output.metrics} "
         "--config-hash {CONFIG_HASH} --threads {threads} > {log} 2>&1"

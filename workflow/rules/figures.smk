@@ -15,7 +15,7 @@ rule figure6_plot:
         "<logs>/figures/figure6.log",
     localrule: True
     shell:
-        "svf figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output[0]} --data {output.data} "
+        "{SVF} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output[0]} --data {output.data} "
         "> {log} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule figure4_plot:
     log:
         "<logs>/figures/figure4_fold{fold}.log",
     shell:
-        "svf figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "{SVF} figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} --model {input.model} --images {params.images} --out {output} > {log} 2>&1"
 
 
@@ -48,7 +48,7 @@ rule curves:
         "<logs>/figures/curves_{table}.log",
     localrule: True
     shell:
-        "svf curves --cells-root {params.cells_root} --cells {params.ids} --title {wildcards.table} "
+        "{SVF} curves --cells-root {params.cells_root} --cells {params.ids} --title {wildcards.table} "
         "--out {output} > {log} 2>&1"
 
 
@@ -66,5 +66,5 @@ rule overview:
         "<logs>/figures/overview.log",
     localrule: True
     shell:
-        "svf overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
+        "{SVF} overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
         "--only {params.only} {params.options} > {log} 2>&1"

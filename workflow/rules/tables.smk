@@ -32,7 +32,7 @@ rule collect:
         "<logs>/collect/results.log",
     localrule: True
     shell:
-        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "{SVF} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
         "--cells {params.ids} {params.mixed} > {log} 2>&1"
 
 
@@ -55,9 +55,9 @@ rule table:
         "<logs>/tables/{table}.log",
     localrule: True
     shell:
-        "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
+        "({SVF} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
         "--cells {params.ids} {params.mixed} && "
-        "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "{SVF} tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {wildcards.table} {params.options}) > {log} 2>&1"
 
 
@@ -77,6 +77,6 @@ rule summary:
         "<logs>/tables/summary.log",
     localrule: True
     shell:
-        "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "{SVF} tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
         "> {log} 2>&1"

@@ -26,7 +26,7 @@ rule train_base:
     benchmark:
         "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
     shell:
-        "svf train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "{SVF} train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
         "--threads {threads} > {log} 2>&1"
 
@@ -56,6 +56,6 @@ rule train:
     benchmark:
         f"<benchmarks>/train/{CELL}.tsv"
     shell:
-        "svf train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "{SVF} train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --out-dir {params.out} "
         "--checkpoint-dir {params.checkpoint} --config-hash {CONFIG_HASH} --threads {threads} > {log} 2>&1"
