@@ -1,4 +1,4 @@
-"""BAM specifics: merge-conv init, K-shot re-weighting, the frozen base branch, base learner loading, class exclusion."""
+"""BAM specifics: merge-conv init, K-shot re-weighting, frozen base branch, base-learner loading, class exclusion."""
 import pytest
 import torch
 from torch import nn

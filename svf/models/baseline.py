@@ -14,7 +14,6 @@ Quirks of the authors' code, as options:
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .common import (ASPP, FewShotModel, batch_item, check_label, conv_relu, cross_entropy, double_conv3x3,
                      mid_level, prior_mask, reduce_block, resize, seg_classifier, weighted_gap)

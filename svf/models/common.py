@@ -20,10 +20,6 @@ GAP_EPS = 5e-4
 COSINE_EPS = 1e-7
 
 
-def device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize with ``align_corners=True`` (the only interpolation these code bases use)."""
     size = tuple(int(s) for s in size)
@@ -131,7 +127,8 @@ def mid_level(feat2: torch.Tensor, feat3: torch.Tensor) -> torch.Tensor:
 
 
 def base_label_table(base_classes: Sequence[int], size: int = 256) -> torch.Tensor:
-    """Lookup table raw class id -> BAM base label: base class -> index in ``base_classes`` + 1, other -> 0, 255 kept."""
+    """Lookup table raw class id -> BAM base label: base class -> its index in ``base_classes`` + 1, other
+    classes -> 0, 255 kept."""
     ids = [int(c) for c in base_classes]
     if len(set(ids)) != len(ids) or any(c <= 0 or c >= IGNORE_INDEX for c in ids):
         raise ValueError(f"base_classes must be distinct class ids in 1..254, got {ids}")
