@@ -140,3 +140,18 @@ def test_dilation_defaults_follow_the_authors():
     assert tiny("pfenet", "resnet50", 1).layer3[0].conv2.dilation == (1, 1)
     assert tiny("bam", "resnet50", 1).layer3[0].conv2.dilation == (2, 2)        # PSPNet's dilation loop
     assert tiny("pfenet", "resnet50", 1, dilation="pfenet").layer3[0].conv2.dilation == (2, 2)
+
+
+def test_gram_and_prior_stay_float32_under_autocast():
+    from svf.models.common import gram_matrix, prior_mask
+
+    big = torch.full((1, 4, 40, 40), 300.0)  # Gram entries 1.44e8: inf in float16 without the float32 guard
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram_matrix(big)
+        p = prior_mask(big, big, torch.ones(1, 1, 40, 40), (5, 5))
+    assert g.dtype == torch.float32 and torch.allclose(g, torch.ones_like(g), atol=1e-5)
+    assert p.dtype == torch.float32 and torch.isfinite(p).all()
+    model = tiny("bam", "resnet50", 2).eval()
+    batch = episode(2, b=1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(run(model, batch)["logits"]).all()

@@ -5,6 +5,7 @@ so that their state dicts map onto ours key for key (see :mod:`svf.models.checkp
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -87,6 +88,19 @@ def weighted_gap(feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (feat * mask).sum((2, 3), keepdim=True) / (mask.sum((2, 3), keepdim=True) + GAP_EPS)
 
 
+def _float32(fn):
+    """Run ``fn`` in float32 outside autocast: Gram sums and cosine products over thousands of positions can
+    overflow float16 (the authors trained in float32)."""
+    @functools.wraps(fn)
+    def wrapper(*tensors, **kwargs):
+        device_type = tensors[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return fn(*(t.float() if torch.is_tensor(t) and t.dtype in (torch.float16, torch.bfloat16) else t
+                        for t in tensors), **kwargs)
+    return wrapper
+
+
+@_float32
 def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
     """Channel-wise cosine-similarity Gram matrix (B, C, C) of a (B, C, H, W) feature (BAM's scene factor)."""
     f = feat.flatten(2)
@@ -101,6 +115,7 @@ def gram_distance(query_low: torch.Tensor, support_low: torch.Tensor) -> torch.T
     return diff.flatten(1).norm(dim=1) / float(c)
 
 
+@_float32
 def prior_mask(query_feat4: torch.Tensor, support_feat4: torch.Tensor, support_mask: torch.Tensor,
                out_size: Sequence[int]) -> torch.Tensor:
     """PFENet's training-free prior (B, 1, *out_size).
