@@ -16,6 +16,18 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 
 
+onstart:
+    start_warm_server()
+
+
+onsuccess:
+    stop_warm_server()
+
+
+onerror:
+    stop_warm_server()
+
+
 rule all:
     default_target: True
     input:

@@ -7,6 +7,7 @@ functions only, so ``svf --help`` and light commands start fast; per-job start-u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and os.environ.get("SVF_WARM_SOCKET") and not os.environ.get("SVF_WARM_CHILD"):
+        from .warm import run_remote  # a warm server runs the command without a new interpreter start-up
+
+        code = run_remote(os.environ["SVF_WARM_SOCKET"], sys.argv[1:])
+        if code is not None:
+            return code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,7 @@
 # All Python helpers of the workflow: config validation, the cells each table needs, paths and rule parameters.
 # Everything here runs at DAG-building time, so it only imports light modules (no torch).
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -52,6 +53,28 @@ def _check_cells(cells):
                 f"cell {tables_config.cell_id(cell)} uses recipe {cell['recipe']!r}; "
                 f"config recipes are {sorted(config['recipes'])}"
             )
+
+
+# ---- warm start (demo): one server imports torch once and forks every `svf` job (see svf/warm.py) ----------------
+WARM = {}
+
+
+def start_warm_server():
+    if config.get("warm_start") and workflow.local_exec:
+        import tempfile
+
+        from svf import warm
+
+        path = os.path.join(tempfile.mkdtemp(prefix="svf-warm-"), "socket")
+        WARM["pid"] = warm.start(path)
+        os.environ[warm.ENV_SOCKET] = path  # inherited by every local job's shell
+
+
+def stop_warm_server():
+    if "pid" in WARM:
+        from svf import warm
+
+        warm.stop(WARM.pop("pid"))
 
 
 ALL_CELLS = cells_for(config["tables"]["build"])
