@@ -75,13 +75,18 @@ def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: in
         "fold": fold,
         "coco_split": config["data"].get("coco_split", "interleaved"),
         "width": model["width"],
-        "depths": model.get("depths"),
+        "depths": backbone_depths(config, backbone),
         "reduce_dim": model["reduce_dim"],
         "dilation": model["dilation"][method],
         "stem": backbone_stem(config, backbone),
     }
     kwargs.update(copy.deepcopy(model.get(method) or {}))
     return kwargs
+
+
+def backbone_depths(config: Mapping[str, Any], backbone: str):
+    """``model.depths`` (blocks per ResNet stage) applies to ResNet only; VGG16 has a fixed depth."""
+    return config["model"].get("depths") if backbone == "resnet50" else None
 
 
 def backbone_stem(config: Mapping[str, Any], backbone: str) -> str:
@@ -122,7 +127,7 @@ def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fo
             "fold": int(fold),
             "coco_split": config["data"].get("coco_split", "interleaved"),
             "width": config["model"]["width"],
-            "depths": config["model"].get("depths"),
+            "depths": backbone_depths(config, backbone),
             "dilation": config["model"]["dilation"]["bam"],
             "stem": backbone_stem(config, backbone),
             "cls_dim": bam.get("base_cls_dim", 512),

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from svf import __version__ as SVF_VERSION
 from svf import tables_config
-from svf.engine.spec import Cell, backbone_stem, base_learner_spec, canonical_json, cell_spec, config_hash
+from svf.engine.spec import Cell, backbone_depths, backbone_stem, base_learner_spec, canonical_json, cell_spec, config_hash
 from svf.policy import is_canonical
 
 

@@ -113,7 +113,7 @@ else:
         params:
             spec=lambda w: canonical_json(
                 {"model": {"backbone": w.backbone, "width": config["model"]["width"],
-                           "depths": config["model"].get("depths"), "stem": backbone_stem(config, w.backbone)},
+                           "depths": backbone_depths(config, w.backbone), "stem": backbone_stem(config, w.backbone)},
                  **config["weights"]["pretrain"], "seed": config["seed"]}
             ),
             roots=lambda w, input: [str(Path(p).parent) for p in input.datasets],

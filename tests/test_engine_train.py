@@ -1,0 +1,124 @@
+"""Training and evaluation of cells on tiny synthetic data: every method x backbone x shot runs, a killed run
+resumes to exactly the uninterrupted result, runs are deterministic, a NaN loss stops the run loudly."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import svf.engine.train as train_module
+from svf.engine.base_learner import train_base_learner
+from svf.engine.evaluate import evaluate_cell
+from svf.engine.spec import base_learner_spec
+from svf.engine.train import NonFiniteLossError, train_cell
+
+from conftest import TINY, merged_config, tiny_spec
+
+
+def _train(spec, data, tmp, name, base=None):
+    out, ckpt = tmp / name, tmp / f"{name}_ckpt"
+    train_cell(spec, data["root"], data["splits"], None, str(out), str(ckpt), base_learner=base, threads=1)
+    return out
+
+
+def _evaluate(spec, data, cell_dir, base=None):
+    return evaluate_cell(spec, data["root"], data["splits"], None, str(cell_dir / "model.pt"),
+                         str(cell_dir / "metrics.json"), base_learner=base, threads=1)
+
+
+def _log_without_times(path):
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(handle)]
+
+
+def _model_state(cell_dir):
+    return torch.load(cell_dir / "model.pt", weights_only=False)["state"]
+
+
+@pytest.fixture(scope="module")
+def base_learners(pascal_data, tmp_path_factory):
+    """A (barely) trained BAM base learner per backbone for fold 0."""
+    config = merged_config(TINY)
+    tmp = tmp_path_factory.mktemp("base")
+    files = {}
+    for backbone in ("resnet50", "vgg16"):
+        spec = base_learner_spec(config, "pascal", backbone, 0)
+        spec["recipe"].update(epochs=1, max_episodes_per_epoch=4, batch_size=2)
+        out = tmp / backbone / "model.pt"
+        train_base_learner(spec, pascal_data["root"], None, str(out), str(tmp / backbone / "ckpt"), threads=1)
+        files[backbone] = str(out)
+    return files
+
+
+@pytest.mark.parametrize("shot", [1, 5])
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg16"])
+@pytest.mark.parametrize("method", ["baseline", "pfenet", "bam"])
+def test_every_method_backbone_and_shot_trains_and_evaluates(method, backbone, shot, pascal_data, base_learners,
+                                                             tmp_path):
+    spec = tiny_spec(backbone=backbone, method=method, shot=shot, recipe_overrides={"epochs": 1})
+    base = base_learners[backbone] if method == "bam" else None
+    cell_dir = _train(spec, pascal_data, tmp_path, "cell", base)
+    metrics = _evaluate(spec, pascal_data, cell_dir, base)
+    assert 0.0 <= metrics["miou"] <= 100.0 and 0.0 <= metrics["fb_iou"] <= 100.0
+    assert metrics["episodes"] == 6 and metrics["cell_id"] == spec["cell_id"]
+    assert set(metrics["class_iou"]) == {"1", "2", "3", "4", "5"}
+    sv = json.loads((cell_dir / "singular_values.json").read_text())
+    assert sv["before"].keys() == sv["after"].keys() and len(sv["after"]) > 0
+    # SVF trains only S in layers 2-4: frozen layer0/1 values are unchanged, some trained ones moved
+    assert all(sv["before"][k] == sv["after"][k] for k in sv["before"] if k.startswith(("layer0", "layer1")))
+    assert any(sv["before"][k] != sv["after"][k] for k in sv["before"] if k.startswith(("layer2", "layer3", "layer4")))
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path, monkeypatch):
+    spec = tiny_spec(recipe_overrides={"epochs": 3})
+    uninterrupted = _train(spec, pascal_data, tmp_path, "a")
+
+    real_save, saves = train_module.save_checkpoint, []
+
+    def crash_after_second_epoch(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt("simulated kill after epoch 2")
+
+    monkeypatch.setattr(train_module, "save_checkpoint", crash_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(spec, pascal_data, tmp_path, "b")
+    assert not (tmp_path / "b" / "model.pt").exists()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = _train(spec, pascal_data, tmp_path, "b")
+
+    a, b = _model_state(uninterrupted), _model_state(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _log_without_times(uninterrupted / "train_log.csv") == _log_without_times(resumed / "train_log.csv")
+    keys = ("miou", "fb_iou", "class_iou")
+    ma, mb = _evaluate(spec, pascal_data, uninterrupted), _evaluate(spec, pascal_data, resumed)
+    assert {k: ma[k] for k in keys} == {k: mb[k] for k in keys}
+
+
+def test_same_seed_gives_identical_results(pascal_data, tmp_path):
+    spec = tiny_spec(policy="svf-US")
+    first, second = _train(spec, pascal_data, tmp_path, "x"), _train(spec, pascal_data, tmp_path, "y")
+    a, b = _model_state(first), _model_state(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = _evaluate(spec, pascal_data, first), _evaluate(spec, pascal_data, second)
+    volatile = {"eval_wall_time_s", "train_wall_time_s"}
+    assert {k: v for k, v in ma.items() if k not in volatile} == {k: v for k, v in mb.items() if k not in volatile}
+
+
+def test_nan_loss_stops_with_cell_epoch_and_step(pascal_data, tmp_path, monkeypatch):
+    spec = tiny_spec()
+    original = train_module.forward
+
+    def poisoned(model, batch):
+        outputs = original(model, batch)
+        outputs["logits"] = outputs["logits"] * float("nan")
+        return outputs
+
+    monkeypatch.setattr(train_module, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"baseline/dagger/svf/svf-code/1shot/fold0.*epoch 1, step 1/"):
+        _train(spec, pascal_data, tmp_path, "nan")
+    assert not any((tmp_path / "nan").glob("*"))
