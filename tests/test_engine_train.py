@@ -122,3 +122,13 @@ def test_nan_loss_stops_with_cell_epoch_and_step(pascal_data, tmp_path, monkeypa
     with pytest.raises(NonFiniteLossError, match=r"baseline/dagger/svf/svf-code/1shot/fold0.*epoch 1, step 1/"):
         _train(spec, pascal_data, tmp_path, "nan")
     assert not any((tmp_path / "nan").glob("*"))
+
+
+def test_bn_train_mode_policy_keeps_its_drifting_statistics(pascal_data, tmp_path):
+    # Table 2's original-PFENet row: frozen backbone with BatchNorm in train mode (running statistics move)
+    spec = tiny_spec(method="pfenet", setting="original", policy="frozen-bntrain", recipe="pfenet-original")
+    cell_dir = _train(spec, pascal_data, tmp_path, "bntrain")
+    state = _model_state(cell_dir)
+    stats = [k for k in state if k.startswith("layer") and k.endswith("running_mean")]
+    assert stats and not any(k.startswith("layer") and k.endswith(".weight") for k in state)
+    assert 0.0 <= _evaluate(spec, pascal_data, cell_dir)["miou"] <= 100.0

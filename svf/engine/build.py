@@ -49,14 +49,10 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
     return model, policy
 
 
-def extra_state_patterns(policy: Policy) -> tuple[str, ...]:
-    """Frozen tensors that still change in training: BN running statistics when BN runs in train mode."""
-    return ("layer*.running_mean", "layer*.running_var", "layer*.num_batches_tracked") if policy.bn_train else ()
-
-
 def trained_state(model: nn.Module, policy: Policy) -> dict[str, torch.Tensor]:
     """The tensors training changed (kept on CPU): what model.pt stores."""
-    return {k: v.cpu() for k, v in trainable_state_dict(model, extra=extra_state_patterns(policy)).items()}
+    # BN statistics drift when BN runs in train mode (-bntrain), although they are not parameters
+    return {k: v.cpu() for k, v in trainable_state_dict(model, extra=policy.extra_state).items()}
 
 
 def load_cell_model(spec: dict, model_file: str | Path, weights: str | Path | None,

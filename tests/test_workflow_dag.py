@@ -1,0 +1,108 @@
+"""The Snakemake DAG: cell counts of the paper config, single-table targets, target rules, the SLURM profile's
+dry run, and config errors caught before any job starts."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args, env=None, cwd=ROOT):
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    block = output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", block, re.M)}
+
+
+def dry_run(*targets, extra=()):
+    result = snakemake("-n", *targets, *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return job_counts(result.stdout)
+
+
+def test_paper_config_builds_316_cells_and_16_base_learners():
+    counts = dry_run()
+    assert counts["train"] == 316 and counts["evaluate"] == 316
+    assert counts["train_base"] == 16
+    assert counts["table"] == 7 and counts["figure4_plot"] == 4 and counts["figure6_plot"] == 1
+
+
+def test_table4_builds_only_its_16_cells():
+    counts = dry_run("table4")
+    assert counts["train"] == 16 and counts["evaluate"] == 16
+    assert "train_base" not in counts and counts["table"] == 1
+
+
+def test_table1_needs_the_pascal_base_learners_only():
+    counts = dry_run("table1")
+    assert counts["train"] == 144 and counts["train_base"] == 8
+
+
+def test_table2_cells():
+    counts = dry_run("table2")
+    assert counts["train"] == 104 and counts["train_base"] == 8
+
+
+def test_target_rules_listed():
+    result = snakemake("--list-target-rules")
+    assert result.returncode == 0, result.stderr
+    rules = set(result.stdout.split())
+    assert {"all", "demo", "figure4", "figure6", "table1", "table2", "table4", "table5", "table6", "table7",
+            "table8"} <= rules
+    assert "table3" not in rules
+
+
+def test_slurm_profile_dry_run_requests_one_gpu_per_training_job():
+    env = {"SLURM_ACCOUNT": "proj", "SLURM_CPU_PARTITION": "cpu", "SLURM_GPU_PARTITION": "gpu"}
+    result = snakemake("table4", "--workflow-profile", "slurm", "-n", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert job_counts(out)["train"] == 16
+    train_jobs = [block for block in out.split("\n\n") if re.search(r"^rule train:", block, re.M)]
+    assert train_jobs and all("gpu=1" in b and "slurm_partition=gpu" in b for b in train_jobs)
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ({"data": {"sourc": "synthetic"}}, "'sourc' was unexpected"),
+    ({"seed": "x"}, "'x' is not of type 'integer'"),
+    ({"tables": {"folds": [5]}}, "5 is greater than the maximum of 3"),
+    ({"tables": {"shots": [0]}}, "0 is less than the minimum of 1"),
+    ({"tables": {"build": ["table3"]}}, "'table3' is not one of"),
+    ({"model": {"rank": "half"}}, "'half' is not one of ['full', 'official']"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, overlay, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    result = snakemake("-n", "table4", "--configfile", str(path))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("method", "pfenett"), "pfenett"),
+    (("policy", "svf-X"), "svf-X"),
+    (("recipe", "no-such-recipe"), "no-such-recipe"),
+])
+def test_bad_tables_yaml_fails_before_any_job(tmp_path, edit, message):
+    tables = yaml.safe_load((ROOT / "config" / "tables.yaml").read_text())
+    key, value = edit
+    tables["tables"]["table4"]["rows"][0][key] = value
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump(tables, allow_unicode=True))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"tables": {"file": str(path)}}))
+    result = snakemake("-n", "table4", "--configfile", str(overlay))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
