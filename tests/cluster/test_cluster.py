@@ -8,9 +8,11 @@ installed or the tests do not run as root; .ci/run installs them.
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cluster_harness import (
     HERE,
@@ -180,14 +182,23 @@ def test_stop_is_idempotent(tmp_path):
 
 MAIN_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
-# Flip to True once the override below is checked against the real config schema and table4's outputs.
+# Flip to True once the override below is checked against the landed DAG (or run it now: SVF_CLUSTER_MAIN=1).
 MAIN_WORKFLOW_READY = False
 
 
+def job_rule(comment):
+    """The rule of a job submitted by the slurm plugin, from its --comment ("rule_<rule>[_wildcards_<values>]")."""
+    return comment.removeprefix("rule_").split("_wildcards_")[0]
+
+
+def job_wildcards(comment):
+    return comment.partition("_wildcards_")[2]
+
+
 @pytest.mark.skipif(
-    not MAIN_WORKFLOW_READY,
+    not (MAIN_WORKFLOW_READY or os.environ.get("SVF_CLUSTER_MAIN") == "1"),
     reason="table4-on-SLURM test prepared but not enabled: check its config override and outputs against the "
-    "landed DAG, then set MAIN_WORKFLOW_READY = True in tests/cluster/test_cluster.py",
+    "landed DAG, then set MAIN_WORKFLOW_READY = True in tests/cluster/test_cluster.py (or run with SVF_CLUSTER_MAIN=1)",
 )
 @pytest.mark.skipif(
     not (MAIN_SNAKEFILE.is_file() and DEMO_CONFIG.is_file()),
@@ -195,38 +206,49 @@ MAIN_WORKFLOW_READY = False
     "then finish and enable tests/cluster/test_cluster.py::test_main_workflow_table4_on_slurm",
 )
 def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property):
-    """table4 of the real DAG on the demo config, restricted to one fold, through the production slurm profile.
-
-    TODO(when the DAG lands): check the override keys against config/demo.yaml and the schema, and the table4
-    output paths; the assertions below use only the SLURM side and the cell layout of docs/architecture.md.
-    """
+    """table4 of the real DAG on the demo config, restricted to fold 0, through the production slurm profile."""
     work = tmp_path / "main"
     work.mkdir()
-    # Outputs go to the temporary working directory; the Snakefile's relative `configfile:` and data paths are
-    # resolved from there, hence the link to the repo's config/.
+    # Outputs go to the temporary working directory (below the demo config's pathvars); the Snakefile's relative
+    # `configfile: config/config.yaml` is resolved from there, hence the link.
     (work / "config").symlink_to(REPO / "config")
     override = work / "cluster-test.yaml"
-    override.write_text("# test override: one fold keeps the SLURM run short\nfolds: [0]\n")
+    override.write_text("# test override: one fold keeps the SLURM run short\ntables:\n  folds: [0]\n")
     env = slurm_cluster.env(
-        SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION
+        SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION,
+        # The rules call the `svf` entry point: in jobs it is found on the PATH the controller had (--export=ALL).
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     )
     run = run_snakemake(
         ["table4", "--snakefile", MAIN_SNAKEFILE, "--directory", work, "--workflow-profile", PROFILE_DIR,
-         *TEST_ARGS, "--configfile", DEMO_CONFIG, override],
+         "--jobs", "8", *TEST_ARGS, "--configfile", DEMO_CONFIG, override],
         cwd=work, env=env, timeout=3000,
     )
     record_property("table4_seconds", round(run.seconds, 1))
+    print(f"table4 (demo config, fold 0) through SLURM: {run.seconds:.1f} s")
     assert run.returncode == 0 and not run.timed_out, failure_report(run, slurm_cluster)
 
-    # Every train/evaluate job ran on SLURM exactly once, with a GPU, and completed.
-    jobs = [job for job in slurm_cluster.squeue() if job["Comment"].startswith(("rule_train_", "rule_evaluate_"))]
-    assert jobs, "no train/evaluate job was submitted to SLURM"
-    comments = [job["Comment"] for job in jobs]
-    assert len(comments) == len(set(comments)), f"duplicated SLURM jobs: {sorted(comments)}"
-    assert all(job["State"] == "COMPLETED" and job["tres-per-job"] == "gres:gpu:1" for job in jobs), jobs
-    trained = {c.removeprefix("rule_train_wildcards_") for c in comments if c.startswith("rule_train_")}
-    evaluated = {c.removeprefix("rule_evaluate_wildcards_") for c in comments if c.startswith("rule_evaluate_")}
-    assert trained == evaluated, (trained, evaluated)
-    # No local rule went to SLURM.
-    local = [job for job in slurm_cluster.squeue() if job["Comment"].startswith(("rule_collect", "rule_table"))]
-    assert not local, local
+    results = work / yaml.safe_load(DEMO_CONFIG.read_text())["pathvars"]["results"]
+    for suffix in ("csv", "md", "tex"):
+        assert (results / "tables" / f"table4.{suffix}").is_file(), f"table4.{suffix} missing under {results}"
+    cells = sorted((results / "cells").rglob("metrics.json"))
+    assert cells, "no cell was evaluated"
+    assert all("/fold0/" in str(c) for c in cells), cells
+
+    # SLURM's view: one train and one evaluate job per cell, each exactly once, each with a GPU, all completed;
+    # nothing for the local rules.
+    jobs = slurm_cluster.squeue()
+    by_rule = {}
+    for job in jobs:
+        by_rule.setdefault(job_rule(job["Comment"]), []).append(job)
+    for rule in ("train", "evaluate"):
+        ran = by_rule.get(rule, [])
+        wildcards = [job_wildcards(job["Comment"]) for job in ran]
+        assert len(ran) == len(cells), f"{rule}: {len(ran)} SLURM jobs for {len(cells)} cells: {sorted(wildcards)}"
+        assert len(set(wildcards)) == len(wildcards), f"{rule}: a cell was submitted twice: {sorted(wildcards)}"
+        assert all(job["State"] == "COMPLETED" and job["tres-per-job"] == "gres:gpu:1" for job in ran), ran
+    assert {job_wildcards(j["Comment"]) for j in by_rule["train"]} == {
+        job_wildcards(j["Comment"]) for j in by_rule["evaluate"]
+    }
+    local = sorted(set(by_rule) & {"collect", "table", "table4", "curves", "synthesize", "download"})
+    assert not local, f"local rules were submitted to SLURM: {local}"
