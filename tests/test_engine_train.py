@@ -14,7 +14,7 @@ from svf.engine.evaluate import evaluate_cell
 from svf.engine.spec import base_learner_spec
 from svf.engine.train import NonFiniteLossError, train_cell
 
-from conftest import TINY, merged_config, tiny_spec
+from cells import TINY, merged_config, tiny_spec
 
 
 def _train(spec, data, tmp, name, base=None):
