@@ -35,15 +35,18 @@ _IGNORED = {"svf": (), "resnet_v2": ("fc.",), "torchvision_resnet": ("fc.",), "t
 
 @dataclass
 class LoadReport:
-    """What a strict load did: keys loaded, source keys ignored on purpose, target buffers left as they were."""
+    """What a strict load did: keys loaded, source keys ignored on purpose, target keys filled from other source
+    keys (e.g. BAM's layer*p from layer*), target buffers left as they were."""
 
     loaded: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
     untouched_buffers: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"loaded {len(self.loaded)} tensors; ignored {len(self.ignored)} source keys "
-                f"{self.ignored[:6]}{'...' if len(self.ignored) > 6 else ''}; "
+                f"{self.ignored[:6]}{'...' if len(self.ignored) > 6 else ''}; filled {len(self.filled)} "
+                f"keys{' (' + self.filled[0] + ', ...)' if self.filled else ''}; "
                 f"{len(self.untouched_buffers)} num_batches_tracked buffers not in the source")
 
 

@@ -73,7 +73,7 @@ def load_authors_checkpoint(model: nn.Module, source) -> LoadReport:
     else:
         hint = "check backbone, shot, bins and num_base_classes against inspect_checkpoint()"
     report = strict_load(model, state, "checkpoint", hint=hint)
-    report.ignored = dropped + [f"{k} (filled from layer*)" for k in filled]
+    report.ignored, report.filled = dropped, filled
     return report
 
 
