@@ -125,6 +125,24 @@ def _add_train_base(subparsers) -> None:
 
 
 @command
+def _add_import_base_learner(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "import-base-learner", help="convert a published BAM base learner (best.pth) to this project's layout")
+    parser.add_argument("--source", required=True, help="BAM's initmodel/PSPNet/<dataset>/split<k>/<backbone>/best.pth")
+    parser.add_argument("--out", required=True, help="model.pt to write")
+
+    def run(args):
+        from .io import torch_save
+        from .models.checkpoints import to_pspnet_state
+
+        state = to_pspnet_state(args.source)
+        torch_save(args.out, state)
+        print(f"{args.source}: {len(state)} tensors -> {args.out}")
+
+    parser.set_defaults(func=run)
+
+
+@command
 def _add_pretrain(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="demo only: pretrain a tiny backbone on synthetic images (ImageNet stand-in)")

@@ -66,6 +66,9 @@ REGISTRY: dict[str, Artifact] = {a.key: a for a in (
              description="COCO 2014 instances_{train,val}2014.json"),
     Artifact("vgg16_bn", "vgg16_bn-6c64b313.pth", ("https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",),
              sha256_prefix="6c64b313", size="528 MB", description="torchvision VGG16-BN ImageNet weights"),
+    Artifact("resnet50_torchvision", "resnet50-0676ba61.pth",
+             ("https://download.pytorch.org/models/resnet50-0676ba61.pth",), sha256_prefix="0676ba61", size="98 MB",
+             description="torchvision ResNet-50 ImageNet weights (7x7 stem; with weights.resnet50: torchvision)"),
     Artifact("resnet50_v2", "resnet50_v2.pth", gdrive_folder="1Hrz1wOxOZm4nIIS7UMJeL79AQrdvpj6v", size="100 MB",
              description="ResNet-50 'v2' deep-stem ImageNet weights (PFENet/semseg Google Drive folder); "
                          "no published checksum: the sha256 of the first download is recorded"),

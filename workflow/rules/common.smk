@@ -126,6 +126,15 @@ def weights_file(backbone):
     return f"<resources>/weights/{backbone}.pth"
 
 
+def published_base_learner(dataset, backbone, fold):
+    """BAM's released stage-1 checkpoint in its initmodel layout: PSPNet/{dataset}/split{k}/{vgg|resnet50}/best.pth."""
+    root = config["weights"]["bam_base_learner_dir"]
+    if not root:
+        raise ValueError("weights.bam_base_learner is 'published' but weights.bam_base_learner_dir is not set")
+    name = "vgg" if backbone == "vgg16" else backbone
+    return str(Path(root) / dataset / f"split{fold}" / name / "best.pth")
+
+
 def base_learner_file(dataset, backbone, fold):
     return f"<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt"
 

@@ -85,13 +85,15 @@ rule splits:
         "--workers {threads} --quiet > {log} 2>&1"
 
 
+IMAGENET_RESNET50 = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
+
 if config["weights"]["source"] == "download":
 
     rule imagenet_weights:
         output:
             "<resources>/weights/{backbone}.pth",
         params:
-            artifact=lambda w: "vgg16_bn" if w.backbone == "vgg16" else config["weights"]["resnet50"],
+            artifact=lambda w: "vgg16_bn" if w.backbone == "vgg16" else IMAGENET_RESNET50[config["weights"]["resnet50"]],
             mirror=mirror_arg,
             out_dir=pv("<resources>/downloads"),
         log:

@@ -3,32 +3,47 @@
 # killed job keeps them and the rerun resumes from the last finished epoch.
 
 
-rule train_base:
-    input:
-        dataset="<resources>/data/{dataset}/dataset.json",
-        splits="<resources>/splits/{dataset}/splits_summary.json",
-        weights="<resources>/weights/{backbone}.pth",
-    output:
-        model="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt",
-        log_csv="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/train_log.csv",
-    params:
-        spec=base_spec_json,
-        root=lambda w, input: str(Path(input.dataset).parent),
-        splits=lambda w, input: str(Path(input.splits).parent),
-        checkpoint=lambda w: pv(f"<resources>/checkpoints/base_learners/{w.dataset}/{w.backbone}/fold{w.fold}"),
-    threads: res("train_base", "threads")
-    resources:
-        gpu=1,
-        mem_mb=res("train_base", "mem_mb"),
-        runtime=res("train_base", "runtime"),
-    log:
-        "<logs>/train_base/{dataset}/{backbone}/fold{fold}.log",
-    benchmark:
-        "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
-    shell:
-        "{SVF} train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
-        "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
-        "--threads {threads} > {log} 2>&1"
+if config["weights"]["bam_base_learner"] == "train":
+
+    rule train_base:
+        input:
+            dataset="<resources>/data/{dataset}/dataset.json",
+            splits="<resources>/splits/{dataset}/splits_summary.json",
+            weights="<resources>/weights/{backbone}.pth",
+        output:
+            model="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt",
+            log_csv="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/train_log.csv",
+        params:
+            spec=base_spec_json,
+            root=lambda w, input: str(Path(input.dataset).parent),
+            splits=lambda w, input: str(Path(input.splits).parent),
+            checkpoint=lambda w: pv(f"<resources>/checkpoints/base_learners/{w.dataset}/{w.backbone}/fold{w.fold}"),
+        threads: res("train_base", "threads")
+        resources:
+            gpu=1,
+            mem_mb=res("train_base", "mem_mb"),
+            runtime=res("train_base", "runtime"),
+        log:
+            "<logs>/train_base/{dataset}/{backbone}/fold{fold}.log",
+        benchmark:
+            "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
+        shell:
+            "{SVF} train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+            "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
+            "--threads {threads} > {log} 2>&1"
+
+else:
+
+    rule import_base_learner:
+        input:
+            published=lambda w: published_base_learner(w.dataset, w.backbone, w.fold),
+        output:
+            model="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt",
+        log:
+            "<logs>/import_base_learner/{dataset}/{backbone}/fold{fold}.log",
+        localrule: True
+        shell:
+            "{SVF} import-base-learner --source {input.published} --out {output.model} > {log} 2>&1"
 
 
 rule train:

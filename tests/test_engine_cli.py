@@ -1,0 +1,49 @@
+"""The engine's CLI commands: help texts, argument errors, importing BAM's published base learners."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from svf.cli import main
+from svf.models import build_base_learner, build_model
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "train-base", "pretrain", "figure4",
+                                     "import-base-learner"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: svf " + command in capsys.readouterr().out
+
+
+def test_missing_argument_is_named():
+    result = subprocess.run([sys.executable, "-m", "svf", "train", "--spec", "{}"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--dataset-root" in result.stderr
+
+
+def test_spec_that_is_neither_json_nor_a_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "svf", "evaluate", "--spec", str(tmp_path / "none.json"),
+                             "--dataset-root", "x", "--splits", "y", "--model", "m", "--out", "o"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "neither JSON nor an existing file" in result.stderr
+
+
+def test_import_published_bam_base_learner(tmp_path):
+    kwargs = dict(backbone="resnet50", width=0.125, depths=(1, 1, 1, 1), dataset="pascal", fold=1, cls_dim=16)
+    pspnet = build_base_learner(**kwargs)
+    # BAM's best.pth: a 'state_dict' wrapper, DDP's 'module.' prefix and an unused encoder copy
+    published = {"state_dict": {**{f"module.{k}": v for k, v in pspnet.state_dict().items()},
+                                "module.encoder.0.weight": torch.zeros(1)}}
+    torch.save(published, tmp_path / "best.pth")
+    assert main(["import-base-learner", "--source", str(tmp_path / "best.pth"), "--out",
+                 str(tmp_path / "model.pt")]) == 0
+    state = torch.load(tmp_path / "model.pt")
+    assert not any(k.startswith(("module.", "encoder.")) for k in state)
+    bam = build_model("bam", backbone="resnet50", width=0.125, depths=(1, 1, 1, 1), dataset="pascal", fold=1,
+                      reduce_dim=16, base_cls_dim=16)
+    bam.load_base_learner(state)
+    assert torch.equal(bam.layer0p[0].weight, pspnet.layer0[0].weight)
