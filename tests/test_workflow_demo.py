@@ -84,3 +84,15 @@ def test_rerun_has_nothing_to_do(demo_run):
            "--configfile", "config/demo.yaml", str(overlay), "-n"]
     result = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_offline_report_shows_tables_and_figures(demo_run):
+    overlay = demo_run / "reduced.yaml"
+    report = demo_run / "report.html"
+    cmd = [sys.executable, "-m", "snakemake", "table4", "figure4", "figure6", "--configfile", "config/demo.yaml",
+           str(overlay), "--report", str(report)]
+    result = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text()
+    assert "table4.csv" in html and "figure6_singular_values.png" in html and "figure4_fold0.png" in html
+    assert "<script src=\"http" not in html  # self-contained: works offline

@@ -6,7 +6,9 @@ rule figure6_plot:
     input:
         lambda w: [f"{cell_dir(c)}/singular_values.json" for c in figure_cells()],
     output:
-        FIGURE6_FILES,
+        png=report(FIGURE6_FILES[0], caption="../report/figure.rst", category="Figures",
+                   labels={"figure": "Figure 6"}),
+        pdf=FIGURE6_FILES[1],
         data="<figures>/figure6_singular_values.csv",
     params:
         cells_root=pv("<results>/cells"),
@@ -15,7 +17,7 @@ rule figure6_plot:
         "<logs>/figures/figure6.log",
     localrule: True
     shell:
-        "{SVF} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output[0]} --data {output.data} "
+        "{SVF} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} --data {output.data} "
         "> {log} 2>&1"
 
 
@@ -23,7 +25,8 @@ rule figure4_plot:
     input:
         unpack(figure4_inputs),
     output:
-        "<figures>/figure4_fold{fold}.png",
+        report("<figures>/figure4_fold{fold}.png", caption="../report/figure.rst", category="Figures",
+               labels={"figure": "Figure 4", "fold": "{fold}"}),
     params:
         spec=figure4_spec_json,
         root=lambda w, input: str(Path(input.dataset).parent),
@@ -40,7 +43,8 @@ rule curves:
     input:
         lambda w: [f"{cell_dir(c)}/train_log.csv" for c in cells_for([w.table])],
     output:
-        "<figures>/curves_{table}.png",
+        report("<figures>/curves_{table}.png", caption="../report/figure.rst", category="Training curves",
+               labels={"table": "{table}"}),
     params:
         cells_root=pv("<results>/cells"),
         ids=lambda w: cell_ids_arg(cells_for([w.table])),
@@ -58,7 +62,8 @@ rule overview:
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        "<figures>/overview.png",
+        report("<figures>/overview.png", caption="../report/figure.rst", category="Figures",
+               labels={"figure": "overview"}),
     params:
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),

@@ -43,7 +43,10 @@ rule table:
         paper="config/paper_results.csv",
     output:
         cells="<results>/tables/{table}_cells.csv",
-        files=table_files("{table}"),
+        csv=report("<results>/tables/{table}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
+        md="<results>/tables/{table}.md",
+        tex="<results>/tables/{table}.tex",
     params:
         cells_root=pv("<results>/cells"),
         benchmarks=pv("<benchmarks>"),
