@@ -47,6 +47,11 @@ def cluster_unavailable_reason():
         )
     if os.geteuid() != 0:
         return "SLURM test cluster skipped: start_cluster.sh needs root (it runs munged/slurmctld/slurmd)"
+    if os.path.isfile("/etc/slurm/slurm.conf") and not os.path.islink("/etc/slurm/slurm.conf"):
+        return (
+            "SLURM test cluster skipped: /etc/slurm/slurm.conf is a real SLURM configuration; the test cluster "
+            "needs that path for its own (it links it while it runs) and never replaces a real file"
+        )
     return None
 
 

@@ -173,6 +173,9 @@ other_cluster_is_gone() {
     local target other pid owner
     target=$(readlink "$ETC_LINK") || return 1
     other=$(dirname "$(dirname "$target")")
+    # Still starting (its start_cluster.sh runs: the link is made before the daemons start) counts as alive.
+    pid=$(cat "$other/run/start.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then return 1; fi
     pid=$(cat "$other/run/slurmctld.pid" 2>/dev/null || true)
     { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || { echo "$other"; return 0; }
     owner=$(cat "$other/run/owner.pid" 2>/dev/null || true)
@@ -180,6 +183,8 @@ other_cluster_is_gone() {
     return 1
 }
 mkdir -p /etc/slurm /run/lock
+echo $$ > "$DIR/run/start.pid"
+trap 'rm -f "$DIR/run/start.pid"' EXIT
 if [ -n "${SVF_CLUSTER_OWNER_PID:-}" ]; then echo "$SVF_CLUSTER_OWNER_PID" > "$DIR/run/owner.pid"; fi
 deadline=$((SECONDS + WAIT_LINK))
 while :; do

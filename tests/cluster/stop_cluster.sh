@@ -44,7 +44,7 @@ stop() {
 if ctld=$(pid_of "$DIR/run/slurmctld.pid" slurmctld) && [ -n "$ctld" ]; then
     jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
     if [ -n "$jobs" ]; then
-        echo "stop_cluster.sh: cancelling jobs: $(echo $jobs)"
+        echo "stop_cluster.sh: cancelling jobs: ${jobs//$'\n'/ }"
         # shellcheck disable=SC2086
         timeout 10 scancel --full $jobs 2>/dev/null || true
         for _ in $(seq 100); do

@@ -8,8 +8,6 @@ installed or the tests do not run as root; .ci/run installs them.
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -215,9 +213,7 @@ def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property)
     override = work / "cluster-test.yaml"
     override.write_text("# test override: one fold keeps the SLURM run short\ntables:\n  folds: [0]\n")
     env = slurm_cluster.env(
-        SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION,
-        # The rules call the `svf` entry point: in jobs it is found on the PATH the controller had (--export=ALL).
-        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION
     )
     run = run_snakemake(
         ["table4", "--snakefile", MAIN_SNAKEFILE, "--directory", work, "--workflow-profile", PROFILE_DIR,
