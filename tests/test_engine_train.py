@@ -132,3 +132,19 @@ def test_bn_train_mode_policy_keeps_its_drifting_statistics(pascal_data, tmp_pat
     stats = [k for k in state if k.startswith("layer") and k.endswith("running_mean")]
     assert stats and not any(k.startswith("layer") and k.endswith(".weight") for k in state)
     assert 0.0 <= _evaluate(spec, pascal_data, cell_dir)["miou"] <= 100.0
+
+
+def test_frozen_random_head_parameters_are_saved_and_rebuilt_identically(pascal_data, tmp_path):
+    # the authors' baseline never trains down_query: it keeps its random init, which evaluation must reuse
+    from svf.engine.build import build_cell_model, load_cell_model
+
+    spec = tiny_spec()
+    cell_dir = _train(spec, pascal_data, tmp_path, "dq")
+    saved = _model_state(cell_dir)
+    assert "down_query.0.weight" in saved
+    torch.manual_seed(12345)  # whatever the caller's RNG state, the rebuilt model is the trained one
+    model, _, _ = load_cell_model(spec, cell_dir / "model.pt", None)
+    assert torch.equal(model.down_query[0].weight, saved["down_query.0.weight"])
+    torch.manual_seed(999)
+    again, _ = build_cell_model(spec, None)
+    assert torch.equal(again.down_query[0].weight, saved["down_query.0.weight"])

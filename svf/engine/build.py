@@ -36,6 +36,9 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
     cell = spec["cell"]
     kwargs = dict(spec["model"])
     method = cell["method"]
+    # Seeded construction: a head parameter that never trains (the baseline's down_query, as in the authors' code)
+    # keeps its random initialisation, which must be the same in training, evaluation and figures.
+    torch.manual_seed(int(spec["seed"]))
     model = build_model(method, **kwargs)
     if weights is not None:
         load_weights_file(model, weights)
@@ -49,10 +52,18 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
     return model, policy
 
 
+FROM_FILES = STAGES + tuple(f"{s}p" for s in STAGES) + ("learner_base",)  # rebuilt from weight files
+
+
 def trained_state(model: nn.Module, policy: Policy) -> dict[str, torch.Tensor]:
-    """The tensors training changed (kept on CPU): what model.pt stores."""
-    # BN statistics drift when BN runs in train mode (-bntrain), although they are not parameters
-    return {k: v.cpu() for k, v in trainable_state_dict(model, extra=policy.extra_state).items()}
+    """What model.pt stores (on CPU): the tensors training changed — trainable ones, and BN statistics when BN runs
+    in train mode (-bntrain) — plus the whole head, frozen parts included, so nothing depends on re-drawing a
+    random initialisation; the backbone and BAM's base learner are rebuilt from their weight files."""
+    state = trainable_state_dict(model, extra=policy.extra_state)
+    for key, value in model.state_dict().items():
+        if key.split(".", 1)[0] not in FROM_FILES:
+            state.setdefault(key, value.detach().clone())
+    return {k: v.cpu() for k, v in state.items()}
 
 
 def load_cell_model(spec: dict, model_file: str | Path, weights: str | Path | None,
