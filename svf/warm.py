@@ -128,11 +128,16 @@ def _supervise(conn: socket.socket, pid: int) -> None:
 
 
 def serve(path: str, parent_pid: int) -> None:
-    # Import what the commands need once, here; the children inherit it.
+    # Import what the commands need once, here; the children inherit it. torch._dynamo is what the first
+    # optimizer construction imports lazily (~1.8 s); pandas/matplotlib serve collect, tables and figures.
+    import PIL.JpegImagePlugin  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
     import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401
 
     from . import cli  # noqa: F401
-    from .engine import evaluate, train  # noqa: F401
+    from .engine import base_learner, evaluate, pretrain, train  # noqa: F401
+    from .report import collect, figure4, figures, tables  # noqa: F401
 
     if os.path.exists(path):
         os.unlink(path)
