@@ -18,7 +18,7 @@ from ..data.episodes import base_datasets, collate_episodes
 from ..models import build_base_learner
 from ..models.common import cross_entropy
 from .build import load_weights_file
-from .device import select_device, set_threads
+from .device import setup_process
 from .loaders import loader_workers, train_aug
 from .schedule import LRSchedule, resolve_schedule
 from .train import Run, final_state, fit, seed_everything, to_device, write_log
@@ -51,8 +51,7 @@ def segmentation_miou(model: nn.Module, loader, device: torch.device, num_classe
 
 def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
                        threads: int | None = None, device: str = "auto") -> dict:
-    set_threads(threads)
-    dev = select_device(device)
+    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
     recipe, seed = spec["recipe"], int(spec["seed"])
     name = f"base learner {spec['dataset']}/{spec['backbone']}/fold{spec['fold']}"
     seed_everything(seed)

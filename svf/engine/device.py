@@ -52,3 +52,21 @@ def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """CPU runs are deterministic as they are. On CUDA, cuDNN picks the fastest convolution algorithms
+    (``benchmark``), some of which accumulate in a nondeterministic order, so two GPU runs of a cell can differ in
+    the last digits; ``deterministic: true`` in the config trades speed for bitwise-repeatable GPU runs."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def setup_process(threads: int | None, device: str = "auto", deterministic: bool = False) -> torch.device:
+    """Per-process set-up of every `svf` compute command: threads, device, determinism."""
+    set_threads(threads)
+    configure_determinism(deterministic)
+    return select_device(device)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import io as atomic
 from ..decompose import merge
 from .build import load_cell_model
-from .device import select_device, set_threads
+from .device import setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
 from .train import score_episodes
 
@@ -26,8 +26,7 @@ def _mean(values):
 def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
                   base_learner: str | None = None, config_hash: str = "", threads: int | None = None,
                   device: str = "auto", code_version: str = "") -> dict:
-    set_threads(threads)
-    dev = select_device(device)
+    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
     started = time.time()
     model, _, saved = load_cell_model(spec, model_file, weights, base_learner)
     model = merge(model).to(dev)

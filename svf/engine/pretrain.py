@@ -17,7 +17,7 @@ from ..data.datasets import open_dataset
 from ..data.episodes import MultiLabelImages
 from ..data.splits import load_image_classes
 from ..data.transforms import TrainAug
-from .device import select_device, set_threads
+from .device import setup_process
 from .train import seed_everything
 
 
@@ -39,8 +39,7 @@ class _Offset(torch.utils.data.Dataset):
 
 def pretrain_backbone(spec: dict, dataset_roots: list[str], splits_dirs: list[str], out: str,
                       threads: int | None = None, device: str = "auto") -> dict:
-    set_threads(threads)
-    dev = select_device(device)
+    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
     seed = int(spec["seed"])
     seed_everything(seed)
     model_spec = spec["model"]

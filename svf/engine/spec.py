@@ -111,6 +111,7 @@ def cell_spec(config: Mapping[str, Any], cell: Cell) -> dict:
         "recipe": recipe,
         "evaluation": evaluation_settings(config, recipe),
         "seed": int(config["seed"]),
+        "deterministic": bool(config.get("deterministic", False)),
     }
 
 
@@ -134,6 +135,7 @@ def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fo
         },
         "recipe": resolve_recipe(config, "bam-base", dataset),
         "seed": int(config["seed"]),
+        "deterministic": bool(config.get("deterministic", False)),
     }
 
 
@@ -146,7 +148,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
     Cells of one table must share it; ``svf tables`` refuses to mix hashes unless told to.
     """
-    keys = ("model", "recipes", "recipe_overrides", "evaluation", "data", "weights", "seed")
+    keys = ("model", "recipes", "recipe_overrides", "evaluation", "data", "weights", "seed", "deterministic")
     relevant = {k: config.get(k) for k in keys}
     return hashlib.sha256(canonical_json(relevant).encode()).hexdigest()[:12]
 

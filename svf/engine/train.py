@@ -31,7 +31,7 @@ from .. import io as atomic
 from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
 from .build import build_cell_model, trained_state
-from .device import select_device, set_threads
+from .device import setup_process
 from .loaders import eval_loader, fold_novel_classes, train_loader
 from .metrics import FewShotScore
 from .schedule import LRSchedule, resolve_schedule
@@ -257,8 +257,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
                checkpoint_dir: str, base_learner: str | None = None, config_hash: str = "", threads: int | None = None,
                device: str = "auto", code_version: str = "") -> dict:
     """Train one cell and write model.pt, train_log.csv, singular_values.json and train_summary.json."""
-    set_threads(threads)
-    dev = select_device(device)
+    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
     cell, recipe, cell_id = spec["cell"], spec["recipe"], spec["cell_id"]
     seed = int(spec["seed"])
     seed_everything(seed)

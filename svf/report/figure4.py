@@ -17,7 +17,7 @@ from torch import nn
 
 from ..decompose import SVDConv2d
 from ..engine.build import load_cell_model
-from ..engine.device import select_device, set_threads
+from ..engine.device import setup_process
 from ..engine.loaders import eval_loader
 
 _MEAN = np.array([0.485, 0.456, 0.406]) * 255
@@ -60,8 +60,7 @@ def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None,
 
     from .figures import save_figure  # sets the Agg backend
 
-    set_threads(threads)
-    device = select_device("auto")
+    device = setup_process(threads, "auto", bool(spec.get("deterministic", False)))
     model, _, _ = load_cell_model(spec, model_file, weights, base_learner)
     model.to(device).eval()
     layer = last_kxk_conv(model)

@@ -116,7 +116,8 @@ else:
             spec=lambda w: canonical_json(
                 {"model": {"backbone": w.backbone, "width": config["model"]["width"],
                            "depths": backbone_depths(config, w.backbone), "stem": backbone_stem(config, w.backbone)},
-                 **config["weights"]["pretrain"], "seed": config["seed"]}
+                 **config["weights"]["pretrain"], "seed": config["seed"],
+                 "deterministic": config.get("deterministic", False)}
             ),
             roots=lambda w, input: [str(Path(p).parent) for p in input.datasets],
             splits=lambda w, input: [str(Path(p).parent) for p in input.splits],

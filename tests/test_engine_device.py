@@ -1,0 +1,35 @@
+"""Device choice at run time, the per-GPU slot locks, and the determinism switch."""
+from __future__ import annotations
+
+import torch
+
+from svf.engine import device as device_module
+from svf.engine.device import configure_determinism, select_device
+
+
+def test_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto").type == "cpu"
+
+
+def test_each_local_job_claims_a_different_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("SVF_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    monkeypatch.setattr(device_module, "_LOCKS", [])
+    assert device_module._claim_gpu(2) == 0   # physical GPU 2
+    assert device_module._claim_gpu(2) == 1   # GPU 2 is held (lock file), so GPU 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu2.lock", "gpu5.lock"]
+    assert device_module._claim_gpu(2) == 0   # more jobs than GPUs: share the first rather than fail
+    for handle in device_module._LOCKS:
+        handle.close()
+
+
+def test_determinism_switch():
+    try:
+        configure_determinism(True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        configure_determinism(False)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
