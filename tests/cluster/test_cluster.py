@@ -181,7 +181,7 @@ def test_stop_is_idempotent(tmp_path):
 MAIN_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
 # Flip to True once the override below is checked against the landed DAG (or run it now: SVF_CLUSTER_MAIN=1).
-MAIN_WORKFLOW_READY = False
+MAIN_WORKFLOW_READY = True
 
 
 def job_rule(comment):
