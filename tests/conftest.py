@@ -4,8 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from svf.cli import main as svf_main
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests run tiny tensors: on a shared 2-core machine, OpenMP threads mostly wait for each other (a tiny BAM
+    forward took 12.8 s instead of 0.06 s under load), so every test runs torch with one thread."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def _prepare(tmp: Path, dataset: str) -> dict:

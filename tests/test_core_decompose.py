@@ -13,15 +13,6 @@ from svf.decompose import (SVDConv2d, SVDLinear, choose_rank, decompose, decompo
                            load_trainable_state_dict, merge, singular_values, trainable_state_dict)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny ops with 2 OpenMP threads on a shared 2-core machine mostly wait for each other; one thread is faster
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 

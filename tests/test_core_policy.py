@@ -28,15 +28,6 @@ EXPECTED = {
 SVF_POLICIES = [p for p in EXPECTED if p.startswith("svf")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny ops with 2 OpenMP threads on a shared 2-core machine mostly wait for each other; one thread is faster
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def _tiny(name: str) -> nn.Module:
     torch.manual_seed(0)
     if name == "vgg16":

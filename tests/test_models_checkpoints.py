@@ -9,15 +9,6 @@ from svf.models.bam import BASE_STAGES
 from svf.models.common import STAGES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: on the shared 2-core machine extra intra-op threads only add contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(method, shot=1, seed=0, backbone="resnet50", **kw):
     torch.manual_seed(seed)
     depths = (1, 1, 1, 1) if backbone == "resnet50" else None

@@ -5,15 +5,6 @@ import torch
 from svf.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: on the shared 2-core machine extra intra-op threads only add contention (100x slower under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def head_counts(method, backbone, shot, **kw):
     with torch.device("meta"):
         model = build_model(method, backbone=backbone, shot=shot, num_base_classes=15, **kw)

@@ -6,14 +6,6 @@ from svf.models import MODELS, build_model
 from svf.models.common import STAGES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: on the shared 2-core machine extra intra-op threads only add contention (100x slower under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 BASE = list(range(6, 21))  # PASCAL fold-0 base classes
 
 

@@ -7,14 +7,6 @@ from svf.backbones import build_backbone
 from svf.backbones.weights import load_imagenet_weights, map_imagenet_keys, read_state_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: on the shared 2-core machine extra intra-op threads only add contention (100x slower under load)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 V2_STEM = {0: "conv1", 1: "bn1", 3: "conv2", 4: "bn2", 6: "conv3", 7: "bn3"}
 
 

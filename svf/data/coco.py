@@ -10,14 +10,14 @@ lists follow an unrecorded ``os.listdir`` order).
 """
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import COCO_CLASSES, place_file, read_id_list, write_dataset_json, write_id_list, write_mask
+from .datasets import (COCO_CLASSES, place_file, read_id_list, read_json_with_keys, write_dataset_json, write_id_list,
+                       write_mask)
 
 SUBSETS = {"train": "train2014", "val": "val2014"}
 PARALLEL_MIN_IMAGES = 64  # below this, worker start-up costs more than it saves
@@ -26,15 +26,7 @@ REAL_IMAGE_COUNTS = {"train2014": 82783, "val2014": 40504}  # images in the real
 
 def load_instances(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file missing: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+    data = read_json_with_keys(path, ("images", "annotations", "categories"), "COCO annotation file missing")
     return data
 
 

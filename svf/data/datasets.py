@@ -231,18 +231,25 @@ def write_dataset_json(root: str | Path, name: str, **extra) -> Path:
     return path
 
 
+def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:
+    """A JSON object from ``path`` that must have ``keys``; errors name the file and the key at fault."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {missing_hint}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+    for key in keys:
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return data
+
+
 def open_dataset(root: str | Path) -> PreparedDataset:
     """Open a prepared dataset directory; errors name the file and the key at fault."""
     path = Path(root) / "dataset.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a prepared dataset (no dataset.json; run `svf prepare`)")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
-    for key in ("name", "num_classes", "class_names"):
-        if key not in info:
-            raise ValueError(f"{path}: missing key {key!r}")
+    info = read_json_with_keys(path, ("name", "num_classes", "class_names"),
+                               "not a prepared dataset (no dataset.json; run `svf prepare`)")
     name = info["name"]
     if name not in DATASETS:
         raise ValueError(f"{path}: key 'name' is {name!r}, expected one of {DATASETS}")
