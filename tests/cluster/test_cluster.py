@@ -215,6 +215,7 @@ def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property)
     env = slurm_cluster.env(
         SLURM_ACCOUNT=ACCOUNT, SLURM_CPU_PARTITION=PARTITION, SLURM_GPU_PARTITION=PARTITION
     )
+    earlier = {job["JobID"] for job in slurm_cluster.squeue()}  # the module's cluster also ran other tests' jobs
     run = run_snakemake(
         ["table4", "--snakefile", MAIN_SNAKEFILE, "--directory", work, "--workflow-profile", PROFILE_DIR,
          "--jobs", "8", *TEST_ARGS, "--configfile", DEMO_CONFIG, override],
@@ -233,7 +234,7 @@ def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property)
 
     # SLURM's view: one train and one evaluate job per cell, each exactly once, each with a GPU, all completed;
     # nothing for the local rules.
-    jobs = slurm_cluster.squeue()
+    jobs = [job for job in slurm_cluster.squeue() if job["JobID"] not in earlier]
     by_rule = {}
     for job in jobs:
         by_rule.setdefault(job_rule(job["Comment"]), []).append(job)
