@@ -233,3 +233,39 @@ def base_learner_arg(wildcards, input):
 
 def res(kind, key):
     return config.get("resources", {}).get(kind, {}).get(key)
+
+
+# ---- data, tables and figures helpers ------------------------------------------------------------------------
+
+
+def raw_inputs(wildcards):
+    """What `svf prepare` reads for a dataset: downloaded archives or the synthetic raw dataset."""
+    if config["data"]["source"] == "synthetic":
+        return {"raw": f"<resources>/raw/{wildcards.dataset}/.complete"}
+    return {"archives": [f"<resources>/downloads/{a}.done" for a in DOWNLOADS[wildcards.dataset]]}
+
+
+DOWNLOADS = {
+    "pascal": ["voc2012", "sbd", "sbd_train_noval"],
+    "coco": ["coco_train2014", "coco_val2014", "coco_annotations2014"],
+}
+
+
+IMAGENET_RESNET50 = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
+
+
+def cell_ids_arg(cells):
+    return " ".join(shlex.quote(tables_config.cell_id(c)) for c in cells)
+
+
+def table_filter_args():
+    """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
+    args = [f"--tolerance {config['tables']['tolerance']}"]
+    for key in ("folds", "shots"):
+        if config["tables"].get(key):
+            args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))
+    if config.get("demo"):
+        args.append("--demo")
+    if config["tables"]["allow_mixed_config"]:
+        args.append("--allow-mixed-config")
+    return " ".join(args)

@@ -2,19 +2,6 @@
 # ImageNet weights (downloaded) or, in the demo, a small pretraining of the tiny backbones on the synthetic images.
 
 
-def raw_inputs(wildcards):
-    """What `svf prepare` reads for a dataset: downloaded archives or the synthetic raw dataset."""
-    if config["data"]["source"] == "synthetic":
-        return {"raw": f"<resources>/raw/{wildcards.dataset}/.complete"}
-    return {"archives": [f"<resources>/downloads/{a}.done" for a in DOWNLOADS[wildcards.dataset]]}
-
-
-DOWNLOADS = {
-    "pascal": ["voc2012", "sbd", "sbd_train_noval"],
-    "coco": ["coco_train2014", "coco_val2014", "coco_annotations2014"],
-}
-
-
 rule download:
     output:
         touch("<resources>/downloads/{artifact}.done"),
@@ -85,7 +72,6 @@ rule splits:
         "--workers {threads} --quiet > {log} 2>&1"
 
 
-IMAGENET_RESNET50 = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
 
 if config["weights"]["source"] == "download":
 

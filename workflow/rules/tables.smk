@@ -1,23 +1,6 @@
 # Results: metrics of every cell -> results.csv (pandas) -> Tables 1, 2, 4-8 beside the paper's numbers.
 
 
-def cell_ids_arg(cells):
-    return " ".join(shlex.quote(tables_config.cell_id(c)) for c in cells)
-
-
-def table_filter_args():
-    """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
-    args = [f"--tolerance {config['tables']['tolerance']}"]
-    for key in ("folds", "shots"):
-        if config["tables"].get(key):
-            args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))
-    if config.get("demo"):
-        args.append("--demo")
-    if config["tables"]["allow_mixed_config"]:
-        args.append("--allow-mixed-config")
-    return " ".join(args)
-
-
 rule collect:
     input:
         metrics_of(ALL_CELLS),
