@@ -275,3 +275,52 @@ def test_bench_loader_command_writes_its_json(tiny, tmp_path):
     assert result["list_images"] == 5 and result["crop"] == 25 and result["threads"] == 1
     assert len(result["episodes_per_s"]["all"]) == 2 and result["episodes_per_s"]["median"] > 0
     assert result["cpu_episodes_per_s"]["median"] > 0
+
+
+# --- decoding: OpenCV for plain JPEGs and 8-bit grey PNGs, PIL for everything else --------------------------------
+
+
+def test_fast_decoders_give_the_pixels_pil_gives(tmp_path):
+    from svf.data.episodes import _decode_grey_png, _decode_rgb, read_image, read_label
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90": PIL does not apply it, and neither may OpenCV (image and mask would disagree)
+    jpegs = {
+        "q75_420.jpg": (Image.fromarray(base), {"quality": 75}),
+        "q95_444.jpg": (Image.fromarray(base), {"quality": 95, "subsampling": 0}),
+        "progressive.jpg": (Image.fromarray(base), {"quality": 90, "progressive": True}),
+        "grey.jpg": (Image.fromarray(base[..., 0]), {"quality": 90}),
+        "exif.jpg": (Image.fromarray(base), {"quality": 90, "exif": exif.tobytes()}),
+        "cmyk.jpg": (Image.fromarray(base).convert("CMYK"), {"quality": 90}),  # PIL path: OpenCV rounds otherwise
+    }
+    for name, (img, kw) in jpegs.items():
+        path = tmp_path / name
+        img.save(path, **kw)
+        with Image.open(path) as im:
+            want = np.array(im.convert("RGB"))
+        got = read_image(path)
+        assert got.dtype == np.uint8 and got.shape == (37, 53, 3) and np.array_equal(got, want), name
+        assert (_decode_rgb(path.read_bytes()) is None) == (name == "cmyk.jpg"), name
+    trailing = tmp_path / "trailing.jpg"  # bytes after the end-of-image marker: PIL path, still read
+    trailing.write_bytes((tmp_path / "q75_420.jpg").read_bytes() + b"\0" * 7)
+    assert np.array_equal(read_image(trailing), read_image(tmp_path / "q75_420.jpg"))
+
+    mask = _mask([6, 7])
+    Image.fromarray(mask, mode="L").save(tmp_path / "grey.png")
+    pal = Image.fromarray(mask, mode="P")
+    pal.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+    pal.save(tmp_path / "palette.png")  # OpenCV would give colours: PIL path, indices
+    for name, fast in (("grey.png", True), ("palette.png", False)):
+        assert np.array_equal(read_label(tmp_path / name, 20), mask), name
+        assert (_decode_grey_png((tmp_path / name).read_bytes()) is not None) == fast, name
+    Image.fromarray(mask.astype(np.uint16) * 300).save(tmp_path / "wide.png")  # 16-bit: rejected as before
+    with pytest.raises(ValueError, match="wide.png"):
+        read_label(tmp_path / "wide.png", 20)
+    # A PNG without its end chunk goes to PIL, which reads or rejects it exactly as before.
+    assert _decode_grey_png((tmp_path / "grey.png").read_bytes()[:-20]) is None
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes((tmp_path / "grey.png").read_bytes()[:60])
+    with pytest.raises(ValueError, match="truncated.png"):
+        read_label(truncated, 20)

@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 from .datasets import IGNORE_LABEL, fold_classes, open_dataset, read_mask
 from .splits import fold_files, load_fold, load_image_classes
 from .transforms import (
-    BASE_AUG, BASE_VAL_SIZE, FEW_SHOT_AUG, VAL_SIZE, TrainAug, binarize, eval_transform, lookup, train_transform,
+    BASE_AUG, BASE_VAL_SIZE, FEW_SHOT_AUG, VAL_SIZE, TrainAug, binarize, cv2_module, eval_transform, lookup,
+    train_transform,
 )
 
 # Leading tags keep the seed sequences of different uses apart (SeedSequence([a, b]) == SeedSequence([a, b, 0]),
@@ -86,8 +87,69 @@ class ImageSource(_Protocol):
     def mask_path(self, image_id: str) -> Path: ...
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _read_bytes(path: str | Path, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file missing: {path}") from None
+
+
+def _jpeg_components(data: bytes) -> int:
+    """Number of colour components of a complete JPEG (SOI ... EOI), 0 when ``data`` is not one."""
+    if data[:3] != b"\xff\xd8\xff" or data[-2:] != b"\xff\xd9":
+        return 0
+    i, n = 2, len(data)
+    while i + 9 < n:  # walk the marker segments up to the frame header
+        if data[i] != 0xFF:
+            return 0
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:
+            return data[i + 9]
+        if marker == 0xDA:  # start of scan before any frame header
+            return 0
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return 0
+
+
+def _decode_rgb(data: bytes) -> np.ndarray | None:
+    """OpenCV's decoder for complete 1- or 3-component JPEGs (the files of PASCAL and COCO): libjpeg-turbo as in
+    PIL, the same pixels (tests/test_episodes_datasets.py compares them), and faster; EXIF orientation ignored, as
+    PIL does. None for anything else (CMYK, truncated, not a JPEG), which PIL then reads or rejects as before."""
+    if _jpeg_components(data) not in (1, 3):
+        return None
+    cv2 = cv2_module()
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # recent OpenCV decodes to RGB directly (5.0 here)
+    flags = (cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag) | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None or rgb_flag is not None:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _decode_grey_png(data: bytes) -> np.ndarray | None:
+    """OpenCV's decoder for complete 8-bit greyscale PNGs (the prepared masks); None for anything else (palette,
+    16-bit, truncated ...), which ``read_mask`` then reads or rejects as before."""
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or data[24:26] != b"\x08\x00" or data[-8:] != _PNG_END:
+        return None
+    cv2 = cv2_module()
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return mask if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8 else None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3); a missing or undecodable file raises an error naming it."""
+    image = _decode_rgb(_read_bytes(path, "image"))
+    if image is not None:
+        return image
     from PIL import Image
 
     try:
@@ -101,7 +163,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_label(path: str | Path, num_classes: int) -> np.ndarray:
     """Class mask uint8 (H, W); a value outside 0..num_classes and 255 is an error naming the file."""
-    mask = read_mask(path)
+    mask = _decode_grey_png(_read_bytes(path, "mask"))
+    if mask is None:
+        mask = read_mask(path)
     if int(mask.max(initial=0)) > num_classes:  # cheap test first; 255 alone is fine
         bad = np.unique(mask[(mask > num_classes) & (mask != IGNORE_LABEL)])
         if bad.size:

@@ -4,7 +4,8 @@ Without ``--root`` the benchmark writes its own dataset of realistic size (PASCA
 PNG masks with 1-3 objects of random classes and a 255 ring around each) and its fold-0 splits with
 ``svf.data.splits``, so it measures decoding and augmentation at paper scale without the real data.
 Episodes are read straight from the dataset (no DataLoader), with ``torch.set_num_threads(threads)``: one thread
-is what each DataLoader worker gets. Both wall-clock and process-CPU rates are reported.
+is what each DataLoader worker gets (OpenCV, which decodes and resamples, always runs on one thread: see
+``svf.data.transforms.cv2_module``). Both wall-clock and process-CPU rates are reported.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 
     import torch
 
     from .episodes import train_episodes
-    from .transforms import TrainAug
+    from .transforms import TrainAug, cv2_module
 
     tmp = None
     if root is None:
@@ -98,7 +99,8 @@ def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 
             "episodes_per_s": {"median": statistics.median(rates), "max": max(rates), "all": rates},
             # CPU time of this process: less sensitive than wall time to other jobs on a shared machine.
             "cpu_episodes_per_s": {"median": statistics.median(cpu_rates), "all": cpu_rates},
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                        "opencv": cv2_module().__version__},
         }
     finally:
         torch.set_num_threads(saved_threads)

@@ -3,19 +3,21 @@
 The authors' training chain (``util/transform.py``) is RandScale -> RandRotate (p 0.5) -> RandomGaussianBlur
 (p 0.5) -> RandomHorizontalFlip (p 0.5) -> Crop (random, padded, 85% rule) -> ToTensor -> Normalize, each step
 working on a float32 copy of the whole image. Here the same random choices are made, but scale, rotation, flip,
-padding and crop are composed into one affine map, so the image is resampled once, straight into the crop window:
-with ``F.interpolate`` on uint8 when there is no rotation, with ``F.grid_sample`` on the normalised image when there
-is. The label is warped once (nearest) onto the transformed canvas, where the crop rule is checked.
+padding and crop are composed into one affine map, so the image is resampled once (OpenCV, uint8), and only where
+the crop window meets the canvas: a plain ``cv2.resize(fx=fy=scale)`` of the canvas when there is no rotation, one
+``cv2.warpAffine`` (on RGBA pixels) when there is. Planes are normalised by table lookup, or, with the blur,
+filtered and normalised in one pass. The label is resampled once (nearest) onto the transformed canvas, where the
+crop rule is checked.
 
 Coordinates are continuous with pixel centres at ``i + 0.5`` (cv2.resize's and PIL's convention). Every random
 number comes from the ``numpy.random.Generator`` passed in, and a call always makes the same number of draws, so
-a transform is a pure function of (inputs, generator state).
+a transform is a pure function of (inputs, generator state). OpenCV is imported on first use and runs on one
+thread (:func:`cv2_module`).
 
-Deliberate differences to the authors' cv2 code, all sub-pixel or within 2 px of a border:
+Deliberate differences to the authors' cv2 code (docs/episodes.md has the measured sizes):
 - with rotation, one bilinear resampling instead of two (scale, then rotate);
-- without rotation, the resize maps by the canvas/source size ratio (cv2 by 1/scale: <= 0.5 px apart at the far
-  edge) and rounds to uint8 before normalising;
-- the 5x5 blur sees the fill value beyond the canvas edges, where cv2 reflects the canvas;
+- the resampled image is rounded to uint8 before the blur and the normalisation (the authors work on float32),
+  and the rotation border is the mean rounded to uint8 (124, 116, 104);
 - the training label uses centre-aligned nearest sampling (cv2.resize's INTER_NEAREST floors; evaluation keeps
   the authors' floor rule).
 """
@@ -27,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 IGNORE = 255
 MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
@@ -118,12 +119,45 @@ def _canvas_to_source(g: _Geometry) -> np.ndarray:
     return m
 
 
-def _warp_nearest_u8(label: np.ndarray, matrix: np.ndarray, size_wh: tuple[int, int], fill: int) -> np.ndarray:
-    """Nearest-neighbour affine warp of a uint8 2-D array with PIL: output point p takes the input at matrix @ p."""
-    coeffs = tuple(float(v) for v in matrix[:2].ravel())
-    out = Image.fromarray(label).transform(size_wh, Image.Transform.AFFINE, coeffs,
-                                           resample=Image.Resampling.NEAREST, fillcolor=fill)
-    return np.asarray(out)
+_CV2 = None
+
+
+def cv2_module():
+    """OpenCV, imported on first use (only the data pipeline needs it) and set to one thread: DataLoader workers
+    are separate processes already, and OpenCV's own pool would oversubscribe the cores."""
+    global _CV2
+    if _CV2 is None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        _CV2 = cv2
+    return _CV2
+
+
+def _index_map(m: np.ndarray, row0: float, col0: float) -> np.ndarray:
+    """2x3 matrix for ``cv2.warpAffine(..., WARP_INVERSE_MAP)``: output pixel index (x, y) of a window whose top
+    left is canvas pixel (row0, col0) -> source pixel index. ``m`` works on continuous coordinates (pixel centres at
+    i + 0.5); pixel indices are those coordinates minus 0.5."""
+    shift = np.array([[1.0, 0.0, col0 + 0.5], [0.0, 1.0, row0 + 0.5], [0.0, 0.0, 1.0]])
+    out = (m @ shift)[:2].copy()
+    out[:, 2] -= 0.5
+    return out
+
+
+def _warp_label(label: np.ndarray, g: _Geometry) -> np.ndarray:
+    """The label on the whole canvas, nearest neighbour (the source pixel containing the mapped pixel centre),
+    rotation border 255."""
+    if g.angle == 0.0:  # scale and flip are separable: take source rows, then columns (exact, and cheaper)
+        h0, w0 = label.shape
+        rows = np.floor((np.arange(g.hs) + 0.5) / g.scale).astype(np.intp)
+        x = np.arange(g.ws) + 0.5
+        cols = np.floor((g.ws - x if g.flip else x) / g.scale).astype(np.intp)
+        if rows[-1] < h0 and cols.min() >= 0 and cols.max() < w0:  # else a .5 size rounding: use the warp (255)
+            return label.take(rows, axis=0).take(cols, axis=1)
+    cv2 = cv2_module()
+    return cv2.warpAffine(label, _index_map(_canvas_to_source(g), 0.0, 0.0), (g.ws, g.hs),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=IGNORE)
 
 
 def _pick_crop(protected: np.ndarray, g: _Geometry, ch: int, cw: int, keep_fraction: float) -> int:
@@ -148,15 +182,6 @@ def _pick_crop(protected: np.ndarray, g: _Geometry, ch: int, cw: int, keep_fract
     return int(np.argmax(ok)) if ok.any() else len(counts) - 1
 
 
-def _blur_valid(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """cv2.GaussianBlur(ksize 5, sigma 0) = separable [1, 4, 6, 4, 1] / 16, 'valid' (``t`` has a 2-px margin)."""
-    y = torch.add(t[..., 0:-4], t[..., 4:])
-    y.add_(t[..., 1:-3], alpha=4).add_(t[..., 3:-1], alpha=4).add_(t[..., 2:-2], alpha=6)
-    torch.add(y[..., 0:-4, :], y[..., 4:, :], out=out)
-    out.add_(y[..., 1:-3, :], alpha=4).add_(y[..., 3:-1, :], alpha=4).add_(y[..., 2:-2, :], alpha=6)
-    return out.mul_(1.0 / 256.0)
-
-
 def _normalize_into(u8_chw: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out = (x - mean) / std`` from a uint8 (3, H, W) view in one pass plus an in-place scale."""
     torch.sub(u8_chw, _MEAN_T, out=out)
@@ -169,47 +194,98 @@ def to_normalized_tensor(image: np.ndarray) -> torch.Tensor:
     return _normalize_into(torch.from_numpy(image).permute(2, 0, 1), torch.empty(3, h, w))
 
 
-def _zero_outside(t: torch.Tensor, r0: int, r1: int, c0: int, c1: int) -> None:
-    """Zero (= the mean after normalisation) everything of (3, H, W) outside rows [r0, r1) x cols [c0, c1)."""
-    t[:, :r0] = 0
-    t[:, r1:] = 0
-    t[:, r0:r1, :c0] = 0
-    t[:, r0:r1, c1:] = 0
+# uint8 -> normalised float32, one 256-entry table per channel, computed with the same float32 operations as
+# ``_normalize_into`` (so a table lookup gives bit-identical values).
+_LUTS = [np.ascontiguousarray(v) for v in
+         ((torch.arange(256, dtype=torch.float32).view(1, 1, 256) - _MEAN_T) * _INV_STD_T)[:, 0].numpy()]
+# The rotation border in uint8 RGBA: the ImageNet mean rounded (within 0.5 grey levels of the authors' float mean).
+_MEAN_RGBA = tuple(int(round(m)) for m in MEAN) + (0,)
+_INV_STD = tuple(1.0 / s for s in STD)
+_BLUR_KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # cv2.GaussianBlur(ksize 5, sigma 0), per axis
+_RESIZE_MAX_AREA = 2  # without rotation: resize the whole canvas when it is at most this many windows large
 
 
-def _sample_into(image: np.ndarray, g: _Geometry, rows: tuple[int, int], cols: tuple[int, int],
-                 out: torch.Tensor) -> None:
-    """Write the normalised image at canvas pixels [rows) x [cols) (all inside the canvas) into ``out``."""
-    h0, w0 = image.shape[:2]
-    src = torch.from_numpy(image).permute(2, 0, 1)  # uint8 view, no copy
-    if g.angle == 0.0:
-        # Scale + flip + crop: resize the whole image to the canvas on uint8 (cv2.resize semantics: half-pixel
-        # centres, clamped border), then slice; cheaper than a generic warp.
-        canvas = F.interpolate(src.unsqueeze(0), size=(g.hs, g.ws), mode="bilinear", align_corners=False,
-                               antialias=False)[0]
-        if g.flip:
-            win = canvas[:, rows[0]:rows[1], g.ws - cols[1]:g.ws - cols[0]].flip(-1)
-        else:
-            win = canvas[:, rows[0]:rows[1], cols[0]:cols[1]]
-        _normalize_into(win, out)
-        return
-    # Rotation: sample the normalised image, so zero padding = the ImageNet mean border of cv2.warpAffine.
-    norm = _normalize_into(src, torch.empty(3, h0, w0)).unsqueeze(0)
-    m = _canvas_to_source(g)
-    # grid_sample wants x, y in [-1, 1] over the source (align_corners=False): 2 * coord / size - 1.
-    scale = np.array([2.0 / w0, 2.0 / h0])
-    ax = torch.tensor(m[:2, 0] * scale, dtype=torch.float32)
-    ay = torch.tensor(m[:2, 1] * scale, dtype=torch.float32)
-    a0 = m[:2, 2] * scale - 1.0 + (m[:2, 0] * (cols[0] + 0.5) + m[:2, 1] * (rows[0] + 0.5)) * scale
-    xs = torch.arange(cols[1] - cols[0], dtype=torch.float32).view(1, -1, 1)
-    ys = torch.arange(rows[1] - rows[0], dtype=torch.float32).view(-1, 1, 1)
-    grid = torch.add((xs * ax).add_(torch.tensor(a0, dtype=torch.float32)), ys * ay).unsqueeze(0)
-    out.copy_(F.grid_sample(norm, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0])
+def _zero_outside(a: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> None:
+    """Zero (= the mean after normalisation) everything of a 2-D array outside rows [r0, r1) x cols [c0, c1)."""
+    a[:r0] = 0
+    a[r1:] = 0
+    a[r0:r1, :c0] = 0
+    a[r0:r1, c1:] = 0
+
+
+def _canvas_planes(image: np.ndarray, g: _Geometry, top: int, left: int, hh: int, ww: int) -> list[np.ndarray]:
+    """R, G, B uint8 planes (hh, ww), C-contiguous: canvas pixels [top, top + hh) x [left, left + ww) of the
+    transformed image, all inside the canvas. One bilinear resampling of the source: a plain resize of the whole
+    canvas when there is no rotation (cv2.resize(fx=fy=scale): half-pixel centres, clamped border, exactly the
+    authors' RandScale), else one affine warp with the mean as border (the authors' RandRotate border)."""
+    cv2 = cv2_module()
+    if g.angle == 0.0 and g.hs * g.ws <= _RESIZE_MAX_AREA * hh * ww:
+        canvas = cv2.resize(image, None, fx=g.scale, fy=g.scale, interpolation=cv2.INTER_LINEAR)
+        if canvas.shape[:2] == (g.hs, g.ws):  # always, unless OpenCV rounded a .5 size otherwise than _draw
+            if g.flip:
+                return cv2.split(cv2.flip(np.ascontiguousarray(canvas[top:top + hh, g.ws - left - ww:g.ws - left]), 1))
+            return cv2.split(np.ascontiguousarray(canvas[top:top + hh, left:left + ww]))
+    # A warp of the window only, on 4-byte RGBA pixels: OpenCV's warpAffine is several times faster on them.
+    src = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    m = _index_map(_canvas_to_source(g), top, left)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    if g.angle == 0.0:  # a canvas much larger than the window: clamped border, as a resize
+        warped = cv2.warpAffine(src, m, (ww, hh), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    else:
+        warped = cv2.warpAffine(src, m, (ww, hh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=_MEAN_RGBA)
+    return cv2.split(warped)[:3]
+
+
+def _lut_into(cv2, plane: np.ndarray, c: int, target: np.ndarray) -> None:
+    """``target = normalised(plane)`` for channel ``c``; OpenCV writes straight into a C-contiguous target."""
+    if target.flags.c_contiguous:
+        res = cv2.LUT(plane, _LUTS[c], dst=target)
+        if np.may_share_memory(res, target):
+            return
+    else:
+        res = cv2.LUT(plane, _LUTS[c])
+    np.copyto(target, res)
+
+
+def _image_into(image: np.ndarray, g: _Geometry, top: int, left: int, ch: int, cw: int, dst: np.ndarray) -> None:
+    """Write the normalised, augmented crop window [top, top + ch) x [left, left + cw) (canvas coordinates; the part
+    outside the canvas is padding = the mean = 0) into ``dst``, a C-contiguous float32 (3, ch, cw) array.
+
+    Only the canvas part of the window is resampled (uint8) and split into planes, which are normalised by table
+    lookup, or, with the blur, resampled with a 2-px margin and filtered and normalised in one pass."""
+    cv2 = cv2_module()
+    m = _BLUR_MARGIN if g.blur else 0
+    hh, ww = ch + 2 * m, cw + 2 * m
+    # The canvas part of the (margin-extended) window, in window coordinates.
+    r0, r1 = max(m - top, 0), min(g.hs - top + m, hh)
+    c0, c1 = max(m - left, 0), min(g.ws - left + m, ww)
+    planes = _canvas_planes(image, g, top - m + r0, left - m + c0, r1 - r0, c1 - c0)
+    if not g.blur:
+        for c in range(3):
+            _lut_into(cv2, planes[c], c, dst[c, r0:r1, c0:c1])
+    else:
+        # The authors blur the whole canvas (cv2.GaussianBlur: reflect-101 at the canvas edges), then pad and crop.
+        # The canvas part of the margin-extended window has the canvas edges where it has edges inside the window,
+        # and 2 px of real neighbours elsewhere; the normalisation is folded into the filter (one pass from uint8).
+        rows = slice(max(m - r0, 0), min(m + ch - r0, r1 - r0))  # window (no margin) rows in part coordinates
+        cols = slice(max(m - c0, 0), min(m + cw - c0, c1 - c0))
+        d_rows = slice(rows.start + r0 - m, rows.stop + r0 - m)
+        d_cols = slice(cols.start + c0 - m, cols.stop + c0 - m)
+        for c in range(3):
+            blurred = cv2.sepFilter2D(planes[c], cv2.CV_32F, _BLUR_KERNEL, _BLUR_KERNEL * _INV_STD[c],
+                                      delta=-MEAN[c] * _INV_STD[c], borderType=cv2.BORDER_REFLECT_101)
+            np.copyto(dst[c, d_rows, d_cols], blurred[rows, cols])
+    # Padding (outside the canvas) = the mean = 0 after normalisation.
+    r0, r1 = max(-top, 0), max(min(g.hs - top, ch), 0)
+    c0, c1 = max(-left, 0), max(min(g.ws - left, cw), 0)
+    if r0 > 0 or c0 > 0 or r1 < ch or c1 < cw:
+        for c in range(3):
+            _zero_outside(dst[c], r0, r1, c0, c1)
 
 
 def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator, aug: TrainAug,
                     protect: int | None = None, out: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray | None]:
-    """Augment one image (uint8 H x W x 3) and its label (uint8 H x W of raw values, or None).
+    """Augment one image (uint8 H x W x 3, RGB) and its label (uint8 H x W of raw values, or None).
 
     ``protect`` is the label value whose pixels the crop rule keeps (the authors' ``label == 1`` after
     binarisation; pass the raw class id here since the label stays raw). Returns the normalised image (float32
@@ -224,7 +300,7 @@ def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.
     pick = 0
     out_label = None
     if label is not None:
-        canvas = _warp_nearest_u8(label, _canvas_to_source(g), (g.ws, g.hs), IGNORE)
+        canvas = _warp_label(label, g)
         if protect is not None and aug.crop_draws > 1:
             pick = _pick_crop(canvas == protect, g, ch, cw, aug.keep_fraction)
     # Crop window in canvas coordinates (may stick out of the canvas: that part is padding).
@@ -234,19 +310,11 @@ def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.
         r0, r1, c0, c1 = max(top, 0), min(top + ch, g.hs), max(left, 0), min(left + cw, g.ws)
         out_label[r0 - top:r1 - top, c0 - left:c1 - left] = canvas[r0:r1, c0:c1]
 
-    dst = torch.empty(3, ch, cw) if out is None else out
-    m = _BLUR_MARGIN if g.blur else 0
-    # Canvas part of the (margin-extended) window, in canvas coordinates and in window coordinates.
-    r0, r1 = max(top - m, 0), min(top + ch + m, g.hs)
-    c0, c1 = max(left - m, 0), min(left + cw + m, g.ws)
-    wr0, wr1, wc0, wc1 = r0 - top + m, r1 - top + m, c0 - left + m, c1 - left + m
-    buf = torch.empty(3, ch + 2 * m, cw + 2 * m) if g.blur else dst
-    _zero_outside(buf, wr0, wr1, wc0, wc1)  # crop padding = the mean = 0 after normalisation
-    _sample_into(image, g, (r0, r1), (c0, c1), buf[:, wr0:wr1, wc0:wc1])
-    if g.blur:
-        _blur_valid(buf, dst)
-        # The authors pad after blurring: padding stays exactly the mean.
-        _zero_outside(dst, max(-top, 0), max(min(g.hs - top, ch), 0), max(-left, 0), max(min(g.ws - left, cw), 0))
+    dst = torch.empty(3, ch, cw) if out is None or not out.is_contiguous() else out
+    _image_into(image, g, top, left, ch, cw, dst.numpy())
+    if out is not None and dst is not out:
+        out.copy_(dst)
+        dst = out
     return dst, out_label
 
 
