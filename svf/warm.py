@@ -132,6 +132,7 @@ def serve(path: str, parent_pid: int) -> None:
     # optimizer construction imports lazily (~1.8 s); pandas/matplotlib serve collect, tables and figures.
     import PIL.JpegImagePlugin  # noqa: F401
     import PIL.PngImagePlugin  # noqa: F401
+    import cv2  # noqa: F401 - the loaders decode and transform with OpenCV
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401
 
