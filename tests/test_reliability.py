@@ -101,12 +101,17 @@ def test_snakemake_and_its_jobs_killed_then_unlock_and_rerun_resumes(uninterrupt
     _wait_for(checkpoint, process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    time.sleep(2.5)  # the warm server notices within a second that Snakemake is gone
     import psutil
 
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(work) in " ".join(p.info["cmdline"] or [])
-                 or "svf.warm" in " ".join(p.info["cmdline"] or []) and p.info["cmdline"][-1] == str(process.pid)]
-    assert not leftovers, f"processes survived the kill: {leftovers}"
+    def leftovers():
+        return [p for p in psutil.process_iter(["cmdline"]) if str(work) in " ".join(p.info["cmdline"] or [])
+                or "svf.warm" in " ".join(p.info["cmdline"] or []) and p.info["cmdline"][-1] == str(process.pid)]
+
+    # the warm server checks every second whether Snakemake is alive; allow for a loaded machine
+    deadline = time.time() + 30
+    while leftovers() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not leftovers(), f"processes survived the kill: {leftovers()}"
     # Snakemake's directory lock survives a SIGKILL of the controller: --unlock (README), then the same command
     assert subprocess.run(_command("--unlock"), cwd=work, capture_output=True, timeout=300).returncode == 0
     result = subprocess.run(_command(), cwd=work, capture_output=True, text=True, timeout=900)
