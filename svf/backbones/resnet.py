@@ -22,6 +22,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .base import StagedBackbone
+
 RESNET50_DEPTHS = (3, 4, 6, 3)
 DILATION_PATTERNS = ("pfenet", "torchvision")
 STEMS = ("deep", "standard")
@@ -68,7 +70,7 @@ def _stage(inplanes: int, planes: int, blocks: int, stride: int, first_dilation:
     return nn.Sequential(*layers)
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(StagedBackbone):
     """Dilated (output stride 8) ResNet with bottleneck blocks, split into ``layer0..layer4``."""
 
     def __init__(self, depths: Sequence[int] = RESNET50_DEPTHS, width: float = 1.0, stem: str = "deep",
@@ -108,20 +110,7 @@ class ResNetBackbone(nn.Module):
         self.layer4 = _stage(planes[2] * 4, planes[3], depths[3], *l4)
         self.channels = {"layer0": inplanes, "layer1": planes[0] * 4, "layer2": planes[1] * 4,
                          "layer3": planes[2] * 4, "layer4": planes[3] * 4}
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Return the outputs of layer0..layer4."""
-        feats = []
-        for stage in (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
-            feats.append(x)
-        return feats
+        self.init_weights()
 
 
 def resnet50(width: float = 1.0, depths: Sequence[int] = RESNET50_DEPTHS, stem: str = "deep",

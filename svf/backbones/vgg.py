@@ -12,8 +12,9 @@ Max-pools use ``ceil_mode=True`` (as in those repositories). Each stage is an ``
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from .base import StagedBackbone
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 STAGE_BOUNDS = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
@@ -32,29 +33,16 @@ def vgg16_bn_features(width: float = 1.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VGGBackbone(nn.Module):
+class VGGBackbone(StagedBackbone):
     def __init__(self, width: float = 1.0):
         super().__init__()
         self.width = width
         features = vgg16_bn_features(width)
-        for m in features.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
         for k, (lo, hi) in enumerate(STAGE_BOUNDS):
             setattr(self, f"layer{k}", nn.Sequential(*[features[i] for i in range(lo, hi)]))
+        self.init_weights()  # same module order as `features`, so the same random draws
         c = lambda v: max(1, int(round(v * width)))  # noqa: E731
         self.channels = {"layer0": c(64), "layer1": c(128), "layer2": c(256), "layer3": c(512), "layer4": c(512)}
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for stage in (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 def vgg16_bn(width: float = 1.0) -> VGGBackbone:
