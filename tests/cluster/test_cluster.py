@@ -180,8 +180,6 @@ def test_stop_is_idempotent(tmp_path):
 
 MAIN_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
-# Flip to True once the override below is checked against the landed DAG (or run it now: SVF_CLUSTER_MAIN=1).
-MAIN_WORKFLOW_READY = True
 
 
 def job_rule(comment):
@@ -193,16 +191,6 @@ def job_wildcards(comment):
     return comment.partition("_wildcards_")[2]
 
 
-@pytest.mark.skipif(
-    not (MAIN_WORKFLOW_READY or os.environ.get("SVF_CLUSTER_MAIN") == "1"),
-    reason="table4-on-SLURM test prepared but not enabled: check its config override and outputs against the "
-    "landed DAG, then set MAIN_WORKFLOW_READY = True in tests/cluster/test_cluster.py (or run with SVF_CLUSTER_MAIN=1)",
-)
-@pytest.mark.skipif(
-    not (MAIN_SNAKEFILE.is_file() and DEMO_CONFIG.is_file()),
-    reason="main workflow not in the repo yet (needs Snakefile and config/demo.yaml); "
-    "then finish and enable tests/cluster/test_cluster.py::test_main_workflow_table4_on_slurm",
-)
 def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property):
     """table4 of the real DAG on the demo config, restricted to fold 0, through the production slurm profile."""
     work = tmp_path / "main"
