@@ -105,6 +105,12 @@ class Run:
     output: str
 
 
+def _default_sigint():
+    # A process started in the background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT *ignored*,
+    # and Python then installs no KeyboardInterrupt handler: the SIGINT below would do nothing. Restore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_snakemake(args, cwd, env, timeout, interrupt_when=None):
     """Run snakemake with a hard time limit; its output goes to cwd/snakemake-<n>.out and into Run.output.
 
@@ -121,7 +127,8 @@ def run_snakemake(args, cwd, env, timeout, interrupt_when=None):
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
         while proc.poll() is None:
             if time.monotonic() - t0 > timeout or (interrupt_when is not None and interrupt_when()):
                 timed_out = True
