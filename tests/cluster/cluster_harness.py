@@ -96,6 +96,22 @@ class Cluster:
         return "\n".join(parts)
 
 
+def read_cluster(directory):
+    """The Cluster that start_cluster.sh started in `directory`, from its cluster.env."""
+    settings = {}
+    for line in (directory / "cluster.env").read_text().splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep and not line.startswith("#"):
+            settings[key] = value
+    return Cluster(
+        dir=directory,
+        conf=directory / "etc" / "slurm.conf",
+        node=settings["SVF_CLUSTER_NODE"],
+        gpus=int(settings["SVF_CLUSTER_GPUS"]),
+        start_seconds=float(settings["SVF_CLUSTER_UP_SECONDS"]),
+    )
+
+
 @dataclass
 class Run:
     returncode: int

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from cluster_harness import START, STOP, Cluster, cluster_unavailable_reason
+from cluster_harness import START, STOP, cluster_unavailable_reason, read_cluster
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +35,7 @@ def slurm_cluster(tmp_path_factory):
     if started.returncode != 0:
         subprocess.run([str(STOP), str(directory)], capture_output=True, timeout=120)
         pytest.fail(f"start_cluster.sh failed (exit {started.returncode}):\n{started.stdout}\n{started.stderr}")
-    settings = {}
-    for line in (directory / "cluster.env").read_text().splitlines():
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if sep and not line.startswith("#"):
-            settings[key] = value
-    cluster = Cluster(
-        dir=directory,
-        conf=directory / "etc" / "slurm.conf",
-        node=settings["SVF_CLUSTER_NODE"],
-        gpus=int(settings["SVF_CLUSTER_GPUS"]),
-        start_seconds=float(settings["SVF_CLUSTER_UP_SECONDS"]),
-    )
+    cluster = read_cluster(directory)
     print(f"\n{started.stdout.strip()}; start_cluster.sh took {elapsed:.2f} s in all")
     try:
         yield cluster

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster_harness import PROFILE_DIR, REPO, START, STOP, TEST_ARGS, Cluster, run_snakemake
+from cluster_harness import PROFILE_DIR, REPO, START, STOP, TEST_ARGS, read_cluster, run_snakemake
 
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
 GPU_RULES = ("train_base", "train", "evaluate")
@@ -46,20 +46,10 @@ def parse_args():
 
 
 def start_cluster(directory, gpus, cpus):
-    env = dict(os.environ, SVF_CLUSTER_GPUS=str(gpus), SVF_CLUSTER_CPUS=str(cpus), SVF_CLUSTER_OWNER_PID=str(os.getpid()))
+    env = dict(os.environ, SVF_CLUSTER_GPUS=str(gpus), SVF_CLUSTER_CPUS=str(cpus),
+               SVF_CLUSTER_OWNER_PID=str(os.getpid()))
     subprocess.run([str(START), str(directory)], env=env, check=True, timeout=600)
-    settings = {}
-    for line in (directory / "cluster.env").read_text().splitlines():
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if sep and not line.startswith("#"):
-            settings[key] = value
-    return Cluster(
-        dir=directory,
-        conf=directory / "etc" / "slurm.conf",
-        node=settings["SVF_CLUSTER_NODE"],
-        gpus=int(settings["SVF_CLUSTER_GPUS"]),
-        start_seconds=float(settings["SVF_CLUSTER_UP_SECONDS"]),
-    )
+    return read_cluster(directory)
 
 
 SUBMITTED = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+) \(log: .*/rule_([^/]+)/(.+)/\d+\.log\)")
