@@ -121,6 +121,15 @@ class Run:
     output: str
 
 
+def job_rule(comment):
+    """The rule of a job submitted by the slurm plugin, from its --comment ("rule_<rule>[_wildcards_<values>]")."""
+    return comment.removeprefix("rule_").split("_wildcards_")[0]
+
+
+def job_wildcards(comment):
+    return comment.partition("_wildcards_")[2]
+
+
 def _default_sigint():
     # A process started in the background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT *ignored*,
     # and Python then installs no KeyboardInterrupt handler: the SIGINT below would do nothing. Restore it.

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from cluster_harness import PROFILE_DIR, REPO, START, STOP, TEST_ARGS, read_cluster, run_snakemake
+from cluster_harness import PROFILE_DIR, REPO, START, STOP, TEST_ARGS, job_rule, read_cluster, run_snakemake
 
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
-GPU_RULES = ("train_base", "train", "evaluate")
 
 
 def parse_args():
@@ -106,15 +105,15 @@ def main():
     if args.resume:
         if not run_dir.is_dir():
             sys.exit(f"--resume: {run_dir} does not exist")
+        # A controller that was killed leaves its lock; the user's next step is --unlock.
+        subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--snakefile", str(REPO / "Snakefile"),
+                        "--directory", str(run_dir), "--configfile", str(DEMO_CONFIG)],
+                       cwd=run_dir, capture_output=True, timeout=600, check=True)
     elif any(workdir.iterdir()):
         sys.exit(f"{workdir} is not empty (use --resume to continue its run)")
     else:
         run_dir.mkdir()
         (run_dir / "config").symlink_to(REPO / "config")  # the Snakefile's relative configfile
-    if args.resume:  # a controller that was killed leaves its lock; the user's next step is --unlock
-        subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--snakefile", str(REPO / "Snakefile"),
-                        "--directory", str(run_dir), "--configfile", str(DEMO_CONFIG)],
-                       cwd=run_dir, capture_output=True, timeout=600, check=True)
     attempt = len(list(run_dir.glob("snakemake-*.out")))
     cluster_dir = workdir / f"cluster-{attempt}"
     cluster = start_cluster(cluster_dir, args.gpus, args.cpus)
@@ -149,8 +148,7 @@ def main():
     per_rule, duplicates = submissions(run_dir)
     slurm_rules = {}
     for job in seen.values():
-        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
-        slurm_rules.setdefault(rule, []).append(job)
+        slurm_rules.setdefault(job_rule(job["Comment"]), []).append(job)
     not_completed = sorted(j["Comment"] for j in seen.values() if j["State"] != "COMPLETED")
     tables = check_tables(run_dir, args.target)
     summary = {

@@ -20,6 +20,8 @@ from cluster_harness import (
     STOP,
     TEST_ARGS,
     cluster_unavailable_reason,
+    job_rule,
+    job_wildcards,
     profile,
     run_snakemake,
     slurm_time,
@@ -180,15 +182,6 @@ def test_stop_is_idempotent(tmp_path):
 
 MAIN_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
-
-
-def job_rule(comment):
-    """The rule of a job submitted by the slurm plugin, from its --comment ("rule_<rule>[_wildcards_<values>]")."""
-    return comment.removeprefix("rule_").split("_wildcards_")[0]
-
-
-def job_wildcards(comment):
-    return comment.partition("_wildcards_")[2]
 
 
 def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property):
