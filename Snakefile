@@ -77,6 +77,12 @@ rule table8:
         table_outputs("table8"),
 
 
+rule study:
+    input:
+        [f for name in config["study"]["tables"] for f in table_outputs(name)],
+        "<results>/study/study.md",
+
+
 rule figure4:
     input:
         figure4_outputs(),

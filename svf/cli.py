@@ -12,6 +12,7 @@ import sys
 from typing import Callable
 
 from . import __version__
+from .tables_config import DEFAULT_SEED
 
 CommandAdder = Callable[[argparse._SubParsersAction], None]
 _COMMANDS: list[CommandAdder] = []
@@ -132,7 +133,7 @@ def _add_import_base_learner(subparsers) -> None:
     parser.add_argument("--out", required=True, help="model.pt to write")
 
     def run(args):
-        from .io import torch_save
+        from .files import torch_save
         from .models.checkpoints import to_pspnet_state
 
         state = to_pspnet_state(args.source)
@@ -145,13 +146,10 @@ def _add_import_base_learner(subparsers) -> None:
 @command
 def _add_pretrain(subparsers) -> None:
     parser = subparsers.add_parser(
-        "pretrain", help="demo only: pretrain a tiny backbone on synthetic images (ImageNet stand-in)")
+        "pretrain", help="demo only: pretrain a tiny backbone on synthetic object images (ImageNet stand-in)")
     parser.add_argument("--spec", required=True,
-                        help='JSON: {"model": {"backbone", "width", "depths"}, "epochs", "size", "batch_size", '
-                             '"lr", "seed"}')
-    parser.add_argument("--dataset-root", action="append", required=True, help="prepared dataset (repeatable)")
-    parser.add_argument("--splits", action="append", required=True,
-                        help="its splits directory (image_classes.json), same order as --dataset-root")
+                        help='JSON: {"model": {"backbone", "width", "depths", "stem"}, "steps", "size", '
+                             '"batch_size", "lr", "classes", "seed"}')
     parser.add_argument("--out", required=True, help="backbone weights file to write")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -160,10 +158,7 @@ def _add_pretrain(subparsers) -> None:
         from .engine.pretrain import pretrain_backbone
         from .engine.spec import load_spec
 
-        if len(args.dataset_root) != len(args.splits):
-            parser.error("give one --splits per --dataset-root")
-        pretrain_backbone(load_spec(args.spec), args.dataset_root, args.splits, args.out, threads=args.threads,
-                          device=args.device)
+        pretrain_backbone(load_spec(args.spec), args.out, threads=args.threads, device=args.device)
 
     parser.set_defaults(func=run)
 
@@ -341,7 +336,11 @@ def _add_prepare(subparsers) -> None:
     parser.add_argument("--link", default="hardlink", choices=("hardlink", "symlink", "copy"),
                         help="how images enter the prepared tree (hardlink falls back to copy across devices)")
     parser.add_argument("--workers", type=int, default=1, help="processes for mask conversion")
-    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits)")
+    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits; synthetic "
+                                            "data: none unless given)")
+    parser.add_argument("--coco-val-order", default="reference", choices=("reference", "sorted"),
+                        help="COCO: val list in PFENet's val.txt order (default; the authors' test queries are its "
+                             "first ~1000 images) or sorted by id")
     parser.add_argument("--strict-reference", action="store_true",
                         help="exit 3 when the lists of the real data differ from PFENet's")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -369,8 +368,11 @@ def _add_prepare(subparsers) -> None:
             else:
                 from .data.coco import prepare_coco
 
+                # synthetic ids are not PFENet's: no reference order unless a reference is named explicitly
+                order_reference = args.reference if source == "synthetic" else reference
                 summary = prepare_coco(raw, args.out, link=args.link, workers=args.workers, progress=not args.quiet,
-                                       reference_dir=reference, source=source or "coco2014")
+                                       reference_dir=order_reference, source=source or "coco2014",
+                                       val_order=args.coco_val_order)
         except (FileNotFoundError, ValueError) as exc:
             return _data_fail("prepare", exc)
         print(json.dumps(summary))
@@ -393,7 +395,11 @@ def _add_splits(subparsers) -> None:
                         help="COCO fold classes: every 4th class (PFENet/BAM/SVF) or blocks of 20 (PANet)")
     parser.add_argument("--min-pixels", type=int, default=2048, help="pixels a class needs to count (2*32*32)")
     parser.add_argument("--workers", type=int, default=1, help="processes for the mask scan")
-    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits)")
+    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits; synthetic "
+                                            "data: none unless given)")
+    parser.add_argument("--coco-val-order", default="reference", choices=("reference", "sorted"),
+                        help="COCO: val list in PFENet's val.txt order (default; the authors' test queries are its "
+                             "first ~1000 images) or sorted by id")
     parser.add_argument("--strict-reference", action="store_true",
                         help="exit 3 when real PASCAL lists differ from the authors' published ones")
     parser.add_argument("--min-pool-size", type=int, default=0,
@@ -445,19 +451,21 @@ def _report_call(name: str, fn, *args, **kwargs) -> int:
     """Run a report function; its input errors (ValueError subclasses naming the file/key) become one line."""
     from .report.collect import CollectError
     from .report.figures import FigureError
+    from .report.study import StudyError
     from .report.tables import TablesError
     from .tables_config import TablesConfigError
 
     try:
         fn(*args, **kwargs)
-    except (CollectError, TablesError, FigureError, TablesConfigError, KeyError) as exc:
+    except (CollectError, TablesError, FigureError, StudyError, TablesConfigError, KeyError) as exc:
         print(f"svf {name}: error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", required=True, help="results.csv written by `svf collect`")
+    parser.add_argument("--results", required=True, nargs="+",
+                        help="results.csv written by `svf collect` (several: combined, a shared cell once)")
     parser.add_argument("--tables", required=True, help="config/tables.yaml")
     parser.add_argument("--paper", required=True, help="config/paper_results.csv")
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
@@ -467,6 +475,8 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", nargs="+", type=int, help="restrict the tables to these shots")
     parser.add_argument("--folds", nargs="+", type=int, help="restrict the tables to these folds (means then "
                         "cover only these folds and are not compared with the paper)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED],
+                        help=f"training seeds of every cell (default {DEFAULT_SEED}); several: mean ± std")
     parser.add_argument("--allow-mixed-config", action="store_true",
                         help="accept results of different config hashes")
 
@@ -476,8 +486,11 @@ def _load_table_inputs(args):
     from .report.tables import read_paper
     from .tables_config import load_tables
 
+    import pandas as pd
+
     tables = load_tables(args.tables)
-    results = read_results(args.results)
+    results = pd.concat([read_results(path) for path in args.results], ignore_index=True)
+    results = results.drop_duplicates("cell_id").reset_index(drop=True)
     if "config_hash" in results.columns and len(results):
         check_config_hashes(results, args.allow_mixed_config)
     return tables, results, read_paper(args.paper)
@@ -528,7 +541,7 @@ def _add_tables(subparsers) -> None:
             comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
             written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
                                    demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
-                                   comparison=comparison)
+                                   comparison=comparison, seeds=args.seeds)
             print(f"svf tables: wrote {len(written)} files to {args.out}")
 
         return _report_call("tables", go)
@@ -584,9 +597,35 @@ def _add_overview(subparsers) -> None:
         def go():
             tables, results, paper = _load_table_inputs(args)
             write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
-                           demo=args.demo, shots=args.shots, folds=args.folds)
+                           demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
 
         return _report_call("overview", go)
+
+    parser.set_defaults(func=run)
+
+
+@command
+def _add_study(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study", help="Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="directory for study.md and study.csv")
+    parser.add_argument("--figures-dir", required=True, help="directory for study_<table>.png")
+    parser.add_argument("--references", nargs="*", default=[], metavar="TABLE=ROW",
+                        help="reference row of a table (defaults: frozen for tables 4-6, svf for 7-8)")
+
+    def run(args):
+        from .report.study import write_study
+
+        def go():
+            references = dict(item.split("=", 1) for item in args.references)
+            tables, results, paper = _load_table_inputs(args)
+            names = args.only or ["table4", "table5", "table6", "table7", "table8"]
+            written = write_study(tables, results, paper, args.out, args.figures_dir, names, seeds=args.seeds,
+                                  folds=args.folds, references=references, demo=args.demo)
+            print(f"svf study: wrote {len(written)} files")
+
+        return _report_call("study", go)
 
     parser.set_defaults(func=run)
 

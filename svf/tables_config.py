@@ -3,7 +3,8 @@
 The Snakefile imports this module at parse time, so it stays light: yaml and jsonschema only (no pandas/torch).
 
 A table row carries the cell parameters (backbone, method, setting, policy, recipe; the table's ``defaults`` fill in
-what a row leaves out); the table adds dataset, shots and folds. The cell of (row, shot, fold) is a plain dict with
+what a row leaves out); the table adds dataset, shots and folds, and the configuration the training seeds (one cell
+per seed; the paper's 321 alone by default). The cell of (row, shot, fold) is a plain dict with
 the keys of ``CELL_KEYS``; rows of different tables with the same parameters give the same cell, which is how a
 cell shared by several tables trains once.
 """
@@ -15,7 +16,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 #: The parameters of a cell, in the order of its id.
-CELL_KEYS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold")
+CELL_KEYS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold", "seed")
+#: Integer parameters (the rest are strings).
+INT_CELL_KEYS = ("shot", "fold", "seed")
+#: The paper's training seed (manual_seed of the authors' configs): the one seed of a cell unless tables.seeds says.
+DEFAULT_SEED = 321
+#: The id pattern: the cell's directory under results/cells (also Snakemake's wildcard pattern).
+CELL_ID_FORMAT = "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}/seed{seed}"
 #: The parameters a row must have (after the table's defaults are merged in).
 ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
 #: The schema shipped with the repository (``workflow/schemas/tables.schema.yaml``).
@@ -109,9 +116,9 @@ def tables_of(tables: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
 
 
 def cell_id(cell: Mapping[str, Any]) -> str:
-    """The cell's directory under results/cells: dataset/backbone/method/setting/policy/recipe/Kshot/foldF."""
+    """The cell's directory under results/cells: dataset/backbone/method/setting/policy/recipe/Kshot/foldF/seedS."""
     try:
-        return "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}".format(**cell)
+        return CELL_ID_FORMAT.format(**cell)
     except KeyError as exc:
         raise KeyError(f"cell {dict(cell)} lacks parameter {exc.args[0]!r}; a cell needs {list(CELL_KEYS)}") from None
 
@@ -119,12 +126,14 @@ def cell_id(cell: Mapping[str, Any]) -> str:
 def parse_cell_id(cid: str) -> dict[str, Any]:
     """Inverse of cell_id."""
     parts = cid.strip("/").split("/")
-    if len(parts) != 8 or not parts[6].endswith("shot") or not parts[7].startswith("fold"):
-        raise ValueError(f"not a cell id: {cid!r} (expected {'/'.join('{' + k + '}' for k in CELL_KEYS[:6])}"
-                         f"/{{shot}}shot/fold{{fold}})")
+    suffixes = (("shot", "", "shot"), ("fold", "fold", ""), ("seed", "seed", ""))
+    if len(parts) != len(CELL_KEYS) or not all(
+            p.startswith(pre) and p.endswith(post) and p[len(pre):len(p) - len(post)].isdigit()
+            for p, (_, pre, post) in zip(parts[6:], suffixes)):
+        raise ValueError(f"not a cell id: {cid!r} (expected {CELL_ID_FORMAT})")
     cell: dict[str, Any] = dict(zip(CELL_KEYS[:6], parts[:6]))
-    cell["shot"] = int(parts[6][: -len("shot")])
-    cell["fold"] = int(parts[7][len("fold"):])
+    for p, (key, pre, post) in zip(parts[6:], suffixes):
+        cell[key] = int(p[len(pre):len(p) - len(post)])
     return cell
 
 
@@ -141,12 +150,13 @@ def _select(tables: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None
 
 
 def table_entries(table: Mapping[str, Any], shots: Sequence[int] | None = None,
-                  folds: Sequence[int] | None = None, row_ids: Iterable[str] | None = None
+                  folds: Sequence[int] | None = None, row_ids: Iterable[str] | None = None,
+                  seeds: Sequence[int] = (DEFAULT_SEED,)
                   ) -> list[tuple[dict[str, Any], int, int, dict[str, Any]]]:
-    """``(row, shot, fold, cell)`` for every cell of one table, in row, shot, fold order.
+    """``(row, shot, fold, cell)`` for every cell of one table, in row, shot, fold, seed order.
 
     ``shots``/``folds`` restrict the table's own lists (e.g. a demo running fold 0 only); ``row_ids`` its rows
-    (an unknown id is an error).
+    (an unknown id is an error); ``seeds`` are the training seeds (one cell per seed).
     """
     rows = table["rows"]
     if row_ids is not None:
@@ -156,6 +166,9 @@ def table_entries(table: Mapping[str, Any], shots: Sequence[int] | None = None,
         if unknown:
             raise KeyError(f"table {table.get('name', '?')} has no row(s) {unknown}; its rows are {known}")
         rows = [r for r in rows if r["id"] in row_ids]
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     entries = []
     for row in rows:
         for shot in table["shots"]:
@@ -164,24 +177,25 @@ def table_entries(table: Mapping[str, Any], shots: Sequence[int] | None = None,
             for fold in table["folds"]:
                 if folds is not None and fold not in folds:
                     continue
-                cell = {"dataset": table["dataset"], **{k: row[k] for k in ROW_CELL_KEYS},
-                        "shot": int(shot), "fold": int(fold)}
-                entries.append((row, int(shot), int(fold), cell))
+                for seed in seeds:
+                    cell = {"dataset": table["dataset"], **{k: row[k] for k in ROW_CELL_KEYS},
+                            "shot": int(shot), "fold": int(fold), "seed": seed}
+                    entries.append((row, int(shot), int(fold), cell))
     return entries
 
 
 def cells_of(tables: Mapping[str, Any], names: Iterable[str] | None = None, *,
              shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
-             row_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+             row_ids: Iterable[str] | None = None, seeds: Sequence[int] = (DEFAULT_SEED,)) -> list[dict[str, Any]]:
     """The distinct cells of the named tables (all when None), in first-appearance order.
 
     ``tables`` is what load_tables returns. ``shots``/``folds``/``row_ids`` restrict every named table (a row id
-    must exist in each of them).
+    must exist in each of them); every cell is repeated for each of ``seeds``.
     """
     tables = tables_of(tables)
     cells: dict[str, dict[str, Any]] = {}
     for name in _select(tables, names):
-        for _, _, _, cell in table_entries(tables[name], shots=shots, folds=folds, row_ids=row_ids):
+        for _, _, _, cell in table_entries(tables[name], shots=shots, folds=folds, row_ids=row_ids, seeds=seeds):
             cells.setdefault(cell_id(cell), cell)
     return list(cells.values())
 

@@ -108,3 +108,32 @@ def test_missing_json_and_val_reference_check(tmp_path):
     val.write_text("\n".join(ref[:-2]) + "\n")
     with pytest.warns(UserWarning, match="40135 ids vs PFENet's 40137 \\(2 missing, 0 extra\\)"):
         assert len(check_val_against_reference(val, DEFAULT_REFERENCE_DIR)) == 1
+
+
+def test_test_queries_walk_the_val_list_in_pfenets_order(tmp_path):
+    """The authors' test takes the queries of a fold in the order of PFENet's val.txt: on a synthetic COCO with a
+    made-up reference order, the first episodes' queries follow that order (today's sorted ids would not)."""
+    from svf.data.episodes import make_episode_list
+    from svf.data.splits import load_fold, load_image_classes, make_splits
+    from svf.data.synthetic import SynthConfig, synth
+    from svf.data.datasets import fold_classes
+
+    synth(tmp_path / "raw", SynthConfig("coco", train_per_class=2, val_per_class=2, seed=4))
+    val_ids = sorted(Path(p).stem for p in (tmp_path / "raw" / "val2014").glob("*.jpg"))
+    order = list(np.random.default_rng(0).permutation(val_ids))
+    (tmp_path / "ref" / "coco").mkdir(parents=True)
+    (tmp_path / "ref" / "coco" / "val2014_images.txt").write_text("".join(f"{i}\n" for i in order))
+    for val_order in ("reference", "sorted"):
+        out = tmp_path / val_order
+        prepare_coco(tmp_path / "raw", out / "data", progress=False, reference_dir=tmp_path / "ref",
+                     val_order=val_order)
+        make_splits(open_dataset(out / "data"), out / "splits", min_pixels=2048, progress=False)
+        fold = load_fold(out / "splits", "dagger", "val", 0)
+        novel = fold_classes("coco", 0).novel
+        episodes = make_episode_list(fold.images, load_image_classes(out / "splits"), fold.pools, novel,
+                                     n_episodes=len(fold.images), seed=321, shot=1)
+        queries = [e.query_id for e in episodes]
+        expected = [i for i in order if i in set(fold.images)] if val_order == "reference" else sorted(fold.images)
+        assert queries == expected and len(queries) > 20
+    assert open_dataset(tmp_path / "reference" / "data").ids("val") != open_dataset(
+        tmp_path / "sorted" / "data").ids("val")

@@ -119,7 +119,7 @@ def test_nan_loss_stops_with_cell_epoch_and_step(pascal_data, tmp_path, monkeypa
         return outputs
 
     monkeypatch.setattr(train_module, "forward", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"baseline/dagger/svf/svf-code/1shot/fold0.*epoch 1, step 1/"):
+    with pytest.raises(NonFiniteLossError, match=r"baseline/dagger/svf/svf-code/1shot/fold0/seed321.*epoch 1, step 1/"):
         _train(spec, pascal_data, tmp_path, "nan")
     assert not any((tmp_path / "nan").glob("*"))
 
@@ -148,3 +148,66 @@ def test_frozen_random_head_parameters_are_saved_and_rebuilt_identically(pascal_
     torch.manual_seed(999)
     again, _ = build_cell_model(spec, None)
     assert torch.equal(again.down_query[0].weight, saved["down_query.0.weight"])
+
+
+class _Steps:
+    """A loader of ``n`` one-number batches with the dataset interface fit() needs."""
+
+    def __init__(self, n):
+        self.n, self.dataset = n, self
+
+    def set_epoch(self, epoch):
+        pass
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter([{"x": torch.ones(1)}] * self.n)
+
+
+def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None):
+    """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
+    from svf.engine.schedule import LRSchedule
+    from svf.engine.train import Run, fit
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    done, points, values = [0], [], iter(scores)
+
+    def step(batch):
+        done[0] += 1
+        return (weight * batch["x"]).sum()
+
+    def validate(epoch):
+        points.append((epoch, done[0]))
+        return next(values)
+
+    run = Run(name="dummy", spec={}, optimizer=optimizer, schedule=LRSchedule(optimizer, "flat", 10),
+              loader=_Steps(steps), step=step, validate=validate, get_state=lambda: {"w": weight.detach().clone()},
+              load_state=lambda t: None, on_epoch_start=lambda: None, epochs=epochs, seed=0,
+              checkpoint=tmp_path / "last.pt", early_stop=early_stop, mid_epoch_val=mid,
+              mid_val_resets_early_stop=resets)
+    return points, fit(run)
+
+
+def test_mid_epoch_validation_is_where_the_authors_scripts_put_it(tmp_path):
+    # their sub-epoch validation: not in the first epoch, after the step with index round(len / 2) (0-based)
+    points, _ = _fit_recording(tmp_path, [1.0, 2.0, 3.0])
+    assert points == [(0, 5), (1, 8), (1, 10)]
+    points, _ = _fit_recording(tmp_path / "b", [1.0, 2.0, 3.0, 4.0, 5.0], epochs=3, steps=4)
+    assert points == [(0, 4), (1, 7), (1, 8), (2, 11), (2, 12)]  # round(2.0) = 2: after the third step
+
+
+@pytest.mark.parametrize("resets, stopped_after", [(False, 3), (True, 4)])
+def test_a_mid_epoch_best_resets_the_early_stop_count_only_for_bam(tmp_path, resets, stopped_after):
+    # epoch 1 end: best 5; epoch 2: mid 6 (a new best), end 4; later epochs 3; early_stop = 2 epochs
+    points, state = _fit_recording(tmp_path, [5.0, 6.0, 4.0] + [3.0] * 6, epochs=5, steps=4,
+                                   resets=resets, early_stop=2)
+    assert state.epoch == stopped_after and state.best_miou == 6.0
+
+
+def test_each_method_follows_its_script():
+    from svf.engine.train import MID_VAL_RESETS_EARLY_STOP
+
+    assert MID_VAL_RESETS_EARLY_STOP == {"baseline": False, "pfenet": False, "bam": True}

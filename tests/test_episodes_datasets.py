@@ -281,12 +281,14 @@ def test_bench_loader_command_writes_its_json(tiny, tmp_path):
 
 
 def test_fast_decoders_give_the_pixels_pil_gives(tmp_path):
+    from PIL import ImageOps
+
     from svf.data.episodes import _decode_grey_png, _decode_rgb, read_image, read_label
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90": PIL does not apply it, and neither may OpenCV (image and mask would disagree)
+    exif[0x0112] = 6  # "rotate 90": applied by default, as the authors' cv2.imread (PIL: ImageOps.exif_transpose)
     jpegs = {
         "q75_420.jpg": (Image.fromarray(base), {"quality": 75}),
         "q95_444.jpg": (Image.fromarray(base), {"quality": 95, "subsampling": 0}),
@@ -299,9 +301,10 @@ def test_fast_decoders_give_the_pixels_pil_gives(tmp_path):
         path = tmp_path / name
         img.save(path, **kw)
         with Image.open(path) as im:
-            want = np.array(im.convert("RGB"))
+            want = np.array(ImageOps.exif_transpose(im).convert("RGB"))
         got = read_image(path)
-        assert got.dtype == np.uint8 and got.shape == (37, 53, 3) and np.array_equal(got, want), name
+        shape = (53, 37, 3) if name == "exif.jpg" else (37, 53, 3)
+        assert got.dtype == np.uint8 and got.shape == shape and np.array_equal(got, want), name
         assert (_decode_rgb(path.read_bytes()) is None) == (name == "cmyk.jpg"), name
     trailing = tmp_path / "trailing.jpg"  # bytes after the end-of-image marker: PIL path, still read
     trailing.write_bytes((tmp_path / "q75_420.jpg").read_bytes() + b"\0" * 7)
@@ -324,3 +327,25 @@ def test_fast_decoders_give_the_pixels_pil_gives(tmp_path):
     truncated.write_bytes((tmp_path / "grey.png").read_bytes()[:60])
     with pytest.raises(ValueError, match="truncated.png"):
         read_label(truncated, 20)
+
+
+def test_exif_orientation_is_applied_as_cv2_imread_does_unless_ignored(tmp_path):
+    """The authors read images with cv2.imread(path, IMREAD_COLOR), which turns a JPEG by its EXIF orientation."""
+    from PIL import Image, ImageOps
+
+    from svf.data.episodes import read_image
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "tagged.jpg"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+    applied, ignored = read_image(path), read_image(path, exif_orientation="ignore")
+    assert ignored.shape == (20, 40, 3) and applied.shape == (40, 20, 3)
+    assert applied[:10].mean() > 200 and applied[-10:].mean() < 50  # the band is now on top
+    with Image.open(path) as img:
+        reference = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    assert np.abs(applied.astype(int) - reference).max() <= 1  # as PIL's exif_transpose
+    with pytest.raises(ValueError, match="exif_orientation must be one of"):
+        read_image(path, exif_orientation="upright")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CELL = "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0"
+CELL = "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0/seed321"
 VOLATILE = {"eval_wall_time_s", "train_wall_time_s"}
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def _workflow_copy(path: Path, overlay: dict) -> Path:
 def _command(*extra):
     target = f"results/demo/cells/{CELL}/metrics.json"
     return [sys.executable, "-m", "snakemake", target, "--workflow-profile", "demo", "--configfile",
-            "config/demo.yaml", "overlay.yaml", *extra]
+            "config/demo.yaml", "config/quick.yaml", "overlay.yaml", *extra]
 
 
 def _metrics(work: Path) -> dict:
@@ -122,7 +122,7 @@ def test_snakemake_and_its_jobs_killed_then_unlock_and_rerun_resumes(uninterrupt
 def test_changes_outside_a_cells_spec_do_not_retrain_it(uninterrupted, tmp_path):
     changed = uninterrupted / "changed.yaml"
     changed.write_text(yaml.safe_dump({"tables": {"tolerance": 2.5}, "recipes": {"bam-original": {"base_lr": 0.01}}}))
-    result = subprocess.run(_command("-n", "--configfile", "config/demo.yaml", "overlay.yaml", str(changed)),
+    result = subprocess.run(_command("-n", "--configfile", "config/demo.yaml", "config/quick.yaml", "overlay.yaml", str(changed)),
                             cwd=uninterrupted, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
@@ -130,7 +130,7 @@ def test_changes_outside_a_cells_spec_do_not_retrain_it(uninterrupted, tmp_path)
 def test_a_change_to_the_cells_recipe_retrains_it(uninterrupted):
     changed = uninterrupted / "changed_lr.yaml"
     changed.write_text(yaml.safe_dump({"recipes": {"svf-code": {"base_lr": 0.02}}}))
-    result = subprocess.run(_command("-n", "--configfile", "config/demo.yaml", "overlay.yaml", str(changed)),
+    result = subprocess.run(_command("-n", "--configfile", "config/demo.yaml", "config/quick.yaml", "overlay.yaml", str(changed)),
                             cwd=uninterrupted, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0
     assert "rule train:" in result.stdout and "params" in result.stdout.lower()

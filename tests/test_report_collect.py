@@ -50,7 +50,7 @@ def test_mixed_config_hashes_refused_with_names_and_counts(tmp_path, table4_cell
     write_fake_cells(tmp_path / "cells", tmp_path / "bench", table4_cells[:3], _miou, config_hash="aaaa11112222")
     write_fake_cells(tmp_path / "cells", tmp_path / "bench", table4_cells[3:4], _miou, config_hash="bbbb33334444")
     with pytest.raises(CollectError, match=r"2 config hashes: aaaa11112222 \(3 cells.*bbbb33334444 \(1 cells, "
-                                           r"e\.g\. pascal/resnet50/baseline/dagger/frozen/svf-code/1shot/fold3\)"):
+                                           r"e\.g\. pascal/resnet50/baseline/dagger/frozen/svf-code/1shot/fold3/seed321\)"):
         collect(tmp_path / "cells", tmp_path / "bench")
     assert len(collect(tmp_path / "cells", tmp_path / "bench", allow_mixed_config=True)) == 4
 
@@ -65,17 +65,17 @@ def test_errors_name_file_and_key(tmp_path, table4_cells):
         collect(cells, bench)
     metrics["fb_iou"], metrics["cell_id"] = 1.0, cell_id(table4_cells[1])
     (cell_dir / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(CollectError, match=r"cell_id is '.*fold1' but the file sits in '.*fold0'"):
+    with pytest.raises(CollectError, match=r"cell_id is '.*fold1/seed321' but the file sits in '.*fold0/seed321'"):
         collect(cells, bench)
     metrics["cell_id"], metrics["class_iou"]["3"] = cell_id(table4_cells[0]), None  # absent class (skip mode)
     (cell_dir / "metrics.json").write_text(json.dumps(metrics))
     assert np.isnan(collect(cells, bench).loc[0, "class_iou_3"])
-    with pytest.raises(CollectError, match=r"fold2/metrics.json: metrics file not found"):
+    with pytest.raises(CollectError, match=r"fold2/seed321/metrics.json: metrics file not found"):
         collect(cells, bench, cells=[cell_id(table4_cells[2])])
     (bench / "train" / f"{cell_id(table4_cells[0])}.tsv").write_text("h:m:s\n1:00:00\n")
     metrics["cell_id"] = cell_id(table4_cells[0])
     (cell_dir / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(CollectError, match=r"fold0.tsv: benchmark file has no 's' column"):
+    with pytest.raises(CollectError, match=r"fold0/seed321.tsv: benchmark file has no 's' column"):
         collect(cells, bench)
 
 
@@ -102,7 +102,7 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     (tmp_path / "cells" / "x").mkdir(parents=True)
     code = main(["collect", "--cells-root", str(tmp_path / "cells"), "--benchmarks", str(tmp_path / "b"),
                  "--out", str(tmp_path / "r.csv"),
-                 "--cells", "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0"])
+                 "--cells", "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0/seed321"])
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("svf collect: error: ") and "metrics file not found" in err

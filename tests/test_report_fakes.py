@@ -74,7 +74,7 @@ def test_fake_cell_follows_the_metrics_contract(tmp_path):
     from svf.report.collect import METRICS_KEYS, read_metrics
 
     cell = dict(dataset="pascal", backbone="resnet50", method="baseline", setting="dagger", policy="svf",
-                recipe="svf-code", shot=1, fold=2)
+                recipe="svf-code", shot=1, fold=2, seed=321)
     cell_dir = write_fake_cell(tmp_path / "cells", tmp_path / "bench", cell, 60.0)
     metrics = read_metrics(cell_dir / "metrics.json", tmp_path / "cells")
     assert set(METRICS_KEYS) <= set(metrics)

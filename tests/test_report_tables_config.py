@@ -66,12 +66,14 @@ def test_table2_pfenet_paper_row_uses_pfenets_recipe(tables):
 
 def test_cells_have_all_parameters_and_ids_round_trip(tables):
     cells = cells_of(tables)
-    keys = {"dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold"}
+    keys = {"dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold", "seed"}
     assert all(set(c) == keys for c in cells)
-    assert cell_id(cells[0]) == "pascal/vgg16/baseline/dagger/frozen/svf-code/1shot/fold0"
+    assert cell_id(cells[0]) == "pascal/vgg16/baseline/dagger/frozen/svf-code/1shot/fold0/seed321"
     assert all(parse_cell_id(cell_id(c)) == c for c in cells)
     with pytest.raises(ValueError, match="not a cell id"):
         parse_cell_id("pascal/vgg16/1shot/fold0")
+    with pytest.raises(ValueError, match="not a cell id"):
+        parse_cell_id("pascal/vgg16/baseline/dagger/frozen/svf-code/1shot/fold0/seedX")
 
 
 def test_restrictions_and_order(tables):

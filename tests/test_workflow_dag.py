@@ -45,6 +45,15 @@ def test_table4_builds_only_its_16_cells():
     assert "train_base" not in counts and counts["table"] == 1
 
 
+def test_seeds_multiply_cells_but_not_base_learners(tmp_path):
+    overlay = tmp_path / "seeds.yaml"
+    overlay.write_text(yaml.safe_dump({"tables": {"seeds": [1, 2, 3]}}))
+    counts = dry_run("table4", "table1", extra=("--configfile", "config/config.yaml", str(overlay)))
+    # table1's 144 cells and table4's 8 new ones (BN, BN + S; frozen and S are table1's), each for 3 seeds
+    assert counts["train"] == 3 * (144 + 8) and counts["evaluate"] == 3 * (144 + 8)
+    assert counts["train_base"] == 8
+
+
 def test_table1_needs_the_pascal_base_learners_only():
     counts = dry_run("table1")
     assert counts["train"] == 144 and counts["train_base"] == 8

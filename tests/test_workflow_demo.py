@@ -33,7 +33,7 @@ def demo_run(tmp_path_factory):
     overlay = work / "reduced.yaml"
     overlay.write_text(yaml.safe_dump({"tables": {"build": ["table4"], "folds": [0]}}))
     cmd = [sys.executable, "-m", "snakemake", "table4", "figure4", "figure6", "--workflow-profile", "demo",
-           "--configfile", "config/demo.yaml", str(overlay)]
+           "--configfile", "config/demo.yaml", "config/quick.yaml", str(overlay)]
     result = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return work
@@ -81,7 +81,7 @@ def test_logs_and_benchmarks_for_every_training_and_evaluation(demo_run):
 def test_rerun_has_nothing_to_do(demo_run):
     overlay = demo_run / "reduced.yaml"
     cmd = [sys.executable, "-m", "snakemake", "table4", "figure4", "figure6", "--workflow-profile", "demo",
-           "--configfile", "config/demo.yaml", str(overlay), "-n"]
+           "--configfile", "config/demo.yaml", "config/quick.yaml", str(overlay), "-n"]
     result = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
 
@@ -90,7 +90,7 @@ def test_offline_report_shows_tables_and_figures(demo_run):
     overlay = demo_run / "reduced.yaml"
     report = demo_run / "report.html"
     cmd = [sys.executable, "-m", "snakemake", "table4", "figure4", "figure6", "--configfile", "config/demo.yaml",
-           str(overlay), "--report", str(report)]
+           "config/quick.yaml", str(overlay), "--report", str(report)]
     result = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text()

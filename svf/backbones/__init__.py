@@ -9,15 +9,17 @@ from .vgg import VGGBackbone, vgg16_bn
 BACKBONES = ("resnet50", "vgg16")
 
 
-def build_backbone(name: str, width: float = 1.0, depths=None, stem: str = "deep", dilation: str = "pfenet") -> nn.Module:
-    """Build a randomly initialised backbone by name (``resnet50`` or ``vgg16``, i.e. VGG16-BN)."""
+def build_backbone(name: str, width: float = 1.0, depths=None, stem: str = "deep", dilation: str = "pfenet",
+                   vgg_stride: int = 16) -> nn.Module:
+    """Build a randomly initialised backbone by name (``resnet50`` or ``vgg16``, i.e. VGG16-BN); ``vgg_stride``
+    is VGG's output stride (16 as the papers, 8 for the CPU demo's 64 px inputs)."""
     if name == "resnet50":
         kwargs = {} if depths is None else {"depths": tuple(depths)}
         return resnet50(width=width, stem=stem, dilation=dilation, **kwargs)
     if name == "vgg16":
         if depths is not None:
             raise ValueError("vgg16 has a fixed depth; 'depths' applies to resnet50 only")
-        return vgg16_bn(width=width)
+        return vgg16_bn(width=width, output_stride=vgg_stride)
     raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
 
 

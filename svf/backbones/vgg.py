@@ -7,7 +7,9 @@
 | layer3 | 24-33    | conv4_1..3, pool        | /16    |
 | layer4 | 34-42    | conv5_1..3 (no pool)    | /16    |
 
-Max-pools use ``ceil_mode=True`` (as in those repositories). Each stage is an ``nn.Sequential`` holding the original
+Max-pools use ``ceil_mode=True`` (as in those repositories). ``output_stride=8`` (the CPU demo only) leaves out
+layer3's max-pool, so that layer3/4 features are 8x8 at a 64 px input like the dilated ResNet's instead of 4x4; the
+module names and parameters stay the same (the pool has none). Each stage is an ``nn.Sequential`` holding the original
 ``features`` modules, so ``layerK.<i>`` names follow the index inside the stage. ``width`` scales channels (demo).
 """
 from __future__ import annotations
@@ -33,11 +35,18 @@ def vgg16_bn_features(width: float = 1.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+LAYER3_POOL = 33  # index in ``features`` of layer3's closing max-pool
+
+
 class VGGBackbone(StagedBackbone):
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, output_stride: int = 16):
         super().__init__()
+        if output_stride not in (8, 16):
+            raise ValueError(f"VGG16 output_stride must be 16 (the papers) or 8 (demo), got {output_stride!r}")
         self.width = width
         features = vgg16_bn_features(width)
+        if output_stride == 8:
+            features[LAYER3_POOL] = nn.Identity()
         for k, (lo, hi) in enumerate(STAGE_BOUNDS):
             setattr(self, f"layer{k}", nn.Sequential(*[features[i] for i in range(lo, hi)]))
         self.init_weights()  # same module order as `features`, so the same random draws
@@ -45,5 +54,5 @@ class VGGBackbone(StagedBackbone):
         self.channels = {"layer0": c(64), "layer1": c(128), "layer2": c(256), "layer3": c(512), "layer4": c(512)}
 
 
-def vgg16_bn(width: float = 1.0) -> VGGBackbone:
-    return VGGBackbone(width)
+def vgg16_bn(width: float = 1.0, output_stride: int = 16) -> VGGBackbone:
+    return VGGBackbone(width, output_stride)

@@ -54,13 +54,9 @@ def read_state_dict(source, what: str = "checkpoint") -> dict[str, torch.Tensor]
     """A state dict from a path or a mapping: unwraps ``{'state_dict': ...}`` / ``{'model': ...}`` and strips a
     ``module.`` prefix that every key carries (DataParallel/DDP saves). Loads with ``weights_only=True``."""
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle errors differ across torch versions
-            raise RuntimeError(f"cannot read {what} {path}: {err}") from err
+        from ..files import torch_load
+
+        source = torch_load(source, what, "check where it came from and fetch it again")
     if not isinstance(source, Mapping):
         raise TypeError(f"{what}: expected a state dict (mapping), got {type(source).__name__}")
     for wrapper in ("state_dict", "model", "state"):

@@ -5,8 +5,11 @@ For every image with at least one non-crowd annotation (82,081 train / 40,137 va
 every polygon of every non-crowd annotation in the json's annotation order (later annotations overwrite earlier
 ones), non-crowd RLE segmentations decoded too; crowd annotations are ignored. This follows the mask script
 PFENet/BAM used, except that polygons are rasterised by pycocotools rather than ``cv2.fillPoly`` (object borders
-can differ by about a pixel). Images are placed at ``<subset>/<id>.jpg``; lists are sorted by id (the published
-lists follow an unrecorded ``os.listdir`` order).
+can differ by about a pixel). Images are placed at ``<subset>/<id>.jpg``. The train list is sorted by id (PFENet's
+follows an unrecorded ``os.listdir`` order; training draws a random order anyway). The val list order matters: the
+authors' ``validate()`` and BAM's ``test.py`` walk it in file order and stop after 1000 episodes, so only its first
+~1000 images are ever queries. ``val_order="reference"`` (default) writes it in PFENet's ``val.txt`` order
+(``config/reference_splits/coco/val2014_images.txt``; ids it does not list follow, sorted), ``"sorted"`` by id.
 """
 from __future__ import annotations
 
@@ -94,9 +97,25 @@ def _jobs(data: dict, images_dir: Path, out: Path, link: str, subset: str, where
     return sorted(jobs, key=lambda j: j[0])
 
 
+VAL_ORDERS = ("reference", "sorted")
+
+
+def reference_order(ids, reference_list) -> list[str]:
+    """``ids`` in the order of ``reference_list`` (a file of ids or image names); ids it lacks follow, sorted."""
+    ids = list(ids)
+    wanted = set(ids)
+    ordered = [i for i in dict.fromkeys(read_id_list(reference_list)) if i in wanted]
+    seen = set(ordered)
+    return ordered + sorted(i for i in ids if i not in seen)
+
+
 def prepare_coco(raw_dir, out_dir, link: str = "hardlink", workers: int = 1, progress: bool = True,
-                 reference_dir=None, source: str = "coco2014") -> dict:
-    """Build the prepared COCO dataset from ``raw_dir`` ({train2014,val2014}/, annotations/instances_*.json)."""
+                 reference_dir=None, source: str = "coco2014", val_order: str = "reference") -> dict:
+    """Build the prepared COCO dataset from ``raw_dir`` ({train2014,val2014}/, annotations/instances_*.json).
+
+    ``val_order`` (see the module docstring) uses ``<reference_dir>/coco/val2014_images.txt`` when it exists."""
+    if val_order not in VAL_ORDERS:
+        raise ValueError(f"val_order must be one of {VAL_ORDERS}, got {val_order!r}")
     from tqdm import tqdm
 
     raw, out = Path(raw_dir), Path(out_dir)
@@ -122,6 +141,10 @@ def prepare_coco(raw_dir, out_dir, link: str = "hardlink", workers: int = 1, pro
             for job in tqdm(jobs, **bar):
                 _draw_one(job)
         ids = [j[0] for j in jobs]
+        order_file = Path(reference_dir) / "coco" / "val2014_images.txt" if reference_dir is not None else None
+        if split == "val" and val_order == "reference" and order_file is not None and order_file.is_file():
+            ids = reference_order(ids, order_file)
+            summary["val_order"] = str(order_file)
         write_id_list(out / "lists" / f"{split}.txt", ids)
         summary[split] = len(ids)
     write_dataset_json(out, "coco", source=source)

@@ -97,8 +97,10 @@ def fold_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> Fo
 class PreparedDataset:
     """Read access to a prepared dataset directory (see the module docstring for the layout)."""
 
-    def __init__(self, root: str | Path, name: str, num_classes: int, class_names: list[str], info: dict):
+    def __init__(self, root: str | Path, name: str, num_classes: int, class_names: list[str], info: dict,
+                 exif_orientation: str = "apply"):
         self.root = Path(root)
+        self.exif_orientation = exif_orientation  # how its JPEGs are read (svf.data.episodes.read_image)
         self.name = name
         self.num_classes = num_classes
         self.class_names = list(class_names)
@@ -245,8 +247,9 @@ def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:
     return data
 
 
-def open_dataset(root: str | Path) -> PreparedDataset:
-    """Open a prepared dataset directory; errors name the file and the key at fault."""
+def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedDataset:
+    """Open a prepared dataset directory; errors name the file and the key at fault. ``exif_orientation``: how its
+    images are read (apply: as the authors' cv2.imread; ignore: stored pixel order)."""
     path = Path(root) / "dataset.json"
     info = read_json_with_keys(path, ("name", "num_classes", "class_names"),
                                "not a prepared dataset (no dataset.json; run `svf prepare`)")
@@ -256,7 +259,7 @@ def open_dataset(root: str | Path) -> PreparedDataset:
     if info["num_classes"] != NUM_CLASSES[name] or len(info["class_names"]) != NUM_CLASSES[name]:
         raise ValueError(f"{path}: {name} has {NUM_CLASSES[name]} classes, got num_classes={info['num_classes']!r} "
                          f"and {len(info['class_names'])} class_names")
-    return PreparedDataset(root, name, info["num_classes"], info["class_names"], info)
+    return PreparedDataset(root, name, info["num_classes"], info["class_names"], info, exif_orientation)
 
 
 __all__ = [

@@ -120,15 +120,22 @@ def _jpeg_components(data: bytes) -> int:
     return 0
 
 
-def _decode_rgb(data: bytes) -> np.ndarray | None:
+EXIF_ORIENTATIONS = ("apply", "ignore")
+
+
+def _decode_rgb(data: bytes, exif_orientation: str = "apply") -> np.ndarray | None:
     """OpenCV's decoder for complete 1- or 3-component JPEGs (the files of PASCAL and COCO): libjpeg-turbo as in
-    PIL, the same pixels (tests/test_episodes_datasets.py compares them), and faster; EXIF orientation ignored, as
-    PIL does. None for anything else (CMYK, truncated, not a JPEG), which PIL then reads or rejects as before."""
+    PIL, the same pixels (tests/test_episodes_datasets.py compares them), and faster. ``exif_orientation="apply"``
+    turns the image as its EXIF orientation tag says, as the authors' ``cv2.imread(path, cv2.IMREAD_COLOR)`` does;
+    ``"ignore"`` keeps the stored pixel order. None for anything else (CMYK, truncated, not a JPEG), which PIL then
+    reads or rejects as before."""
     if _jpeg_components(data) not in (1, 3):
         return None
     cv2 = cv2_module()
     rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # recent OpenCV decodes to RGB directly (5.0 here)
-    flags = (cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag) | cv2.IMREAD_IGNORE_ORIENTATION
+    flags = cv2.IMREAD_COLOR if rgb_flag is None else rgb_flag
+    if exif_orientation == "ignore":
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or rgb_flag is not None:
         return image
@@ -145,15 +152,20 @@ def _decode_grey_png(data: bytes) -> np.ndarray | None:
     return mask if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8 else None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); a missing or undecodable file raises an error naming it."""
-    image = _decode_rgb(_read_bytes(path, "image"))
+def read_image(path: str | Path, exif_orientation: str = "apply") -> np.ndarray:
+    """RGB uint8 (H, W, 3), turned by its EXIF orientation unless ``exif_orientation="ignore"``; a missing or
+    undecodable file raises an error naming it."""
+    if exif_orientation not in EXIF_ORIENTATIONS:
+        raise ValueError(f"exif_orientation must be one of {EXIF_ORIENTATIONS}, got {exif_orientation!r}")
+    image = _decode_rgb(_read_bytes(path, "image"), exif_orientation)
     if image is not None:
         return image
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as img:
+            if exif_orientation == "apply":
+                img = ImageOps.exif_transpose(img)
             return np.array(img if img.mode == "RGB" else img.convert("RGB"))
     except FileNotFoundError:
         raise FileNotFoundError(f"image file missing: {path}") from None
@@ -175,7 +187,7 @@ def read_label(path: str | Path, num_classes: int) -> np.ndarray:
 
 def read_pair(source: ImageSource, image_id: str) -> tuple[np.ndarray, np.ndarray]:
     image_path, mask_path = source.image_path(image_id), source.mask_path(image_id)
-    image = read_image(image_path)
+    image = read_image(image_path, getattr(source, "exif_orientation", "apply"))
     label = read_label(mask_path, source.num_classes)
     if image.shape[:2] != label.shape:
         raise ValueError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but mask {mask_path} is "
@@ -455,10 +467,10 @@ def _fold_inputs(splits_dir, setting: str, split: str, fold: int) -> tuple[list[
 
 def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: TrainAug | None = None, seed: int = 0,
                    max_episodes: int | None = None, coco_split: str = "interleaved",
-                   image_classes: dict | None = None) -> TrainEpisodes:
+                   image_classes: dict | None = None, exif_orientation: str = "apply") -> TrainEpisodes:
     """Training episodes of (dataset at ``root``, setting, fold, shot); ``aug=None``: the authors' settings for
     the dataset (PASCAL 473 crop, scale 0.9-1.1; COCO 641, 0.8-1.25)."""
-    source = open_dataset(root)
+    source = open_dataset(root, exif_orientation=exif_orientation)
     images, pools, info = _fold_inputs(splits_dir, setting, "train", fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     base = fold_classes(source.name, fold, coco_split).base
@@ -468,10 +480,10 @@ def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: Tr
 
 def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: int, n_episodes: int,
                   size: int | None = None, coco_split: str = "interleaved",
-                  image_classes: dict | None = None) -> EvalEpisodes:
+                  image_classes: dict | None = None, exif_orientation: str = "apply") -> EvalEpisodes:
     """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`. ``size=None``: the
     authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8)."""
-    source = open_dataset(root)
+    source = open_dataset(root, exif_orientation=exif_orientation)
     images, pools, info = _fold_inputs(splits_dir, setting, "val", fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     novel = fold_classes(source.name, fold, coco_split).novel
@@ -480,11 +492,11 @@ def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: in
 
 
 def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int = BASE_VAL_SIZE, seed: int = 0,
-                  max_items: int | None = None,
-                  coco_split: str = "interleaved") -> tuple[BaseSegmentation, BaseSegmentation]:
+                  max_items: int | None = None, coco_split: str = "interleaved",
+                  exif_orientation: str = "apply") -> tuple[BaseSegmentation, BaseSegmentation]:
     """(train, val) data of BAM's base learner for ``fold``; defaults = BAM's ``*_base.yaml`` (417 crop,
     scale 0.5-2.0, val_size 417). Lists: the dataset's whole ``train`` and ``val`` lists, as train_base.py."""
-    source = open_dataset(root)
+    source = open_dataset(root, exif_orientation=exif_orientation)
     base = fold_classes(source.name, fold, coco_split).base
     return (BaseSegmentation(source, source.ids("train"), base, train_aug, seed=seed, max_items=max_items),
             BaseSegmentation(source, source.ids("val"), base, None, size=val_size))

@@ -8,9 +8,15 @@
 - COCO: ``{train2014,val2014}/COCO_<subset>_<id>.jpg`` and ``annotations/instances_<subset>.json`` (polygons, a few
   crowd RLE annotations and images without any annotation, which preparation must skip).
 
-Every class has its own shape x texture x colour, so a tiny CNN can learn them. Images are a 2x2 grid of cells
-(two cells, side by side or stacked, when four large objects do not fit, e.g. 96 px at 2048 pixels), one object
-(or none) per cell. Each image has a *primary* class (images cycle through the classes) drawn large
+Looks (:func:`class_look`): a class is one of 5 shapes, one of 6 textures and one of 6 colours, each attribute
+shared by many classes (two neighbouring classes share a colour), only the combination unique (over all 80). Each
+object gets a random rotation, scale and aspect, brightness, texture phase and period. So colour alone does not
+identify a class, and the backbone's shape and texture features decide an episode, as real features do on PASCAL.
+The demo's stand-in for ImageNet (:mod:`svf.data.objects`) draws object-centric images of the same looks, so frozen
+pretrained features already know the novel classes, as ImageNet's know PASCAL's.
+
+Images are a 2x2 grid of cells (two cells, side by side or stacked, when four large objects do not fit, e.g. 96 px at
+2048 pixels), one object (or none) per cell. Each image has a *primary* class (images cycle through the classes) drawn large
 (>= ``min_pixels`` after rasterisation); the other cells get large or small (< ``min_pixels``) objects of the same
 *purity group*: classes that are novel in the same fold for PASCAL and, for COCO, under both the interleaved and
 the contiguous split. So an image is free of other folds' novel classes unless deliberately *mixed*: in per-class
@@ -21,7 +27,6 @@ each train pool holds at least ``train_per_class - 2`` images and each val pool 
 """
 from __future__ import annotations
 
-import colorsys
 import functools
 import io
 import json
@@ -90,15 +95,32 @@ def _group_members(dataset: str) -> dict[tuple[int, ...], list[int]]:
     return groups
 
 
+# Six well-separated colours, each worn by several classes.
+PALETTE = np.array([(220, 50, 50), (50, 175, 70), (50, 90, 220), (230, 200, 40), (190, 60, 200), (40, 190, 200)],
+                   np.float32)
+MAX_ROTATION = 45.0  # degrees either way (discs look the same at any angle)
+
+
 @functools.lru_cache(maxsize=None)
-def class_look(c: int) -> tuple[str, str, np.ndarray]:
-    """(shape, texture, RGB colour) of class c: distinct combination per class, colours spread by golden ratio."""
-    shape = SHAPES[(c - 1) % len(SHAPES)]
-    texture = TEXTURES[((c - 1) // len(SHAPES)) % len(TEXTURES)]
-    hue = ((c - 1) * 0.618034) % 1.0
-    sat = 0.95 if c % 2 else 0.65
-    val = 0.95 if (c // 2) % 2 else 0.75
-    return shape, texture, np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255.0
+def class_look(c: int) -> tuple[str, str, int]:
+    """(shape, texture, colour index into PALETTE) of class c (k = c - 1).
+
+    Shape ``k % 5`` and texture ``k % 6`` (so each PASCAL fold's five novel classes take all five shapes and five
+    textures) and colour ``(k // 2 + k // 30) % 6`` (pairs of neighbouring classes share one; classes 30 apart share
+    shape and texture but not colour): every look is unique among 80 classes while each attribute is shared."""
+    k = c - 1
+    return SHAPES[k % len(SHAPES)], TEXTURES[k % len(TEXTURES)], (k // 2 + k // 30) % len(PALETTE)
+
+
+def object_colour(c: int, rng: np.random.Generator) -> np.ndarray:
+    """Class c's colour, brightness jittered by 0.85-1.1 (RGB float)."""
+    return np.clip(PALETTE[class_look(c)[2]] * rng.uniform(0.85, 1.1), 0, 255).astype(np.float32)
+
+
+def paint_object(image: np.ndarray, mask: np.ndarray, c: int, rng: np.random.Generator) -> None:
+    """Fill the pixels of ``mask`` in ``image`` (float32 HxWx3) with class c's texture in one of its colours."""
+    ys, xs = np.nonzero(mask)
+    image[ys, xs] = _texture(class_look(c)[1], ys, xs, rng)[:, None] * object_colour(c, rng)
 
 
 def _unit_polygons(shape: str) -> list[np.ndarray]:
@@ -162,9 +184,19 @@ def _small_side_range(min_pixels: int) -> tuple[int, int]:
     return min(SMALL_SIDE[0], hi), hi
 
 
-def _polygons_at(shape: str, cx: float, cy: float, box_h: float, box_w: float) -> list[np.ndarray]:
+def rotated_polygons(shape: str, degrees: float) -> list[np.ndarray]:
+    """The unit polygons of ``shape`` rotated by ``degrees`` and stretched back to fill the box [-1, 1]^2."""
+    t = np.deg2rad(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    polys = [p @ rot.T for p in _unit_polygons(shape)]
+    extent = np.abs(np.concatenate(polys)).max(0)
+    return [p / extent for p in polys]
+
+
+def _polygons_at(shape: str, cx: float, cy: float, box_h: float, box_w: float, degrees: float = 0.0
+                 ) -> list[np.ndarray]:
     scale = np.array([box_w / 2 - 0.5, box_h / 2 - 0.5])
-    return [p * scale + [cx, cy] for p in _unit_polygons(shape)]
+    return [p * scale + [cx, cy] for p in rotated_polygons(shape, degrees)]
 
 
 def _rasterise(polygons: list[np.ndarray], h: int, w: int) -> np.ndarray:
@@ -223,8 +255,12 @@ def _object(c: int, large: bool, cell_box, min_pixels: int, h: int, w: int, rng)
     # keep two free pixels to the cell's edges for the 255 ring
     cx = rng.uniform(x0 + box_w / 2 + 2, x1 - box_w / 2 - 2)
     cy = rng.uniform(y0 + box_h / 2 + 2, y1 - box_h / 2 - 2)
-    polygons = _polygons_at(shape, cx, cy, box_h, box_w)
+    degrees = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
+    polygons = _polygons_at(shape, cx, cy, box_h, box_w, degrees)
     mask = _rasterise(polygons, h, w)
+    if large and mask.sum() < min_pixels:  # a rotated square or plus fills less of its box: draw it upright
+        polygons = _polygons_at(shape, cx, cy, box_h, box_w)
+        mask = _rasterise(polygons, h, w)
     if large and mask.sum() < min_pixels:  # cannot happen with the fill table; guard the guarantee anyway
         raise AssertionError(f"synthetic class {c}: large {shape} {box_h}x{box_w} has only {mask.sum()} px")
     return SynthObject(c, polygons, mask)
@@ -261,19 +297,25 @@ def synth_image(dataset: str, primary: int, mixed: str | None, config: SynthConf
             c, large = item
             objects.append(_object(c, large, boxes[order[k]], config.min_pixels, h, w, rng))
 
-    # background: a tinted gradient with noise; objects: class colour x class texture, jittered
-    base = rng.uniform(60, 190, size=3).astype(np.float32)
-    grad = np.linspace(-25, 25, h, dtype=np.float32)[:, None, None] * rng.choice([-1, 1])
-    image = base + grad + np.zeros((1, w, 1), np.float32)
+    image = background(h, w, rng)
     labels = np.zeros((h, w), np.uint8)
     for obj in objects:
-        _, texture, colour = class_look(obj.cls)
-        ys, xs = np.nonzero(obj.mask)
-        col = np.clip(colour * rng.uniform(0.9, 1.1), 0, 255).astype(np.float32)
-        image[ys, xs] = _texture(texture, ys, xs, rng)[:, None] * col
-        labels[ys, xs] = obj.cls
-    image += rng.standard_normal((h, w, 3), dtype=np.float32) * 6
-    return np.clip(image, 0, 255).astype(np.uint8), labels, objects
+        paint_object(image, obj.mask, obj.cls, rng)
+        labels[obj.mask] = obj.cls
+    return finish(image, rng), labels, objects
+
+
+def background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A tinted vertical gradient (float32 HxWx3), the canvas objects are painted on."""
+    base = rng.uniform(60, 190, size=3).astype(np.float32)
+    grad = np.linspace(-25, 25, h, dtype=np.float32)[:, None, None] * rng.choice([-1, 1])
+    return base + grad + np.zeros((1, w, 1), np.float32)
+
+
+def finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pixel noise over the whole image, then uint8."""
+    image += rng.standard_normal(image.shape, dtype=np.float32) * 6
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def _plan(dataset: str, per_class: int):
@@ -452,5 +494,6 @@ def is_synthetic(raw_dir) -> bool:
     return (Path(raw_dir) / "synth.json").is_file()
 
 
-__all__ = ["SynthConfig", "class_look", "guaranteed_pool_size", "is_synthetic", "purity_group", "synth",
-           "synth_coco", "synth_image", "synth_pascal", "voc_palette", "voc_ring"]
+__all__ = ["PALETTE", "SynthConfig", "background", "class_look", "finish", "guaranteed_pool_size", "is_synthetic",
+           "object_colour", "paint_object", "purity_group", "rotated_polygons", "synth", "synth_coco", "synth_image",
+           "synth_pascal", "voc_palette", "voc_ring"]

@@ -2,8 +2,10 @@
 
 As BAM's train_base.py: the whole training list (novel-class pixels relabelled background), the recipe
 ``bam-base`` (417 crop, scale 0.5-2.0, poly; PASCAL backbone at base_lr and PPM/cls at 10x, COCO all at 10x), every
-parameter trained with BatchNorm in train mode, validation mIoU over background + base classes on the val list,
-best epoch kept. The output is the full PSPNet state dict, which BAM cells load with ``load_base_learner``.
+parameter trained with BatchNorm in train mode, after every epoch the mIoU over the base classes only (background
+excluded; a base class absent from the val list counts 0: BAM's ``validate()`` returns ``class_miou``) on the val
+list, the best epoch kept, and a stop after ``early_stop`` epochs without a new best (its ``stop_interval: 75``).
+The output is the full PSPNet state dict, which BAM cells load with ``load_base_learner``.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import io as atomic
+from .. import files as atomic
 from ..data.episodes import base_datasets, collate_episodes
 from ..models import build_base_learner
 from ..models.common import cross_entropy
@@ -26,12 +28,20 @@ from .train import Run, final_state, fit, seed_everything, to_device, write_log
 STAGES = tuple(f"layer{k}" for k in range(5))
 
 
+def base_class_miou(intersection: torch.Tensor, union: torch.Tensor) -> float:
+    """BAM's stage-1 score (percent): mean over the base classes 1..C-1 of intersection / (union + 1e-10), summed
+    over the whole val list; background (class 0) is left out and an absent class scores 0."""
+    iou = intersection[1:].double() / (union[1:].double() + 1e-10)
+    return float(100.0 * iou.mean()) if len(iou) else 0.0
+
+
 @torch.no_grad()
-def segmentation_miou(model: nn.Module, loader, device: torch.device, num_classes: int) -> float:
-    """Mean IoU (percent) over classes 0..num_classes-1 that occur, accumulated over the whole val list."""
+def segmentation_counts(model: nn.Module, loader, device: torch.device, num_classes: int
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class intersection and union (classes 0..num_classes-1) accumulated over the whole val list."""
     model.eval()
-    inter = torch.zeros(num_classes, dtype=torch.float64)
-    union = torch.zeros(num_classes, dtype=torch.float64)
+    inter = torch.zeros(num_classes, dtype=torch.float64, device=device)
+    union = torch.zeros(num_classes, dtype=torch.float64, device=device)
     for batch in loader:
         batch = to_device(batch, device)
         pred = model(batch["image"]).argmax(1)
@@ -40,13 +50,12 @@ def segmentation_miou(model: nn.Module, loader, device: torch.device, num_classe
         p, t = pred[valid], label[valid]
 
         def count(values):
-            return torch.bincount(values, minlength=num_classes)[:num_classes].double().cpu()
+            return torch.bincount(values, minlength=num_classes)[:num_classes].double()
 
         hit = count(t[p == t])
         inter += hit
         union += count(p) + count(t) - hit
-    present = union > 0
-    return float(100.0 * (inter[present] / union[present]).mean()) if present.any() else 0.0
+    return inter.cpu(), union.cpu()
 
 
 def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
@@ -61,7 +70,8 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     model.to(dev)
     train_set, val_set = base_datasets(
         dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
-        max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"))
+        max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"),
+        exif_orientation=spec.get("exif_orientation", "apply"))
     workers = loader_workers(dev.type)
     loader = DataLoader(train_set, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
                         num_workers=workers, collate_fn=collate_episodes)
@@ -87,7 +97,7 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     run = Run(name=name, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
-              validate=lambda epoch: segmentation_miou(model, val_loader, dev, classes),
+              validate=lambda epoch: base_class_miou(*segmentation_counts(model, val_loader, dev, classes)),
               get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
               on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
               checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.get("early_stop"),

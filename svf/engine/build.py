@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..backbones.weights import load_backbone_weights
+from ..files import torch_load
 from ..decompose import load_trainable_state_dict, trainable_state_dict
 from ..models import build_model
 from ..policy import Policy, apply_policy, parse_policy
@@ -24,9 +25,14 @@ def stages_of(model: nn.Module) -> nn.Module:
     return view
 
 
+WEIGHTS_REMEDY = "delete it; `snakemake` re-makes it (rule imagenet_weights, or pretrain_weights in the demo)"
+BASE_LEARNER_REMEDY = "delete it; `snakemake` re-makes it (rule train_base, or import_base_learner)"
+MODEL_REMEDY = "delete it; `snakemake` re-trains the cell (rule train)"
+
+
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
     """ImageNet (or demo stand-in) weights into the backbone stages of ``model``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch_load(path, "backbone weights file", WEIGHTS_REMEDY)
     load_backbone_weights(stages_of(model), state, source=str(path))
 
 
@@ -45,7 +51,7 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
     if method == "bam":
         if base_learner is None:
             raise ValueError(f"cell {spec['cell_id']}: BAM needs a trained base learner (--base-learner)")
-        model.load_base_learner(torch.load(base_learner, map_location="cpu", weights_only=True))
+        model.load_base_learner(torch_load(base_learner, "BAM base learner", BASE_LEARNER_REMEDY))
     policy = parse_policy(cell["policy"])
     # The SVD runs on the CPU in float64 so that every process (train, evaluate, Figure 4) gets identical factors.
     apply_policy(model, policy, rank=spec["rank"])
@@ -70,7 +76,7 @@ def load_cell_model(spec: dict, model_file: str | Path, weights: str | Path | No
                     base_learner: str | Path | None = None) -> tuple[nn.Module, Policy, dict]:
     """Rebuild a trained cell: :func:`build_cell_model`, then the trained tensors of ``model.pt``."""
     model, policy = build_cell_model(spec, weights, base_learner)
-    saved = torch.load(model_file, map_location="cpu", weights_only=False)
+    saved = torch_load(model_file, "trained cell", MODEL_REMEDY)
     if saved.get("cell_id") != spec["cell_id"]:
         raise ValueError(f"{model_file} belongs to cell {saved.get('cell_id')!r}, not {spec['cell_id']!r}")
     load_trainable_state_dict(model, saved["state"])

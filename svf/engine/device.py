@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -11,16 +13,11 @@ import torch
 _LOCKS: list = []  # keep lock files open for the life of the process
 
 
-def _claim_gpu(count: int) -> int:
-    """Index of a GPU no other local `svf` process holds, by an exclusive lock file per visible GPU.
+GPU_WAIT_ENV = "SVF_GPU_WAIT_S"  # how long a job waits for a free GPU before failing (default 24 h)
 
-    Snakemake does not assign GPU ids to local jobs; with `resources: gpu=N` up to N jobs run at once and each
-    takes the first free slot. Under SLURM (or a single visible GPU) this is always 0.
-    """
-    lock_dir = Path(os.environ.get("SVF_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "svf-gpu-locks"))
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(count))))
-    for index, physical in enumerate(visible.split(",")[:count]):
+
+def _try_claim(lock_dir: Path, visible: list[str]) -> int | None:
+    for index, physical in enumerate(visible):
         handle = open(lock_dir / f"gpu{physical.strip()}.lock", "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -29,7 +26,35 @@ def _claim_gpu(count: int) -> int:
             continue
         _LOCKS.append(handle)
         return index
-    return 0  # more jobs than GPUs: share the first one rather than fail
+    return None
+
+
+def _claim_gpu(count: int, wait_s: float | None = None, poll_s: float = 5.0) -> int:
+    """Index of a GPU no other local `svf` process holds, by an exclusive lock file per visible GPU.
+
+    Snakemake does not assign GPU ids to local jobs; with `resources: gpu=N` up to N jobs run at once and each
+    takes the first free slot. Under SLURM (or a single visible GPU) this is always 0. When every GPU is held (more
+    GPU jobs than GPUs, e.g. `--resources gpu` above the GPU count) the job waits for one to free up, saying so,
+    and fails after ``wait_s`` seconds (``$SVF_GPU_WAIT_S``, default 24 h): two jobs never share a GPU silently.
+    """
+    lock_dir = Path(os.environ.get("SVF_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / "svf-gpu-locks"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(count)))).split(",")[:count]
+    wait_s = float(os.environ.get(GPU_WAIT_ENV, 24 * 3600)) if wait_s is None else float(wait_s)
+    deadline = time.monotonic() + wait_s
+    index = _try_claim(lock_dir, visible)
+    if index is None:
+        print(f"svf: all {len(visible)} GPUs ({', '.join(visible)}) are held by other svf jobs (locks in "
+              f"{lock_dir}); waiting up to {wait_s:.0f} s for one to free up", file=sys.stderr, flush=True)
+    while index is None:
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"no free GPU after {wait_s:.0f} s: all {len(visible)} visible GPUs ({', '.join(visible)}) are "
+                f"held by other svf jobs (locks in {lock_dir}). Run at most one GPU job per GPU (Snakemake: "
+                f"--resources gpu={len(visible)}) or raise ${GPU_WAIT_ENV}")
+        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        index = _try_claim(lock_dir, visible)
+    return index
 
 
 def select_device(requested: str = "auto") -> torch.device:

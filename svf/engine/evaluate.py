@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import io as atomic
+from .. import files as atomic
 from ..decompose import merge
 from .build import load_cell_model
 from .device import setup_process

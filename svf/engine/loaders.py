@@ -22,6 +22,10 @@ def loader_workers(device_type: str | None = None) -> int:
     return max(0, min(8, torch.get_num_threads() - 1))
 
 
+def exif_orientation(spec: dict) -> str:
+    return spec.get("exif_orientation", "apply")
+
+
 def train_aug(recipe: dict) -> TrainAug:
     crop = int(recipe["crop"])
     return TrainAug(crop=(crop, crop), scale=tuple(recipe["scale"]),
@@ -32,7 +36,8 @@ def train_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
     cell, recipe = spec["cell"], spec["recipe"]
     dataset = episodes.train_episodes(
         dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), aug=train_aug(recipe),
-        seed=int(spec["seed"]), max_episodes=recipe.get("max_episodes_per_epoch"), coco_split=_coco_split(spec))
+        seed=int(spec["seed"]), max_episodes=recipe.get("max_episodes_per_epoch"), coco_split=_coco_split(spec),
+        exif_orientation=exif_orientation(spec))
     workers = loader_workers()
     # The dataset fixes the order of each epoch itself (set_epoch), so no sampler shuffling here.
     return DataLoader(dataset, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
@@ -45,7 +50,8 @@ def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int,
     cell = spec["cell"]
     dataset = episodes.eval_episodes(
         dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), seed=int(seed),
-        n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec))
+        n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec),
+        exif_orientation=exif_orientation(spec))
     size = batch_size or int(spec["evaluation"].get("batch_size", 8))
     return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=loader_workers(),
                       collate_fn=episodes.collate_episodes)

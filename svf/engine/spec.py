@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-CELL_FIELDS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold")
+from ..tables_config import CELL_KEYS, DEFAULT_SEED, INT_CELL_KEYS, cell_id
+
 DATASETS = ("pascal", "coco")
 METHODS = ("baseline", "pfenet", "bam")
 SETTINGS = ("dagger", "original")
@@ -22,7 +23,7 @@ RECIPE_DATASET_KEYS = DATASETS  # per-dataset sub-dicts inside a recipe override
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: a training run and its evaluation."""
+    """One table cell: a training run (with its seed) and its evaluation."""
 
     dataset: str
     backbone: str
@@ -32,18 +33,19 @@ class Cell:
     recipe: str
     shot: int
     fold: int
+    seed: int = DEFAULT_SEED
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "Cell":
-        missing = [f for f in CELL_FIELDS if f not in values]
+        missing = [f for f in CELL_KEYS if f not in values and f != "seed"]
         if missing:
             raise KeyError(f"cell is missing {missing}: {dict(values)}")
-        return cls(**{f: (int(values[f]) if f in ("shot", "fold") else str(values[f])) for f in CELL_FIELDS})
+        return cls(**{f: (int(values[f]) if f in INT_CELL_KEYS else str(values[f])) for f in CELL_KEYS
+                      if f in values})
 
     @property
     def id(self) -> str:
-        return (f"{self.dataset}/{self.backbone}/{self.method}/{self.setting}/{self.policy}/{self.recipe}/"
-                f"{self.shot}shot/fold{self.fold}")
+        return cell_id(self.as_dict())
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,9 +81,15 @@ def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: in
         "reduce_dim": model["reduce_dim"],
         "dilation": model["dilation"][method],
         "stem": backbone_stem(config, backbone),
+        **backbone_extra(config, backbone),
     }
     kwargs.update(copy.deepcopy(model.get(method) or {}))
     return kwargs
+
+
+def backbone_extra(config: Mapping[str, Any], backbone: str) -> dict:
+    """VGG's output stride (``model.vgg_stride``: 16 as the papers, 8 in the CPU demo); nothing for ResNet."""
+    return {"vgg_stride": int(config["model"].get("vgg_stride", 16))} if backbone == "vgg16" else {}
 
 
 def backbone_depths(config: Mapping[str, Any], backbone: str):
@@ -103,14 +111,19 @@ def evaluation_settings(config: Mapping[str, Any], recipe: Mapping[str, Any]) ->
 def cell_spec(config: Mapping[str, Any], cell: Cell) -> dict:
     """The full, JSON-serialisable specification of a cell under ``config``."""
     recipe = resolve_recipe(config, cell.recipe, cell.dataset)
+    model = model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset, cell.fold)
+    if cell.method == "pfenet" and recipe.get("pfenet_bins"):
+        model["bins"] = list(recipe["pfenet_bins"])  # e.g. pfenet-original: PFENet's own per-dataset bins
     return {
         "cell": cell.as_dict(),
         "cell_id": cell.id,
-        "model": model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset, cell.fold),
+        "model": model,
         "rank": config["model"]["rank"],
         "recipe": recipe,
         "evaluation": evaluation_settings(config, recipe),
-        "seed": int(config["seed"]),
+        "seed": int(cell.seed),                 # training: initialisation, data order, augmentation
+        "val_seed": int(config["seed"]),        # in-training validation episodes: the same for every seed
+        "exif_orientation": config["data"].get("exif_orientation", "apply"),
         "deterministic": bool(config.get("deterministic", False)),
     }
 
@@ -131,9 +144,23 @@ def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fo
             "depths": backbone_depths(config, backbone),
             "dilation": config["model"]["dilation"]["bam"],
             "stem": backbone_stem(config, backbone),
+            **backbone_extra(config, backbone),
             "cls_dim": bam.get("base_cls_dim", 512),
         },
         "recipe": resolve_recipe(config, "bam-base", dataset),
+        "exif_orientation": config["data"].get("exif_orientation", "apply"),
+        "seed": int(config["seed"]),
+        "deterministic": bool(config.get("deterministic", False)),
+    }
+
+
+def pretrain_spec(config: Mapping[str, Any], backbone: str) -> dict:
+    """Specification of the demo's stand-in pretraining of one backbone (``weights.source: pretrain``)."""
+    model = config["model"]
+    return {
+        "model": {"backbone": backbone, "width": model["width"], "depths": backbone_depths(config, backbone),
+                  "stem": backbone_stem(config, backbone), **backbone_extra(config, backbone)},
+        **config["weights"]["pretrain"],
         "seed": int(config["seed"]),
         "deterministic": bool(config.get("deterministic", False)),
     }

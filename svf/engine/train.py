@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import io as atomic
+from .. import files
 from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
 from .build import build_cell_model, trained_state
@@ -37,6 +37,9 @@ from .metrics import FewShotScore
 from .schedule import LRSchedule, resolve_schedule
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
+# Whether a new best at the mid-epoch validation (COCO) restarts the early-stop count, per the authors' script of
+# each method: train_aspp.py (baseline) and train_pfenet.py do not reset keep_epoch there, train_BAM.py does.
+MID_VAL_RESETS_EARLY_STOP = {"baseline": False, "pfenet": False, "bam": True}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -118,20 +121,35 @@ class TrainState:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """The generators' states as tensors and plain data (loadable with weights_only=True); for the record only,
+    as every epoch reseeds from (seed, epoch)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                      int(has_gauss), float(cached)],
+            "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def save_checkpoint(path: Path, spec: dict, model_state: dict, optimizer, state: TrainState) -> None:
-    atomic.torch_save(path, {"spec": spec, "state": model_state, "optimizer": optimizer.state_dict(),
+    files.torch_save(path, {"spec": spec, "state": model_state, "optimizer": optimizer.state_dict(),
                              "train": state.__dict__, "rng": _rng_state()})
 
 
 def load_checkpoint(path: Path, spec: dict, load_state, optimizer) -> TrainState | None:
-    """Restore a run from ``path`` when it exists and was made with the same spec; otherwise start afresh."""
+    """Restore a run from ``path`` when it exists and was made with the same spec; otherwise start afresh.
+
+    A checkpoint that cannot be read (a full disk, a broken copy) is moved aside to ``<name>.unreadable-<time>`` and
+    the run starts from scratch with a warning naming both paths; one holding more than tensors and plain data is
+    refused (:func:`svf.files.torch_load`)."""
     if not path.is_file():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = files.torch_load(path, "training checkpoint", "delete it to start the cell afresh")
+    except files.UnreadableFileError as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(aside)
+        print(f"WARNING: {exc}\nWARNING: moved it to {aside}; training {path.parent} from scratch", file=sys.stderr)
+        return None
     if saved.get("spec") != spec:
         print(f"checkpoint {path} was made with a different spec; starting from scratch", file=sys.stderr)
         return None
@@ -145,7 +163,7 @@ def write_log(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic.write_text(path, buffer.getvalue())
+    files.write_text(path, buffer.getvalue())
 
 
 @dataclass
@@ -167,6 +185,7 @@ class Run:
     checkpoint: Path
     early_stop: int | None = None
     mid_epoch_val: bool = False
+    mid_val_resets_early_stop: bool = False  # a new best found mid-epoch restarts the early-stop count
     amp: bool = False
     device: torch.device = torch.device("cpu")
 
@@ -184,13 +203,13 @@ def fit(run: Run) -> TrainState:
     steps = len(run.loader)
     scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
 
-    def validation(epoch: int) -> float:
+    def validation(epoch: int) -> tuple[float, bool]:
         score = float(run.validate(epoch))
-        if score > state.best_miou:
+        improved = score > state.best_miou
+        if improved:
             state.best_miou, state.best_epoch = score, epoch
             state.best_state = run.get_state()
-            state.epochs_without_best = 0
-        return score
+        return score, improved
 
     while state.epoch < run.epochs and not state.stopped:
         epoch = state.epoch
@@ -198,7 +217,7 @@ def fit(run: Run) -> TrainState:
         seed_everything(run.seed + epoch)
         run.loader.dataset.set_epoch(epoch)
         run.on_epoch_start()
-        best_before = state.best_epoch
+        reset_mid_epoch = False
         losses = []
         for step, batch in enumerate(_progress(run.loader, f"{run.name} epoch {epoch + 1}/{run.epochs}")):
             run.schedule.set(state.iteration)
@@ -214,12 +233,14 @@ def fit(run: Run) -> TrainState:
             scaler.update()
             state.iteration += 1
             losses.append(loss.item())
-            if run.mid_epoch_val and step + 1 == steps // 2:
-                validation(epoch)
+            if run.mid_epoch_val and epoch > 0 and step == round(steps / 2):
+                # the authors' sub-epoch validation: `epoch > 0 and i == round(len(train_loader) / 2)`
+                _, improved = validation(epoch)
+                reset_mid_epoch = reset_mid_epoch or (improved and run.mid_val_resets_early_stop)
                 run.on_epoch_start()
-        score = validation(epoch)
-        if state.best_epoch == best_before:
-            state.epochs_without_best += 1
+        score, improved = validation(epoch)
+        # their keep_epoch: +1 per epoch, 0 after a new best at the epoch's end (BAM's script: also mid-epoch)
+        state.epochs_without_best = 0 if improved or reset_mid_epoch else state.epochs_without_best + 1
         elapsed = time.time() - started
         state.wall_time_s += elapsed
         lrs = group_lrs(run.optimizer)  # the rates of the epoch's last step
@@ -277,7 +298,9 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], backbone_trains(model)),
                           max_iter=epochs * len(loader), power=recipe["poly_power"], scale=recipe["poly_scale"])
     classes = fold_novel_classes(spec)
-    val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]), seed=seed)
+    # Validation episodes are the same for every training seed (older specs have no val_seed: the one seed).
+    val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]),
+                             seed=int(spec.get("val_seed", seed)))
     absent = spec["evaluation"].get("absent_class", "zero")
 
     def step(batch):
@@ -295,6 +318,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         load_state=lambda tensors: load_trainable_state_dict(model, tensors),
         on_epoch_start=on_epoch_start, epochs=epochs, seed=seed, checkpoint=Path(checkpoint_dir) / "last.pt",
         early_stop=recipe.get("early_stop"), mid_epoch_val=bool(recipe.get("mid_epoch_val")),
+        mid_val_resets_early_stop=MID_VAL_RESETS_EARLY_STOP[cell["method"]],
         amp=bool(recipe.get("amp")) and dev.type == "cuda", device=dev)
     state = fit(run)
 
@@ -302,10 +326,10 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     load_trainable_state_dict(model, kept)
     sv_after = {k: v.tolist() for k, v in singular_values(model).items()}
     out = Path(out_dir)
-    atomic.torch_save(out / "model.pt", {"cell_id": cell_id, "cell": cell, "policy": policy.name,
+    files.torch_save(out / "model.pt", {"cell_id": cell_id, "cell": cell, "policy": policy.name,
                                          "epoch": kept_epoch, "state": kept})
     write_log(out / "train_log.csv", state.log_rows)
-    atomic.write_json(out / "singular_values.json", {"before": sv_before, "after": sv_after})
+    files.write_json(out / "singular_values.json", {"before": sv_before, "after": sv_after})
     summary = {
         "cell": cell, "cell_id": cell_id, "epochs_run": state.epoch, "best_epoch": state.best_epoch + 1,
         "selected_epoch": kept_epoch, "best_val_miou": state.best_miou, "select": recipe["select"],
@@ -314,5 +338,5 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         "steps_per_epoch": len(loader), "schedule": schedule.kind,
     }
     # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.
-    atomic.write_json(out / "train_summary.json", summary)
+    files.write_json(out / "train_summary.json", summary)
     return summary

@@ -48,11 +48,11 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
                  base_classes: Sequence[int] | None = None, width: float = 1.0, depths=None, stem: str = "deep",
                  dilation: str = "pfenet", reduce_dim: int = 256, kshot_trans_dim: int = 2,
                  ppm_bins: Sequence[int] = PPM_BINS, base_cls_dim: int = 512, prior_grad: bool = True,
-                 base_learner: "PSPNet | Mapping[str, torch.Tensor] | None" = None):
-        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad)
+                 base_learner: "PSPNet | Mapping[str, torch.Tensor] | None" = None, vgg_stride: int = 16):
+        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad, vgg_stride)
         self.num_base_classes, base_classes = resolve_base_classes(num_base_classes, base_classes)
         base = PSPNet(backbone, self.num_base_classes, None, width=width, depths=depths, stem=stem,
-                      dilation=dilation, ppm_bins=ppm_bins, cls_dim=base_cls_dim)
+                      dilation=dilation, ppm_bins=ppm_bins, cls_dim=base_cls_dim, vgg_stride=vgg_stride)
         self.base_config = {"ppm_bins": tuple(ppm_bins), "cls_dim": int(base_cls_dim)}
         for name in STAGES:
             setattr(self, name + "p", copy.deepcopy(getattr(self, name)))

@@ -25,8 +25,8 @@ class MetaLearnerModel(FewShotModel):
     """BAM's meta learner (shared by the baseline and BAM); ``_shot_weights`` decides how K shots combine."""
 
     def __init__(self, backbone: str, shot: int, width: float, depths, stem: str, dilation: str, reduce_dim: int,
-                 prior_grad: bool):
-        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad)
+                 prior_grad: bool, vgg_stride: int = 16):
+        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad, vgg_stride)
         d = self.reduce_dim
         self.down_query = reduce_block(self.mid_dim, d)
         self.down_supp = reduce_block(self.mid_dim, d)
@@ -63,10 +63,11 @@ class MetaLearnerModel(FewShotModel):
 class Baseline(MetaLearnerModel):
     def __init__(self, backbone: str = "resnet50", shot: int = 1, width: float = 1.0, depths=None,
                  stem: str = "deep", dilation: str = "torchvision", reduce_dim: int = 256,
-                 optimize_down_query: bool = False, kshot_reduce: str = "sum", prior_grad: bool = True):
+                 optimize_down_query: bool = False, kshot_reduce: str = "sum", prior_grad: bool = True,
+                 vgg_stride: int = 16):
         if kshot_reduce not in KSHOT_REDUCTIONS:
             raise ValueError(f"kshot_reduce must be one of {KSHOT_REDUCTIONS}, got {kshot_reduce!r}")
-        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad)
+        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad, vgg_stride)
         self.kshot_reduce = kshot_reduce
         self.optimize_down_query = bool(optimize_down_query)
         if not self.optimize_down_query:

@@ -180,7 +180,7 @@ class FewShotModel(nn.Module):
     frozen_modules: tuple[str, ...] = ()
 
     def __init__(self, backbone: str, shot: int, width: float, depths, stem: str, dilation: str,
-                 reduce_dim: int, prior_grad: bool):
+                 reduce_dim: int, prior_grad: bool, vgg_stride: int = 16):
         super().__init__()
         if int(shot) < 1:
             raise ValueError(f"shot must be >= 1, got {shot!r}")
@@ -190,12 +190,13 @@ class FewShotModel(nn.Module):
         self.shot = int(shot)
         self.reduce_dim = int(reduce_dim)
         self.prior_grad = bool(prior_grad)
-        net = build_backbone(backbone, width=width, depths=depths, stem=stem, dilation=dilation)
+        net = build_backbone(backbone, width=width, depths=depths, stem=stem, dilation=dilation,
+                             vgg_stride=vgg_stride)
         self.channels = dict(net.channels)
         for name in STAGES:
             setattr(self, name, getattr(net, name))
         self.backbone_config = {"backbone": backbone, "width": width, "depths": depths, "stem": stem,
-                                "dilation": dilation}
+                                "dilation": dilation, "vgg_stride": vgg_stride}
 
     @property
     def mid_dim(self) -> int:

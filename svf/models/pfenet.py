@@ -53,8 +53,9 @@ def bin_size(b, h: int, w: int) -> tuple[int, int]:
 class PFENet(FewShotModel):
     def __init__(self, backbone: str = "resnet50", shot: int = 1, width: float = 1.0, depths=None,
                  stem: str = "deep", dilation: str = "torchvision", reduce_dim: int = 256,
-                 bins: Sequence[float] = PASCAL_BINS, aux_weight: float = 1.0, prior_grad: bool = True):
-        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad)
+                 bins: Sequence[float] = PASCAL_BINS, aux_weight: float = 1.0, prior_grad: bool = True,
+                 vgg_stride: int = 16):
+        super().__init__(backbone, shot, width, depths, stem, dilation, reduce_dim, prior_grad, vgg_stride)
         self.bins = _check_bins(bins)
         self.aux_weight = float(aux_weight)
         d, n = self.reduce_dim, len(self.bins)

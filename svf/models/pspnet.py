@@ -57,16 +57,18 @@ class BaseLabelMixin:
 class PSPNet(BaseLabelMixin, nn.Module):
     def __init__(self, backbone: str = "resnet50", num_base_classes: int | None = None,
                  base_classes: Sequence[int] | None = None, width: float = 1.0, depths=None, stem: str = "deep",
-                 dilation: str = "pfenet", ppm_bins: Sequence[int] = PPM_BINS, cls_dim: int = 512):
+                 dilation: str = "pfenet", ppm_bins: Sequence[int] = PPM_BINS, cls_dim: int = 512,
+                 vgg_stride: int = 16):
         super().__init__()
         self.num_base_classes, base_classes = resolve_base_classes(num_base_classes, base_classes)
-        net = build_backbone(backbone, width=width, depths=depths, stem=stem, dilation=dilation)
+        net = build_backbone(backbone, width=width, depths=depths, stem=stem, dilation=dilation,
+                             vgg_stride=vgg_stride)
         for name in STAGES:
             setattr(self, name, getattr(net, name))
         self.channels = dict(net.channels)
         self.backbone_name = backbone
         self.backbone_config = {"backbone": backbone, "width": width, "depths": depths, "stem": stem,
-                                "dilation": dilation}
+                                "dilation": dilation, "vgg_stride": vgg_stride}
         fea_dim = self.channels["layer4"]
         red = fea_dim // len(ppm_bins)
         self.ppm = PPM(fea_dim, red, ppm_bins)

@@ -9,7 +9,7 @@ never leaves a truncated file under its final name for Snakemake to trust.
 """
 from __future__ import annotations
 
-from ..io import atomic_write
-from ..io import write_text as atomic_write_text
+from ..files import atomic_write
+from ..files import write_text as atomic_write_text
 
 __all__ = ["atomic_write", "atomic_write_text"]

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..tables_config import CELL_KEYS, parse_cell_id, tables_of  # noqa: E402
+from ..tables_config import CELL_KEYS, DEFAULT_SEED, parse_cell_id, tables_of  # noqa: E402
 from . import atomic_write  # noqa: E402
 from .tables import DEMO_NOTE, compare  # noqa: E402
 
@@ -166,7 +166,7 @@ def epoch_curves(logs: pd.DataFrame) -> pd.DataFrame:
 
 def _series_labels(curves: pd.DataFrame) -> pd.Series:
     """A line per cell without its fold; the label keeps only the parameters that vary between lines."""
-    keys = [k for k in CELL_KEYS if k not in ("fold", "shot")]
+    keys = [k for k in CELL_KEYS if k not in ("fold", "shot", "seed")]
     varying = [k for k in keys if curves[k].nunique() > 1] or ["policy"]
     return curves[varying].astype(str).agg(" / ".join, axis=1)
 
@@ -260,6 +260,7 @@ def plot_overview(tables: Mapping[str, Any], frame: pd.DataFrame, tolerance: flo
 
 def write_overview(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, out: str | Path,
                    names: Iterable[str] | None = None, tolerance: float = 1.0, demo: bool = False,
-                   shots: Sequence[int] | None = None, folds: Sequence[int] | None = None) -> Path:
-    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance)
+                   shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
+                   seeds: Sequence[int] = (DEFAULT_SEED,)) -> Path:
+    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance, seeds=seeds)
     return save_figure(plot_overview(tables, frame, tolerance, demo), out)

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..tables_config import cell_id, table_entries, tables_of
+from ..tables_config import DEFAULT_SEED, cell_id, table_entries, tables_of
 from . import atomic_write, atomic_write_text
 
 DEMO_NOTE = "demo scale — not comparable to the paper"
@@ -50,25 +50,46 @@ def read_paper(path: str | Path) -> pd.DataFrame:
 
 # --- comparison ---------------------------------------------------------------------------------------------------
 
-def _entries(tables: Mapping[str, Mapping[str, Any]], names: Sequence[str], shots, folds) -> pd.DataFrame:
-    """Every (table, row, shot, fold) a table needs, with its cell id and row metadata."""
+def _entries(tables: Mapping[str, Mapping[str, Any]], names: Sequence[str], shots, folds,
+             seeds: Sequence[int]) -> pd.DataFrame:
+    """Every (table, row, shot, fold, seed) a table needs, with its cell id and row metadata."""
     records = []
     for name in names:
         table = tables[name]
         order = {row["id"]: i for i, row in enumerate(table["rows"])}
-        for row, shot, fold, cell in table_entries(table, shots=shots, folds=folds):
+        for row, shot, fold, cell in table_entries(table, shots=shots, folds=folds, seeds=seeds):
             records.append({"table": name, "row": row["id"], "order": order[row["id"]], "label": row["label"],
                             "group": row["group"], "delta_to": row.get("delta_to"), "shot": shot,
-                            "fold": str(fold), "cell_id": cell_id(cell)})
+                            "fold": str(fold), "seed": cell["seed"], "cell_id": cell_id(cell)})
     return pd.DataFrame.from_records(records, columns=["table", "row", "order", "label", "group", "delta_to",
-                                                       "shot", "fold", "cell_id"])
+                                                       "shot", "fold", "seed", "cell_id"])
+
+
+def _complete_mean(values: pd.core.groupby.SeriesGroupBy) -> pd.Series:
+    """Mean of each group, NaN unless every member has a value (as the paper's means need every fold)."""
+    stats = values.agg(["mean", "count", "size"])
+    return stats["mean"].where(stats["count"] == stats["size"])
+
+
+def _over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` group: mean over seeds (``reproduced``), their sample std and number."""
+    grouped = per_seed.groupby(keys, sort=False)
+    out = grouped.first().reset_index()
+    out["reproduced"] = _complete_mean(grouped["reproduced"]).to_numpy()
+    out["reproduced_std"] = grouped["reproduced"].std(ddof=1).to_numpy()
+    out["n_seeds"] = grouped["reproduced"].count().to_numpy()
+    out["cell_id"] = grouped["cell_id"].agg(" ".join).to_numpy()
+    return out
 
 
 def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, paper: pd.DataFrame,
             names: Iterable[str] | None = None, shots: Sequence[int] | None = None,
-            folds: Sequence[int] | None = None, tolerance: float = 1.0) -> pd.DataFrame:
+            folds: Sequence[int] | None = None, tolerance: float = 1.0,
+            seeds: Sequence[int] = (DEFAULT_SEED,)) -> pd.DataFrame:
     """Long frame, one row per (table, row, shot, fold-or-'mean'): reproduced, paper, delta, gains, flags.
 
+    With several ``seeds`` a fold's value is the mean over its seeds and ``reproduced_std`` their sample std; a
+    mean's std is the std over seeds of each seed's fold mean. ``cell_id`` lists the cells behind a fold value.
     ``shown`` says whether the paper's layout displays the value (folds only in ``folds+mean`` tables);
     ``comparable`` is False for a mean over a restricted fold set (it is not the paper's 4-fold mean);
     ``within`` = comparable and |reproduced - paper| <= tolerance.
@@ -78,24 +99,26 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
     unknown = [n for n in names if n not in tables]
     if unknown:
         raise TablesError(f"unknown table(s) {unknown}; tables.yaml has {list(tables)}")
-    entries = _entries(tables, names, shots, folds)
+    entries = _entries(tables, names, shots, folds, seeds)
     miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
     entries["reproduced"] = entries["cell_id"].map(miou).astype(float)
     for column in ("device_hours", "device"):  # cost of the table's cells, for the summary
         entries[column] = (entries["cell_id"].map(results.set_index("cell_id")[column])
                            if column in results.columns and len(results) else np.nan)
 
-    # Mean over the folds the table asks for; only when every one of them has a result (as the paper's mean).
     keys = ["table", "row", "shot"]
-    grouped = entries.groupby(keys, sort=False)
-    means = grouped.first().reset_index()
+    by_fold = _over_seeds(entries, [*keys, "fold"])
+    by_fold["device_hours"] = entries.groupby([*keys, "fold"], sort=False)["device_hours"].sum(
+        min_count=1).to_numpy()
+    # Mean over the folds the table asks for, per seed; only when every fold has a result (as the paper's mean).
+    seed_means = entries.groupby([*keys, "seed"], sort=False).first().reset_index()
+    seed_means["reproduced"] = _complete_mean(entries.groupby([*keys, "seed"], sort=False)["reproduced"]).to_numpy()
+    means = _over_seeds(seed_means, keys)
     means["fold"] = "mean"
     means["cell_id"] = ""
     means[["device_hours", "device"]] = np.nan  # a mean is no cell: its cost is in the fold entries
-    stats = grouped["reproduced"].agg(["mean", "count", "size"]).reset_index()
-    means["reproduced"] = stats["mean"].where(stats["count"] == stats["size"]).to_numpy()
     n_folds = entries.groupby("table")["fold"].nunique()
-    frame = pd.concat([entries, means], ignore_index=True)
+    frame = pd.concat([by_fold.drop(columns=["seed"]), means.drop(columns=["seed"])], ignore_index=True)
 
     frame = frame.merge(paper, on=["table", "row", "shot", "fold"], how="left")
     frame = frame.rename(columns={"value": "paper", "delta": "paper_printed_gain"})
@@ -149,13 +172,15 @@ def _fmt(x: float, signed: bool = False) -> str:
     return MISSING if pd.isna(x) else (f"{x:+.2f}" if signed else f"{x:.2f}")
 
 
-def _value_cell(reproduced: float, paper: float, delta: float) -> str:
-    """'reproduced (paper, delta)'; a missing result shows the paper value only: '— (paper)'."""
+def _value_cell(reproduced: float, paper: float, delta: float, std: float = float("nan"), n_seeds: int = 1) -> str:
+    """'reproduced (paper, delta)', 'mean ± std (paper, delta)' over several seeds; a missing result shows the paper
+    value only: '— (paper)'."""
     if pd.isna(reproduced):
         return MISSING if pd.isna(paper) else f"{MISSING} ({paper:.2f})"
+    value = f"{reproduced:.2f} ± {std:.2f}" if n_seeds > 1 and pd.notna(std) else f"{reproduced:.2f}"
     if pd.isna(paper):
-        return f"{reproduced:.2f} (n/a)"
-    return f"{reproduced:.2f} ({paper:.2f}, {delta:+.2f})"
+        return f"{value} (n/a)"
+    return f"{value} ({paper:.2f}, {delta:+.2f})"
 
 
 def _gain_cell(gain: float, paper_gain: float) -> str:
@@ -195,7 +220,8 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
             if fold == "gain":
                 cells.append(_gain_cell(rec["gain"], rec["paper_gain"]) if pd.notna(rec["delta_to"]) else "")
             else:
-                cells.append(_value_cell(rec["reproduced"], rec["paper"], rec["delta"]))
+                cells.append(_value_cell(rec["reproduced"], rec["paper"], rec["delta"], rec["reproduced_std"],
+                                         int(rec["n_seeds"])))
         group = row["group"] if row["group"] != previous else ""
         previous = row["group"]
         groups.append(row["group"])
@@ -206,6 +232,9 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
 def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -> list[str]:
     shown = frame[frame["shown"]]
     notes = ["Each value: reproduced mIoU (paper, reproduced − paper), in %."]
+    if (shown["n_seeds"] > 1).any():
+        notes[0] = ("Each value: reproduced mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
+                    "mean's std is over each seed's mean of the folds.")
     if shown["reproduced"].isna().any():
         notes.append(f"{MISSING} (paper): no result yet for this cell; a mean needs a result for every fold.")
     if frame["delta_to"].notna().any():
@@ -300,7 +329,8 @@ def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame[frame["shown"]].copy()
     shown["col"] = shown["shot"].astype(str) + "shot_" + np.where(shown["fold"] == "mean", "mean",
                                                                   "fold" + shown["fold"])
-    wide = shown.pivot(index="row", columns="col", values=["reproduced", "paper", "delta"])
+    values = ["reproduced", "paper", "delta"] + (["reproduced_std"] if (shown["n_seeds"] > 1).any() else [])
+    wide = shown.pivot(index="row", columns="col", values=values)
     wide.columns = [f"{col}_{what}" for what, col in wide.columns]
     gains = shown[(shown["fold"] == "mean") & shown["delta_to"].notna()]
     if not gains.empty:
@@ -309,7 +339,7 @@ def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
         wide = wide.join(g)
     order = [c for _, _, c in [(s, f, f"{s}shot_{'mean' if f == 'mean' else 'fold' + f}")
                                for s, f, _ in _value_columns(table, shown) if f != "gain"]]
-    cols = [f"{c}_{w}" for c in order for w in ("reproduced", "paper", "delta")]
+    cols = [f"{c}_{w}" for c in order for w in values]
     cols += sorted(c for c in wide.columns if c.endswith("gain"))
     meta = pd.DataFrame([{"row": r["id"], "group": r["group"], "label": r["label"],
                           **{c: r["extra"].get(c, "") for c in table["extra_columns"]}} for r in table["rows"]])
@@ -339,13 +369,14 @@ def summary_markdown(summary: pd.DataFrame, tolerance: float, demo: bool) -> str
 def write_tables(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, out_dir: str | Path,
                  names: Iterable[str] | None = None, tolerance: float = 1.0, demo: bool = False,
                  shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
-                 summary: str | Path | None = None, comparison: str | Path | None = None) -> list[Path]:
+                 summary: str | Path | None = None, comparison: str | Path | None = None,
+                 seeds: Sequence[int] = (DEFAULT_SEED,)) -> list[Path]:
     """Write ``<out_dir>/tableN.{csv,md,tex}`` per table; ``summary`` (markdown, the named tables) and
     ``comparison`` (the long frame of ``compare`` as csv) when given. Returns the paths written."""
     out_dir = Path(out_dir)
     tables = tables_of(tables)
     names = list(tables) if names is None else list(names)
-    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance)
+    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance, seeds=seeds)
     written = []
     for name in names:
         sub = frame[frame["table"] == name]

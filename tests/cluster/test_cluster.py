@@ -182,6 +182,7 @@ def test_stop_is_idempotent(tmp_path):
 
 MAIN_SNAKEFILE = REPO / "Snakefile"
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
+QUICK_CONFIG = REPO / "config" / "quick.yaml"  # plumbing-only schedule: the test is about SLURM, not learning
 
 
 def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property):
@@ -199,7 +200,7 @@ def test_main_workflow_table4_on_slurm(slurm_cluster, tmp_path, record_property)
     earlier = {job["JobID"] for job in slurm_cluster.squeue()}  # the module's cluster also ran other tests' jobs
     run = run_snakemake(
         ["table4", "--snakefile", MAIN_SNAKEFILE, "--directory", work, "--workflow-profile", PROFILE_DIR,
-         "--jobs", "8", *TEST_ARGS, "--configfile", DEMO_CONFIG, override],
+         "--jobs", "8", *TEST_ARGS, "--configfile", DEMO_CONFIG, QUICK_CONFIG, override],
         cwd=work, env=env, timeout=3000,
     )
     record_property("table4_seconds", round(run.seconds, 1))

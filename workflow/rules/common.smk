@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from svf import __version__ as SVF_VERSION
 from svf import tables_config
-from svf.engine.spec import Cell, backbone_depths, backbone_stem, base_learner_spec, canonical_json, cell_spec, config_hash
+from svf.engine.spec import Cell, base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
 from svf.policy import is_canonical
 
 
@@ -21,7 +21,9 @@ CONFIG_HASH = config_hash(config)
 # Rules call the `svf` CLI of the interpreter that runs Snakemake (no reliance on an activated venv or PATH).
 SVF = f"{shlex.quote(sys.executable)} -m svf"
 TABLE_NAMES = tuple(TABLES["tables"])
-CELL = "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}"
+CELL = tables_config.CELL_ID_FORMAT
+# Training seeds: every cell once per seed (default: the config's seed, the paper's 321).
+SEEDS = config["tables"].get("seeds") or [config["seed"]]
 
 
 def _restrict(cells):
@@ -39,7 +41,7 @@ def cells_for(names):
     unknown = [n for n in names if n not in TABLE_NAMES]
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {list(TABLE_NAMES)}")
-    return _restrict(tables_config.cells_of(TABLES, names))
+    return _restrict(tables_config.cells_of(TABLES, names, seeds=SEEDS))
 
 
 def _check_cells(cells):
@@ -89,6 +91,7 @@ wildcard_constraints:
     recipe="|".join(sorted(config["recipes"])),
     shot=r"[1-9][0-9]*",
     fold=r"[0-3]",
+    seed=r"[0-9]+",
     table="|".join(TABLE_NAMES),
     artifact=r"[a-z0-9_]+",
 
@@ -155,11 +158,12 @@ def figure6_outputs():
 
 
 def figure_cells():
-    """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6."""
+    """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
+    fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
     cells = [
         c
-        for c in _restrict(tables_config.cells_of(TABLES, ["table1"], row_ids=[row_id]))
+        for c in _restrict(tables_config.cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1]))
         if c["shot"] == 1
     ]
     if not cells:
@@ -260,7 +264,7 @@ def cell_ids_arg(cells):
 
 def table_filter_args():
     """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
-    args = [f"--tolerance {config['tables']['tolerance']}"]
+    args = [f"--tolerance {config['tables']['tolerance']}", "--seeds " + " ".join(str(s) for s in SEEDS)]
     for key in ("folds", "shots"):
         if config["tables"].get(key):
             args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))

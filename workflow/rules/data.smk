@@ -1,5 +1,5 @@
 # Data: raw archives (downloaded, md5-checked) or the synthetic stand-in -> prepared datasets -> fold splits;
-# ImageNet weights (downloaded) or, in the demo, a small pretraining of the tiny backbones on the synthetic images.
+# ImageNet weights (downloaded) or, in the demo, a small pretraining of the tiny backbones on synthetic objects.
 
 
 rule download:
@@ -44,12 +44,13 @@ rule prepare:
         out=lambda w, output: str(Path(output[0]).parent),
         aug=lambda w: (f"--segmentation-class-aug {shlex.quote(config['data']['segmentation_class_aug'])}"
                        if w.dataset == "pascal" and config["data"]["segmentation_class_aug"] else ""),
+        val_order=config["data"]["coco_val_order"],
     threads: res("cpu", "threads")
     log:
         "<logs>/prepare/{dataset}.log",
     shell:
         "{SVF} prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
-        "--workers {threads} {params.aug} --quiet > {log} 2>&1"
+        "--workers {threads} {params.aug} --coco-val-order {params.val_order} --quiet > {log} 2>&1"
 
 
 rule splits:
@@ -93,25 +94,14 @@ if config["weights"]["source"] == "download":
 else:
 
     rule pretrain_weights:
-        input:
-            datasets=expand("<resources>/data/{dataset}/dataset.json", dataset=("pascal", "coco")),
-            splits=expand("<resources>/splits/{dataset}/splits_summary.json", dataset=("pascal", "coco")),
         output:
             "<resources>/weights/{backbone}.pth",
         params:
-            spec=lambda w: canonical_json(
-                {"model": {"backbone": w.backbone, "width": config["model"]["width"],
-                           "depths": backbone_depths(config, w.backbone), "stem": backbone_stem(config, w.backbone)},
-                 **config["weights"]["pretrain"], "seed": config["seed"],
-                 "deterministic": config.get("deterministic", False)}
-            ),
-            roots=lambda w, input: [str(Path(p).parent) for p in input.datasets],
-            splits=lambda w, input: [str(Path(p).parent) for p in input.splits],
+            spec=lambda w: canonical_json(pretrain_spec(config, w.backbone)),
         threads: res("train", "threads")
         log:
             "<logs>/weights/{backbone}.log",
         benchmark:
             "<benchmarks>/weights/{backbone}.tsv"
         shell:
-            "{SVF} pretrain --spec {params.spec:q} --dataset-root {params.roots[0]} --dataset-root {params.roots[1]} "
-            "--splits {params.splits[0]} --splits {params.splits[1]} --out {output} --threads {threads} > {log} 2>&1"
+            "{SVF} pretrain --spec {params.spec:q} --out {output} --threads {threads} > {log} 2>&1"

@@ -66,3 +66,27 @@ rule summary:
         "{SVF} tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
         "> {log} 2>&1"
+
+
+rule study_report:
+    input:
+        cells=expand("<results>/tables/{table}_cells.csv", table=config["study"]["tables"]),
+        tables=config["tables"]["file"],
+        paper="config/paper_results.csv",
+    output:
+        md=report("<results>/study/study.md", caption="../report/table.rst", category="Study"),
+        csv="<results>/study/study.csv",
+        figures=expand("<figures>/study_{table}.png", table=config["study"]["tables"]),
+    params:
+        out=lambda w, output: str(Path(output.md).parent),
+        figures=lambda w, output: str(Path(output.figures[0]).parent),
+        only=" ".join(config["study"]["tables"]),
+        references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
+        options=table_filter_args(),
+    log:
+        "<logs>/tables/study.log",
+    localrule: True
+    shell:
+        "{SVF} study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
+        "> {log} 2>&1"

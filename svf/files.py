@@ -1,0 +1,77 @@
+"""Files: atomic writes (a reader, or a killed job, never sees a half-written file under its final name) and safe
+reads of torch files (tensors and plain data only; errors name the file and how to remake it)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path next to ``path``, fsync it and rename it onto ``path``; the
+    temporary file is removed on any failure."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, final)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    return write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def torch_save(path: str | os.PathLike, value: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(value, tmp))
+
+
+# --- reading torch files: tensors and plain data only, errors that name the file and the rule that makes it -------
+
+
+class UnreadableFileError(RuntimeError):
+    """A torch file is truncated or corrupt; the message names it and says how to remake it."""
+
+
+class UnsafeFileError(RuntimeError):
+    """A torch file holds pickled objects besides tensors and plain data (code could run on load): refused."""
+
+
+def torch_load(path: str | os.PathLike, what: str, remedy: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: only tensors, numbers, strings and containers, never
+    arbitrary pickled objects (a file someone hands you cannot run code). ``what`` names the file's role ("BAM base
+    learner"), ``remedy`` what to do about a bad one ("delete it; `snakemake` re-runs rule train_base")."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; {remedy}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeFileError(f"refusing to load {what} {path}: it holds pickled objects other than tensors and "
+                              f"plain data, which could run code on load ({first}). Only load files you trust; "
+                              f"{remedy}") from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise UnreadableFileError(f"cannot read {what} {path} (truncated or corrupt: {type(exc).__name__}: "
+                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                  f"{remedy}") from None
