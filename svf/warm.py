@@ -72,13 +72,18 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(body), fds
 
 
-def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.socket) -> None:
+def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.socket,
+           others: list[socket.socket]) -> None:
     """In the forked child: become the command (never returns)."""
     code = 1
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         listener.close()
         conn.close()
+        # The connections of the other running commands: a copy left open here would keep their clients waiting
+        # for end-of-file, i.e. for this command too, which serialised the jobs.
+        for other in others:
+            other.close()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -108,23 +113,32 @@ def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.
             os._exit(int(code or 0))
 
 
-def _supervise(conn: socket.socket, pid: int) -> None:
+def _supervise(conn: socket.socket, pid: int, active: set, lock: threading.Lock) -> None:
     """Reply with the child's exit code; kill the child if the client disappears first."""
-    with conn:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                try:
-                    conn.sendall(str(code if code >= 0 else 128 - code).encode())
-                except OSError:
-                    pass
-                return
-            readable, _, _ = select.select([conn], [], [], 0.2)
-            if readable and not conn.recv(1):  # EOF: the client (the Snakemake job) was killed
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
+    try:
+        _wait_and_reply(conn, pid)
+    finally:
+        with lock:
+            active.discard(conn)
+        conn.close()
+
+
+def _wait_and_reply(conn: socket.socket, pid: int) -> None:
+    """Reply with the child's exit code once it exits; kill it if the client disappears first."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                conn.sendall(str(code if code >= 0 else 128 - code).encode())
+            except OSError:
+                pass
+            return
+        readable, _, _ = select.select([conn], [], [], 0.2)
+        if readable and not conn.recv(1):  # EOF: the client (the Snakemake job) was killed
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
 
 
 def serve(path: str, parent_pid: int) -> None:
@@ -148,6 +162,8 @@ def serve(path: str, parent_pid: int) -> None:
     listener.settimeout(1.0)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    active: set[socket.socket] = set()  # connections of running commands (closed in every new child)
+    lock = threading.Lock()
     try:
         while not stop.is_set():
             try:
@@ -163,12 +179,15 @@ def serve(path: str, parent_pid: int) -> None:
             except Exception:  # noqa: BLE001 - a probe or a broken client: drop it
                 conn.close()
                 continue
-            pid = os.fork()
+            with lock:
+                others = list(active)
+                active.add(conn)
+                pid = os.fork()
             if pid == 0:
-                _child(request, fds, listener, conn)
+                _child(request, fds, listener, conn, others)
             for fd in fds:
                 os.close(fd)
-            threading.Thread(target=_supervise, args=(conn, pid), daemon=True).start()
+            threading.Thread(target=_supervise, args=(conn, pid, active, lock), daemon=True).start()
     finally:
         listener.close()
         if os.path.exists(path):

@@ -1,4 +1,4 @@
-"""Episode sampling, batches, determinism, BAM base data, multi-label data and loud failures (tiny files)."""
+"""Episode sampling, batches, determinism, BAM base data and loud failures (tiny files)."""
 import json
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from svf.data.datasets import open_dataset, write_dataset_json
 from svf.data.episodes import (
-    BaseSegmentation, Episode, EvalEpisodes, MultiLabelImages, PoolInfo, base_datasets, collate_episodes, draw_supports,
+    BaseSegmentation, Episode, EvalEpisodes, PoolInfo, base_datasets, collate_episodes, draw_supports,
     eval_episodes, load_episode_list, make_episode_list, protocol_runs, save_episode_list, train_episodes,
 )
 from svf.data.transforms import TrainAug
@@ -192,18 +192,6 @@ def test_base_learner_data_remaps_base_classes(tiny):
         assert lab.shape == (25, 25) and set(lab.unique().tolist()) <= {0, 1, 2, 3, 9, 255}
     batch = collate_episodes([val[0], val[1]])
     assert batch["image"].shape == (2, 3, 33, 33) and isinstance(batch["label_orig"], list)
-
-
-def test_multilabel_targets(tiny):
-    source = open_dataset(tiny[0])
-    ic = json.loads((tiny[1] / "image_classes.json").read_text())
-    ds = MultiLabelImages(source, ["tr4", "va0"], ic, aug=TrainAug(crop=(16, 16), scale=(0.5, 0.6)), seed=0)
-    ds.set_epoch(0)
-    got = {tuple(torch.nonzero(ds[i]["target"]).flatten().tolist()) for i in range(2)}
-    assert got == {(1, 7), (0, 2)}  # classes {2, 8} and {1, 3}, 0-based
-    assert ds[0]["image"].shape == (3, 16, 16)
-    ev = MultiLabelImages(source, ["va4"], ic, classes=[14, 15], size=20)
-    assert ev[0]["target"].tolist() == [1.0, 0.0] and ev[0]["image"].shape == (3, 20, 20)
 
 
 # --- loud failures ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Few-shot episodes (training and evaluation), BAM's base-learner segmentation data, and multi-label images.
+"""Few-shot episodes (training and evaluation) and BAM's base-learner segmentation data.
 
 Episode rules follow the PFENet / BAM / SVF ``SemData`` (REPRODUCTION.md 5.3):
 - one item = one query image of the fold list; the episode class is uniform among the fold's classes present in
@@ -427,35 +427,6 @@ class BaseSegmentation(_EpochDataset):
         return {"image": img, "label": _long(np.take(self.remap, lab))}
 
 
-class MultiLabelImages(_EpochDataset):
-    """Image -> multi-hot vector of the classes present (from image_classes.json): the demo's stand-in for
-    ImageNet pretraining of tiny backbones. ``aug`` given: random scale/rotate/blur/flip/crop (no label);
-    ``aug=None``: the evaluation Resize to ``size``."""
-
-    def __init__(self, source: ImageSource, ids: Sequence[str], image_classes: dict,
-                 classes: Sequence[int] | None = None, aug: TrainAug | None = None, size: int = 64, seed: int = 0,
-                 max_items: int | None = None):
-        self.source, self.ids, self.aug, self.size = source, list(ids), aug, int(size)
-        self.classes = list(range(1, source.num_classes + 1)) if classes is None else [int(c) for c in classes]
-        pos = {c: i for i, c in enumerate(self.classes)}
-        self.targets = torch.zeros(len(self.ids), len(self.classes))
-        for row, image_id in enumerate(self.ids):
-            if image_id not in image_classes:
-                raise KeyError(f"image {image_id!r} is not in image_classes.json")
-            cols = [pos[int(c)] for c in image_classes[image_id] if int(c) in pos]
-            self.targets[row, cols] = 1.0
-        super().__init__(len(self.ids), seed, max_items, shuffle=aug is not None)
-
-    def __getitem__(self, position: int) -> dict:
-        index, rng = self._item(position)
-        image = read_image(self.source.image_path(self.ids[index]))
-        if self.aug is None:
-            img, _ = eval_transform(image, None, self.size)
-        else:
-            img, _ = train_transform(image, None, rng, self.aug)
-        return {"image": img, "target": self.targets[index].clone()}
-
-
 # --- builders from the files of a prepared dataset and its splits -------------------------------------------------
 
 
@@ -493,13 +464,15 @@ def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: in
 
 def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int = BASE_VAL_SIZE, seed: int = 0,
                   max_items: int | None = None, coco_split: str = "interleaved",
-                  exif_orientation: str = "apply") -> tuple[BaseSegmentation, BaseSegmentation]:
+                  exif_orientation: str = "apply", val_images: int | None = None
+                  ) -> tuple[BaseSegmentation, BaseSegmentation]:
     """(train, val) data of BAM's base learner for ``fold``; defaults = BAM's ``*_base.yaml`` (417 crop,
-    scale 0.5-2.0, val_size 417). Lists: the dataset's whole ``train`` and ``val`` lists, as train_base.py."""
+    scale 0.5-2.0, val_size 417). Lists: the dataset's whole ``train`` and ``val`` lists, as train_base.py;
+    ``val_images`` keeps the first N of the val list (a cheaper validation for the CPU demo)."""
     source = open_dataset(root, exif_orientation=exif_orientation)
     base = fold_classes(source.name, fold, coco_split).base
     return (BaseSegmentation(source, source.ids("train"), base, train_aug, seed=seed, max_items=max_items),
-            BaseSegmentation(source, source.ids("val"), base, None, size=val_size))
+            BaseSegmentation(source, source.ids("val")[:val_images], base, None, size=val_size))
 
 
 def save_episode_list(path, episodes: Sequence[Episode]) -> None:

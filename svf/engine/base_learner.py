@@ -71,7 +71,7 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     train_set, val_set = base_datasets(
         dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
         max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"),
-        exif_orientation=spec.get("exif_orientation", "apply"))
+        exif_orientation=spec.get("exif_orientation", "apply"), val_images=recipe.get("base_val_images"))
     workers = loader_workers(dev.type)
     loader = DataLoader(train_set, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
                         num_workers=workers, collate_fn=collate_episodes)
