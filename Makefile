@@ -1,22 +1,39 @@
-# Two entry points: `make demo` and `make test`. Each creates .venv with python3.11 when missing and installs
-# the package (editable) with what it needs; the install is redone only when pyproject.toml changes.
-PYTHON ?= python3.11
+# Two entry points: `make demo` and `make test`. Each creates .venv when missing and installs exactly the versions of
+# requirements.lock (then the package itself, editable); the install is redone only when the lock or pyproject.toml
+# changes. `make lock` refreshes the lock from pyproject.toml's ranges.
+SUPPORTED := 3.11-3.13
+# The first of these that runs and is 3.11-3.13; 3.11 first (CI's version; here its torch wheels lie on disk).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	  if $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1; then \
+	    echo $$p; break; fi; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
 
-.PHONY: demo study test install clean-demo
+.PHONY: demo study test install lock clean-demo
 
 install: $(STAMP)
 
 $(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "error: no Python $(SUPPORTED) found (tried python3.11, python3.12, python3.13, python3);" \
+	       "install one or run e.g. make PYTHON=/path/to/python3.12" >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[test,reports]'
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --require-hashes -r requirements.lock
+	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
-# The whole demo DAG (synthetic data, tiny backbones, CPU): every table and figure under demo/.
+# Re-resolve pyproject.toml's ranges for every supported Python (one universal file, markers where versions differ,
+# hashes of every wheel); commit the result after `make test` passes with it.
+lock: | $(BIN)/python
+	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/pip install uv==$(UV_VERSION)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra test --extra reports --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" -o requirements.lock
+
+# The whole demo DAG (synthetic data, tiny backbones, CPU): every table and figure under results/demo, figures/demo.
 demo: $(STAMP)
 	$(BIN)/snakemake demo --workflow-profile demo --configfile config/demo.yaml
 

@@ -700,6 +700,27 @@ def _add_bench(subparsers) -> None:
 
     step.set_defaults(func=run)
 
+    cache = benches.add_parser(
+        "val-cache", help="a frozen cell's validation with and without the backbone feature cache (same run)")
+    cache.add_argument("--out", default="results/benchmarks/val_cache.json", help="JSON file to write")
+    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"])
+    cache.add_argument("--episodes", type=int, default=200, help="validation episodes per pass")
+    cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
+    cache.add_argument("--threads", type=int, default=1)
+    cache.add_argument("--device", default="auto")
+
+    def run_cache(args):
+        from .bench import write_json
+        from .engine.val_bench import run_val_cache
+
+        result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
+        out = write_json(result, args.out)
+        print(f"val-cache: cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
+              f"-> {out}")
+        return 0 if result["equal"] else 1
+
+    cache.set_defaults(func=run_cache)
+
 
 # --- models: published checkpoints (owner: models) ----------------------------------------------------------------
 

@@ -64,6 +64,14 @@ def test_every_method_backbone_and_shot_trains_and_evaluates(method, backbone, s
     assert 0.0 <= metrics["miou"] <= 100.0 and 0.0 <= metrics["fb_iou"] <= 100.0
     assert metrics["episodes"] == 6 and metrics["cell_id"] == spec["cell_id"]
     assert set(metrics["class_iou"]) == {"1", "2", "3", "4", "5"}
+    import numpy
+    import torchvision
+
+    versions = metrics["versions"]  # what the result was produced with (CPU: no CUDA, cuDNN, GPU)
+    assert (versions["torch"], versions["torchvision"], versions["numpy"]) == (
+        torch.__version__, torchvision.__version__, numpy.__version__)
+    assert versions["cuda"] is None and versions["gpu"] is None and versions["python"].startswith("3.")
+    assert json.loads((cell_dir / "train_summary.json").read_text())["versions"] == versions
     sv = json.loads((cell_dir / "singular_values.json").read_text())
     assert sv["before"].keys() == sv["after"].keys() and len(sv["after"]) > 0
     # SVF trains only S in layers 2-4: frozen layer0/1 values are unchanged, some trained ones moved
@@ -211,3 +219,17 @@ def test_each_method_follows_its_script():
     from svf.engine.train import MID_VAL_RESETS_EARLY_STOP
 
     assert MID_VAL_RESETS_EARLY_STOP == {"baseline": False, "pfenet": False, "bam": True}
+
+
+def test_out_of_memory_names_the_cell_and_the_setting_to_lower(pascal_data, tmp_path, monkeypatch):
+    from svf.engine.train import DeviceMemoryError
+
+    spec = tiny_spec()
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(train_module, "fit", no_memory)
+    with pytest.raises(DeviceMemoryError, match=r"baseline/dagger/svf/svf-code/1shot/fold0/seed321: out of memory "
+                                                r"on cpu .*lower the recipe's micro_batch \(now 2 images"):
+        _train(spec, pascal_data, tmp_path, "oom")

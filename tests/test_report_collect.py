@@ -107,3 +107,16 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("svf collect: error: ") and "metrics file not found" in err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_library_versions_reach_results_csv(tmp_path, table4_cells):
+    cell_dir = write_fake_cell(tmp_path / "cells", tmp_path / "bench", table4_cells[0], 60.0)
+    write_fake_cell(tmp_path / "cells", tmp_path / "bench", table4_cells[1], 61.0)  # an older result: no versions
+    metrics = json.loads((cell_dir / "metrics.json").read_text())
+    metrics["versions"] = {"python": "3.11.7", "torch": "2.14.1", "torchvision": "0.29.1", "numpy": "2.4.6",
+                           "cuda": "13.0", "cudnn": 92400, "gpu": "NVIDIA H200"}
+    (cell_dir / "metrics.json").write_text(json.dumps(metrics))
+    results = collect(tmp_path / "cells", tmp_path / "bench").set_index("cell_id")
+    new, old = results.loc[cell_id(table4_cells[0])], results.loc[cell_id(table4_cells[1])]
+    assert (new["torch_version"], new["cuda_version"], new["gpu_name"]) == ("2.14.1", "13.0", "NVIDIA H200")
+    assert pd.isna(old["torch_version"]) and pd.isna(old["gpu_name"])

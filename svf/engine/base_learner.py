@@ -22,6 +22,8 @@ from ..models.common import cross_entropy
 from .build import load_weights_file
 from .device import setup_process
 from .loaders import loader_workers, train_aug
+from .batching import check_grouping, grouped_loss
+from .precision import Precision
 from .schedule import LRSchedule, resolve_schedule
 from .train import Run, final_state, fit, seed_everything, to_device, write_log
 
@@ -67,7 +69,11 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     model = build_base_learner(**spec["model"])
     if weights is not None:
         load_weights_file(model, weights)
-    model.to(dev)
+    precision = Precision.of(recipe)
+    precision.configure()
+    model = precision.prepare_model(model.to(dev))
+    group, micro = check_grouping(int(recipe["batch_size"]), int(recipe.get("loss_groups", 1)),
+                                  recipe.get("micro_batch"))
     train_set, val_set = base_datasets(
         dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
         max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"),
@@ -90,8 +96,9 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
                           power=recipe["poly_power"], scale=recipe["poly_scale"])
     classes = model.num_base_classes + 1
 
-    def step(batch):
-        return cross_entropy(model(batch["image"]), batch["label"])
+    def step(chunk):
+        return grouped_loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
+                            {"logits": model(chunk["image"])}, chunk, group, int(recipe.get("loss_groups", 1)))
 
     def state():
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -101,7 +108,7 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
               get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
               on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
               checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.get("early_stop"),
-              amp=bool(recipe.get("amp")) and dev.type == "cuda", device=dev)
+              precision=precision, micro_batch=micro, device=dev)
     result = fit(run)
     kept, kept_epoch = final_state(result, recipe["select"], state())
     atomic.torch_save(out, kept)

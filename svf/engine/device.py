@@ -90,6 +90,24 @@ def configure_determinism(deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def library_versions(device: torch.device | None = None) -> dict:
+    """The versions a result depends on, recorded in metrics.json and train_summary.json: Python, torch,
+    torchvision, numpy, and on CUDA the CUDA runtime, cuDNN and the GPU's name (None on the CPU)."""
+    import platform
+
+    import numpy
+    import torchvision
+
+    on_cuda = device is not None and device.type == "cuda"
+    return {
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda if on_cuda else None,
+        "cudnn": torch.backends.cudnn.version() if on_cuda else None,
+        "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
+    }
+
+
 def setup_process(threads: int | None, device: str = "auto", deterministic: bool = False) -> torch.device:
     """Per-process set-up of every `svf` compute command: threads, device, determinism."""
     set_threads(threads)

@@ -10,12 +10,15 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from .. import files as atomic
 from ..decompose import merge
 from .build import load_cell_model
-from .device import setup_process
+from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
-from .train import score_episodes
+from .precision import Precision
+from .train import out_of_memory, score_episodes
 
 
 def _mean(values):
@@ -29,7 +32,9 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
     dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
     started = time.time()
     model, _, saved = load_cell_model(spec, model_file, weights, base_learner)
-    model = merge(model).to(dev)
+    precision = Precision.of(spec["recipe"])
+    precision.configure()
+    model = precision.prepare_model(merge(model).to(dev))
     evaluation = spec["evaluation"]
     classes = fold_novel_classes(spec)
     per_seed = []
@@ -37,8 +42,12 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
     for seed, episodes in protocol_runs(spec):
         loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=episodes, seed=seed,
                              batch_size=int(evaluation.get("batch_size", 8)))
-        score = score_episodes(model, loader, dev, classes, evaluation.get("absent_class", "zero"),
-                               f"{spec['cell_id']} seed {seed}").summary()
+        try:
+            score = score_episodes(model, loader, dev, classes, evaluation.get("absent_class", "zero"),
+                                   f"{spec['cell_id']} seed {seed}", precision).summary()
+        except torch.OutOfMemoryError:
+            raise out_of_memory(spec["cell_id"], dev, f"lower evaluation.batch_size (now "
+                                                      f"{evaluation.get('batch_size', 8)})") from None
         per_seed.append({"seed": seed, "miou": score["miou"], "fb_iou": score["fb_iou"],
                          "episodes": score["episodes"]})
         for c, v in score["class_iou"].items():
@@ -63,6 +72,7 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
         "trainable_params": train.get("trainable_params"),
         "config_hash": config_hash,
         "code_version": code_version,
+        "versions": library_versions(dev),
         "device": dev.type,
     }
     atomic.write_json(out, metrics)

@@ -53,8 +53,11 @@ def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int,
         n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec),
         exif_orientation=exif_orientation(spec))
     size = batch_size or int(spec["evaluation"].get("batch_size", 8))
-    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=loader_workers(),
-                      collate_fn=episodes.collate_episodes)
+    workers = loader_workers()
+    # A fixed episode list: its workers can live across the validations of every epoch (no restart per pass).
+    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=workers,
+                      collate_fn=episodes.collate_episodes, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=workers > 0)
 
 
 def fold_novel_classes(spec: dict) -> list[int]:

@@ -34,7 +34,10 @@ def binary_confusion(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class FewShotScore:
-    """Accumulates episodes; ``classes`` are the fold's novel class ids (the mIoU averages over all of them)."""
+    """Accumulates episodes; ``classes`` are the fold's novel class ids (the mIoU averages over all of them).
+
+    ``update`` keeps the sums on the device of its inputs (no host sync per batch); the first read of a score
+    (``class_iou``, ``miou``, ``fb_iou``, ``summary``) copies them to the host once."""
 
     classes: list[int]
     absent_class: str = "zero"
@@ -50,24 +53,56 @@ class FewShotScore:
         for c in self.classes:
             self.class_inter.setdefault(int(c), 0.0)
             self.class_union.setdefault(int(c), 0.0)
+        self._pending: dict | None = None  # device sums not yet added to the dicts above
+
+    def _sums(self, device: torch.device) -> dict:
+        if self._pending is None:
+            lut = torch.full((max(self.classes, default=0) + 2,), -1, dtype=torch.long)
+            lut[torch.tensor([int(c) for c in self.classes], dtype=torch.long)] = torch.arange(len(self.classes))
+            self._pending = {"lut": lut.to(device), "cls": torch.zeros(len(self.classes), 2, dtype=torch.float64,
+                                                                        device=device),
+                             "fb": torch.zeros(2, 2, dtype=torch.float64, device=device),
+                             "bad": torch.zeros((), dtype=torch.long, device=device), "ids": []}
+        return self._pending
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, class_ids) -> None:
-        """Add a batch of episodes: ``pred``/``target`` (B, H, W), ``class_ids`` (B,)."""
-        conf = binary_confusion(pred, target).cpu()
-        ids = [int(c) for c in torch.as_tensor(class_ids).reshape(-1).tolist()]
-        for b, c in enumerate(ids):
-            if c not in self.class_inter:
-                raise ValueError(f"episode class {c} is not one of the fold's classes {self.classes}")
-            self.class_inter[c] += float(conf[b, 0, 1])
-            self.class_union[c] += float(conf[b, 1, 1])
-        totals = conf.sum(0)
+        """Add a batch of episodes: ``pred``/``target`` (B, H, W), ``class_ids`` (B,), all on one device."""
+        conf = binary_confusion(pred, target)
+        sums = self._sums(conf.device)
+        ids = torch.as_tensor(class_ids, device=conf.device).reshape(-1).long()
+        lut = sums["lut"]
+        idx = lut[ids.clamp(0, len(lut) - 1)]
+        idx = torch.where(ids < len(lut) - 1, idx, torch.full_like(idx, -1))
+        if ids.device.type == "cpu":  # free to check at once; on a GPU the check waits for the first read
+            if bool((idx < 0).any()):
+                raise ValueError(f"episode class {int(ids[idx < 0][0])} is not one of the fold's classes "
+                                 f"{self.classes}")
+        else:
+            sums["bad"] += (idx < 0).sum()
+            sums["ids"].append(ids)
+        sums["cls"].index_add_(0, idx.clamp(min=0), conf[:, :, 1] * (idx >= 0).unsqueeze(1))
+        sums["fb"] += conf.sum(0)
+        self.episodes += int(ids.numel())
+
+    def _sync(self) -> None:
+        """Move the device sums into the per-class dicts (one host transfer)."""
+        if self._pending is None:
+            return
+        sums, self._pending = self._pending, None
+        if int(sums["bad"]):
+            seen = sorted(set(torch.cat(sums["ids"]).tolist()) - set(self.classes))
+            raise ValueError(f"episode class {seen[0]} is not one of the fold's classes {self.classes}")
+        cls, fb = sums["cls"].cpu(), sums["fb"].cpu()
+        for i, c in enumerate(self.classes):
+            self.class_inter[int(c)] += float(cls[i, 0])
+            self.class_union[int(c)] += float(cls[i, 1])
         for k in (0, 1):
-            self.fb_inter[k] += float(totals[0, k])
-            self.fb_union[k] += float(totals[1, k])
-        self.episodes += len(ids)
+            self.fb_inter[k] += float(fb[0, k])
+            self.fb_union[k] += float(fb[1, k])
 
     def class_iou(self) -> dict[int, float | None]:
         """IoU per class in [0, 1]; ``None`` for a class that had no pixel in any episode."""
+        self._sync()
         return {c: (self.class_inter[c] / self.class_union[c] if self.class_union[c] > 0 else None)
                 for c in self.classes}
 
@@ -81,6 +116,7 @@ class FewShotScore:
         return sum(present) / len(present) if present else 0.0
 
     def fb_iou(self) -> float:
+        self._sync()
         return sum(i / u if u > 0 else 0.0 for i, u in zip(self.fb_inter, self.fb_union)) / 2
 
     def summary(self) -> dict:

@@ -30,10 +30,13 @@ from torch import nn
 from .. import files
 from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
+from .batching import batch_length, check_grouping, grouped_loss, micro_batches
+from .feature_cache import ValidationCache, backbone_is_frozen
 from .build import build_cell_model, trained_state
-from .device import setup_process
+from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, train_loader
 from .metrics import FewShotScore
+from .precision import Precision
 from .schedule import LRSchedule, resolve_schedule
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
@@ -44,6 +47,15 @@ MID_VAL_RESETS_EARLY_STOP = {"baseline": False, "pfenet": False, "bam": True}
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the cell, epoch and step."""
+
+
+class DeviceMemoryError(RuntimeError):
+    """The GPU ran out of memory; the message names the cell and the setting to lower."""
+
+
+def out_of_memory(name: str, device: torch.device, advice: str) -> DeviceMemoryError:
+    held = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    return DeviceMemoryError(f"{name}: out of memory on {device} (peak {held:.1f} GiB allocated); {advice}")
 
 
 def seed_everything(seed: int) -> None:
@@ -71,25 +83,34 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def score_episodes(model: nn.Module, loader, device: torch.device, classes: list[int],
-                   absent_class: str = "zero", progress: str | None = None) -> FewShotScore:
+                   absent_class: str = "zero", progress: str | None = None,
+                   precision: Precision = Precision()) -> FewShotScore:
     """Run evaluation episodes and score them on original-resolution labels (REPRODUCTION.md 1.6): the logits of
     the padded val_size x val_size input are resized to L x L (L = longer side of the original label) and compared
-    with the original label in the top-left corner; everything else is ignored."""
+    with the original label in the top-left corner; everything else is ignored. Scores accumulate on the device:
+    one host sync when the score is read."""
     model.eval()
     score = FewShotScore(classes=classes, absent_class=absent_class)
     iterator = _progress(loader, progress)
     for batch in iterator:
         labels = batch["query_label_orig"]
-        batch = to_device(batch, device)
-        logits = forward(model, batch)["logits"]
-        for b, label in enumerate(labels):
-            h, w = label.shape[-2:]
-            side = max(h, w)
-            up = nn.functional.interpolate(logits[b:b + 1].float(), size=(side, side), mode="bilinear",
-                                           align_corners=True)
-            pred = up.argmax(1)[:, :h, :w].cpu()
-            score.update(pred, label.reshape(1, h, w), batch["class_id"][b:b + 1].cpu())
+        batch = precision.prepare_batch(to_device(batch, device))
+        with precision.autocast(device):
+            logits = forward(model, batch)["logits"]
+        score_logits(score, logits, labels, batch["class_id"], device)
     return score
+
+
+def score_logits(score: FewShotScore, logits: torch.Tensor, labels, class_ids: torch.Tensor,
+                 device: torch.device) -> None:
+    """Add a batch: each image's logits resized to its original label's longer side, the top-left H x W scored."""
+    for b, label in enumerate(labels):
+        h, w = label.shape[-2:]
+        side = max(h, w)
+        up = nn.functional.interpolate(logits[b:b + 1].float(), size=(side, side), mode="bilinear",
+                                       align_corners=True)
+        pred = up.argmax(1)[:, :h, :w]
+        score.update(pred, label.reshape(1, h, w).to(device, non_blocking=True), class_ids[b:b + 1])
 
 
 def _progress(iterable, desc: str | None):
@@ -186,7 +207,9 @@ class Run:
     early_stop: int | None = None
     mid_epoch_val: bool = False
     mid_val_resets_early_stop: bool = False  # a new best found mid-epoch restarts the early-stop count
-    amp: bool = False
+    precision: Precision = Precision()
+    micro_batch: int | None = None       # images per forward/backward (None: the whole batch); see batching.py
+    nan_check_every: int = 50            # steps between the (host-syncing) checks for a non-finite loss
     device: torch.device = torch.device("cpu")
 
 
@@ -201,7 +224,7 @@ def fit(run: Run) -> TrainState:
     if state.epoch:
         print(f"[{run.name}] resuming after epoch {state.epoch} from {run.checkpoint}", file=sys.stderr)
     steps = len(run.loader)
-    scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
+    scaler = run.precision.scaler(run.device)
 
     def validation(epoch: int) -> tuple[float, bool]:
         score = float(run.validate(epoch))
@@ -218,26 +241,29 @@ def fit(run: Run) -> TrainState:
         run.loader.dataset.set_epoch(epoch)
         run.on_epoch_start()
         reset_mid_epoch = False
-        losses = []
+        losses: list[torch.Tensor] = []  # on the device: no host sync per step
         for step, batch in enumerate(_progress(run.loader, f"{run.name} epoch {epoch + 1}/{run.epochs}")):
             run.schedule.set(state.iteration)
-            batch = to_device(batch, run.device)
-            with torch.autocast(device_type=run.device.type, enabled=run.amp):
-                loss = run.step(batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"{run.name}: loss is {loss.item()} at epoch {epoch + 1}, step "
-                                         f"{step + 1}/{steps}; stopping, no metrics were written")
+            batch = run.precision.prepare_batch(to_device(batch, run.device))
             run.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            total = torch.zeros((), device=run.device)
+            for chunk in micro_batches(batch, run.micro_batch or batch_length(batch)):
+                with run.precision.autocast(run.device):
+                    loss = run.step(chunk)
+                scaler.scale(loss).backward()
+                total += loss.detach().float()
             scaler.step(run.optimizer)
             scaler.update()
             state.iteration += 1
-            losses.append(loss.item())
+            losses.append(total)
+            if (step + 1) % run.nan_check_every == 0 or step + 1 == steps:
+                _check_finite(losses, run.name, epoch, steps)
             if run.mid_epoch_val and epoch > 0 and step == round(steps / 2):
                 # the authors' sub-epoch validation: `epoch > 0 and i == round(len(train_loader) / 2)`
                 _, improved = validation(epoch)
                 reset_mid_epoch = reset_mid_epoch or (improved and run.mid_val_resets_early_stop)
                 run.on_epoch_start()
+        mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
         score, improved = validation(epoch)
         # their keep_epoch: +1 per epoch, 0 after a new best at the epoch's end (BAM's script: also mid-epoch)
         state.epochs_without_best = 0 if improved or reset_mid_epoch else state.epochs_without_best + 1
@@ -245,11 +271,11 @@ def fit(run: Run) -> TrainState:
         state.wall_time_s += elapsed
         lrs = group_lrs(run.optimizer)  # the rates of the epoch's last step
         state.log_rows.append({
-            "epoch": epoch + 1, "step": state.iteration, "loss": float(np.mean(losses)),
+            "epoch": epoch + 1, "step": state.iteration, "loss": mean_loss,
             "lr_head": lrs.get("head", ""), "lr_backbone": lrs.get("backbone", ""),
             "val_miou": score, "time_s": round(elapsed, 3),
         })
-        print(f"[{run.name}] epoch {epoch + 1}/{run.epochs} loss {np.mean(losses):.4f} val {score:.2f} "
+        print(f"[{run.name}] epoch {epoch + 1}/{run.epochs} loss {mean_loss:.4f} val {score:.2f} "
               f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s", file=sys.stderr, flush=True)
         state.epoch = epoch + 1
         state.stopped = run.early_stop is not None and state.epochs_without_best >= int(run.early_stop)
@@ -259,8 +285,19 @@ def fit(run: Run) -> TrainState:
     return state
 
 
-def validate(model, loader, device, classes, absent_class, desc) -> float:
-    return 100.0 * score_episodes(merged_copy(model), loader, device, classes, absent_class, desc).miou()
+def _check_finite(losses: list[torch.Tensor], name: str, epoch: int, steps: int) -> None:
+    """One host sync for the steps so far: the first non-finite loss stops the run, naming epoch and step."""
+    values = torch.stack(losses)
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0, 0])
+        raise NonFiniteLossError(f"{name}: loss is {float(values[first])} at epoch {epoch + 1}, step "
+                                 f"{first + 1}/{steps}; stopping, no metrics were written")
+
+
+def validate(model, loader, device, classes, absent_class, desc, precision: Precision = Precision()) -> float:
+    return 100.0 * score_episodes(merged_copy(model), loader, device, classes, absent_class, desc,
+                                  precision).miou()
 
 
 def group_lrs(optimizer) -> dict[str, float]:
@@ -284,7 +321,11 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     seed_everything(seed)
     model, policy = build_cell_model(spec, weights, base_learner)
     sv_before = {k: v.tolist() for k, v in singular_values(model).items()}
-    model.to(dev)
+    precision = Precision.of(recipe)
+    precision.configure()
+    model = precision.prepare_model(model.to(dev))
+    group, micro = check_grouping(int(recipe["batch_size"]), int(recipe.get("loss_groups", 1)),
+                                  recipe.get("micro_batch"))
 
     lr = float(recipe["base_lr"])
     groups = param_groups(model, policy, lr=lr, backbone_lr_mult=float(recipe["backbone_lr_mult"]),
@@ -302,10 +343,19 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]),
                              seed=int(spec.get("val_seed", seed)))
     absent = spec["evaluation"].get("absent_class", "zero")
+    if cell["method"] == "bam":
+        model.share_frozen_backbone()  # frozen BAM: the base learner reads the query's layer4 (same tensors)
+    cache_gb = float(recipe.get("val_cache_gb", 16.0) or 0)
+    cache = ValidationCache(cache_gb) if cache_gb > 0 and backbone_is_frozen(model, policy) else None
 
-    def step(batch):
-        loss, _ = model.loss(forward(model, batch), batch)
-        return loss
+    def validate_epoch(epoch: int) -> float:
+        if cache is None:
+            return validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}", precision)
+        return 100.0 * cache.score(model, val_loader, dev, classes, absent, precision).miou()
+
+    def step(chunk):
+        return grouped_loss(lambda out, part: model.loss(out, part)[0], forward(model, chunk), chunk, group,
+                            int(recipe.get("loss_groups", 1)))
 
     def on_epoch_start():
         model.train()
@@ -313,14 +363,18 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
 
     run = Run(
         name=cell_id, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
-        validate=lambda epoch: validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}"),
+        validate=validate_epoch,
         get_state=lambda: trained_state(model, policy),
         load_state=lambda tensors: load_trainable_state_dict(model, tensors),
         on_epoch_start=on_epoch_start, epochs=epochs, seed=seed, checkpoint=Path(checkpoint_dir) / "last.pt",
         early_stop=recipe.get("early_stop"), mid_epoch_val=bool(recipe.get("mid_epoch_val")),
-        mid_val_resets_early_stop=MID_VAL_RESETS_EARLY_STOP[cell["method"]],
-        amp=bool(recipe.get("amp")) and dev.type == "cuda", device=dev)
-    state = fit(run)
+        mid_val_resets_early_stop=MID_VAL_RESETS_EARLY_STOP[cell["method"]], precision=precision,
+        micro_batch=micro, device=dev)
+    try:
+        state = fit(run)
+    except torch.OutOfMemoryError:
+        raise out_of_memory(cell_id, dev, f"lower the recipe's micro_batch (now {micro} images per forward; it must "
+                                          f"stay a multiple of {group}) or evaluation/validation sizes") from None
 
     kept, kept_epoch = final_state(state, recipe["select"], trained_state(model, policy))
     load_trainable_state_dict(model, kept)
@@ -335,6 +389,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         "selected_epoch": kept_epoch, "best_val_miou": state.best_miou, "select": recipe["select"],
         "train_wall_time_s": round(state.wall_time_s, 3), "trainable_params": count_parameters(model, True),
         "device": dev.type, "config_hash": config_hash, "code_version": code_version,
+        "versions": library_versions(dev),
         "steps_per_epoch": len(loader), "schedule": schedule.kind,
     }
     # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.

@@ -108,11 +108,46 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
         self.load_state_dict(mapped, strict=False)
 
     # --- forward ------------------------------------------------------------------------------------------------
-    def _shot_weights(self, query_feats, shots):
-        size3 = query_feats[3].shape[-2:]
-        # psi per shot from layer2 Gram matrices (layer2 resized to layer3's size first, as the authors do for VGG)
-        psi = torch.stack([gram_distance(resize(query_feats[2], size3), resize(s["feat2"], size3)) for s in shots],
-                          1)                                                     # (B, K)
+    def more_backbone_inputs(self, inputs: dict, query: torch.Tensor) -> dict:
+        """Adds the scene distance psi per shot (Gram matrices of layer2, resized to layer3's size first as the
+        authors do for VGG) and the base learner's logits; both come from frozen or parameter-free parts."""
+        size3 = inputs["q3"].shape[-2:]
+        q2 = resize(inputs["q2"], size3)
+        inputs["psi"] = torch.stack([gram_distance(q2, resize(inputs["s_feat2"][:, k], size3))
+                                     for k in range(inputs["s_feat2"].shape[1])], 1)       # (B, K)
+        if self.training:
+            # the base learner's dropout draws after the meta learner's, as in the authors' forward
+            inputs["query"] = query
+            return inputs
+        inputs["base"] = self._base_logits(inputs.pop("q4"), query)
+        return inputs
+
+    def _base_logits(self, q4: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        if self.reuse_query_features:
+            with torch.no_grad():
+                return self.learner_base(q4)
+        return self.base_forward(query)
+
+    @property
+    def reuse_query_features(self) -> bool:
+        """The base learner may read the query's layer4 instead of running layer0p..4p on the query: set by
+        :meth:`share_frozen_backbone` when both stacks hold the same tensors (a frozen backbone), which is exact."""
+        return getattr(self, "_reuse_query_features", False)
+
+    def share_frozen_backbone(self) -> bool:
+        """Turn the reuse on when layer0..4 equal layer0p..4p (same keys, values) and none of them trains."""
+        ours = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in STAGES}
+        theirs = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in BASE_STAGES}
+        same = (not any(p.requires_grad for name in STAGES for p in getattr(self, name).parameters())
+                and len(ours) == len(theirs)
+                and all(k.split(".", 1)[0] + "p." + k.split(".", 1)[1] in theirs
+                        and torch.equal(v, theirs[k.split(".", 1)[0] + "p." + k.split(".", 1)[1]])
+                        for k, v in ours.items()))
+        self._reuse_query_features = same
+        return same
+
+    def _shot_weights(self, inputs: dict):
+        psi = inputs["psi"]
         if self.shot > 1:
             ordered, order = psi.sort(1)
             weight = self.kshot_rw(ordered[:, :, None, None]).flatten(1)
@@ -130,10 +165,9 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
                 x = getattr(self, name)(x)
             return self.learner_base(x)
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor,
-                class_id: torch.Tensor | None = None) -> dict:
-        meta, _, extras = self.meta_forward(query, supports, support_labels)
-        base = self.base_forward(query)
+    def head(self, inputs: dict, out_size, class_id: torch.Tensor | None = None) -> dict:
+        meta, extras = self.meta_head(inputs)
+        base = inputs["base"] if "base" in inputs else self._base_logits(inputs["q4"], inputs["query"])
         meta_prob, base_prob = meta.softmax(1), base.softmax(1)
         fg_base = base_prob[:, 1:]
         if self.training:
@@ -141,7 +175,7 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
             if class_id is None:
                 raise ValueError("BAM in training mode needs class_id (batch['class_id']) to exclude the episode's "
                                  "class from the base map; call model(query, supports, support_labels, class_id=...)")
-            idx = self.base_labels(class_id.view(-1).to(query.device))          # 1..num_base (0: not a base class)
+            idx = self.base_labels(class_id.view(-1).to(base.device))          # 1..num_base (0: not a base class)
             keep = torch.ones_like(fg_base[:, :, 0, 0])
             keep[idx > 0, idx[idx > 0] - 1] = 0.0
             fg_base = fg_base * keep[:, :, None, None]
@@ -150,9 +184,8 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
         bg = self.gram_merge(torch.cat([meta_prob[:, :1], psi], 1))
         fg = self.gram_merge(torch.cat([meta_prob[:, 1:], psi], 1))
         final = torch.cat([self.cls_merge(torch.cat([bg, base_map], 1)), fg], 1)
-        size = query.shape[-2:]
-        return {"logits": resize(final, size), "meta_logits": resize(meta, size), "base_logits": resize(base, size),
-                "psi": extras["psi"]}
+        return {"logits": resize(final, out_size), "meta_logits": resize(meta, out_size),
+                "base_logits": resize(base, out_size), "psi": extras["psi"]}
 
     def loss(self, outputs: dict, batch: dict):
         logits = outputs["logits"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .common import (ASPP, FewShotModel, batch_item, check_label, conv_relu, cross_entropy, double_conv3x3,
-                     mid_level, prior_mask, reduce_block, resize, seg_classifier, weighted_gap)
+                     mid_level, reduce_block, resize, seg_classifier)
 
 KSHOT_REDUCTIONS = ("sum", "mean")
 
@@ -36,28 +36,22 @@ class MetaLearnerModel(FewShotModel):
         self.res2_meta = double_conv3x3(d)
         self.cls_meta = seg_classifier(d, 2)
 
-    def _shot_weights(self, query_feats, shots) -> tuple[torch.Tensor, dict]:
+    def _shot_weights(self, inputs: dict) -> tuple[torch.Tensor, dict]:
         """(B, K) weights for prototypes and priors, plus extra outputs."""
         raise NotImplementedError
 
-    def meta_forward(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor):
-        """Meta-learner logits at the layer3 resolution, the query features and the shot-weighting extras."""
-        self._check_inputs(query, supports, support_labels)
-        q = self.query_features(query)
-        size3 = q[3].shape[-2:]
-        query_feat = self.down_query(mid_level(q[2], q[3]))
-        shots = self.support_features(supports, support_labels)
-        protos = torch.stack([weighted_gap(self.down_supp(mid_level(s["feat2"], s["feat3"])), s["mask3"])
-                              for s in shots], 1)                                      # (B, K, C, 1, 1)
-        priors = torch.stack([prior_mask(q[4], s["feat4"], s["mask"], size3) for s in shots], 1)  # (B, K, 1, h, w)
-        weights, extras = self._shot_weights(q, shots)
+    def meta_head(self, inputs: dict):
+        """Meta-learner logits at the layer3 resolution and the shot-weighting extras."""
+        query_feat = self.down_query(mid_level(inputs["q2"], inputs["q3"]))
+        protos = self.shot_prototypes(inputs)                                        # (B, K, C, 1, 1)
+        weights, extras = self._shot_weights(inputs)
         w = weights[:, :, None, None, None]
         proto = (w * protos).sum(1)
-        prior = (w * priors).sum(1)
+        prior = (w * inputs["priors"]).sum(1)
         merge = self.init_merge(torch.cat([query_feat, proto.expand_as(query_feat), prior], 1))
         meta = self.res1_meta(self.ASPP_meta(merge))
         meta = self.res2_meta(meta) + meta
-        return self.cls_meta(meta), q, extras
+        return self.cls_meta(meta), extras
 
 
 class Baseline(MetaLearnerModel):
@@ -74,15 +68,14 @@ class Baseline(MetaLearnerModel):
             self.frozen_modules = ("down_query",)
             self.freeze_frozen_modules()
 
-    def _shot_weights(self, query_feats, shots):
-        b = query_feats[0].shape[0]
-        value = 1.0 if self.kshot_reduce == "sum" else 1.0 / len(shots)
-        return query_feats[0].new_full((b, len(shots)), value), {}
+    def _shot_weights(self, inputs: dict):
+        b, k = inputs["priors"].shape[:2]
+        value = 1.0 if self.kshot_reduce == "sum" else 1.0 / k
+        return inputs["priors"].new_full((b, k), value), {}
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor,
-                class_id: torch.Tensor | None = None) -> dict:
-        meta, _, _ = self.meta_forward(query, supports, support_labels)
-        return {"logits": resize(meta, query.shape[-2:])}
+    def head(self, inputs: dict, out_size, class_id: torch.Tensor | None = None) -> dict:
+        meta, _ = self.meta_head(inputs)
+        return {"logits": resize(meta, out_size)}
 
     def loss(self, outputs: dict, batch: dict):
         logits = outputs["logits"]

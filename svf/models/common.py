@@ -256,3 +256,37 @@ class FewShotModel(nn.Module):
             mask3 = resize(mask, f3.shape[-2:])
             out.append({"feat2": f2, "feat3": f3, "mask3": mask3, "feat4": self._layer4(f3 * mask3), "mask": mask})
         return out
+
+    def backbone_inputs(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor) -> dict:
+        """What the head reads from the backbone and the parameter-free steps after it: query layer2/3 (``q2``,
+        ``q3``), per shot layer2/3 and the mask at layer3 size (``s_feat2``, ``s_feat3``, ``s_mask3``: (B, K, ...))
+        and the priors (B, K, 1, h, w). ``forward`` = ``head(backbone_inputs(...))``; with a frozen backbone these
+        never change for a fixed episode, so validation caches them (svf/engine/feature_cache.py)."""
+        self._check_inputs(query, supports, support_labels)
+        q = self.query_features(query)
+        shots = self.support_features(supports, support_labels)
+        size3 = q[3].shape[-2:]
+        inputs = {"q2": q[2], "q3": q[3], "q4": q[4],
+                  "s_feat2": torch.stack([s["feat2"] for s in shots], 1),
+                  "s_feat3": torch.stack([s["feat3"] for s in shots], 1),
+                  "s_mask3": torch.stack([s["mask3"] for s in shots], 1),
+                  "priors": torch.stack([prior_mask(q[4], s["feat4"], s["mask"], size3) for s in shots], 1)}
+        return self.more_backbone_inputs(inputs, query)
+
+    def more_backbone_inputs(self, inputs: dict, query: torch.Tensor) -> dict:
+        """Method-specific frozen inputs (BAM: scene distances and the base learner); ``q4`` is dropped here when
+        the head does not read it, so a cache does not hold it."""
+        inputs.pop("q4")
+        return inputs
+
+    def head(self, inputs: dict, out_size, class_id: torch.Tensor | None = None) -> dict:
+        raise NotImplementedError
+
+    def forward(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor,
+                class_id: torch.Tensor | None = None) -> dict:
+        return self.head(self.backbone_inputs(query, supports, support_labels), query.shape[-2:], class_id)
+
+    def shot_prototypes(self, inputs: dict) -> torch.Tensor:
+        """Masked-average prototypes of the reduced support features, (B, K, C, 1, 1)."""
+        return torch.stack([weighted_gap(self.down_supp(mid_level(inputs["s_feat2"][:, k], inputs["s_feat3"][:, k])),
+                                         inputs["s_mask3"][:, k]) for k in range(inputs["s_feat3"].shape[1])], 1)

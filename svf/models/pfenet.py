@@ -70,16 +70,11 @@ class PFENet(FewShotModel):
         self.res2 = double_conv3x3(d)
         self.cls = seg_classifier(d, 2)
 
-    def forward(self, query: torch.Tensor, supports: torch.Tensor, support_labels: torch.Tensor,
-                class_id: torch.Tensor | None = None) -> dict:
-        self._check_inputs(query, supports, support_labels)
-        q = self.query_features(query)
-        h, w = q[3].shape[-2:]
-        query_feat = self.down_query(mid_level(q[2], q[3]))
-        shots = self.support_features(supports, support_labels)
-        proto = torch.stack([weighted_gap(self.down_supp(mid_level(s["feat2"], s["feat3"])), s["mask3"])
-                             for s in shots], 1).mean(1)
-        prior = torch.stack([prior_mask(q[4], s["feat4"], s["mask"], (h, w)) for s in shots], 1).mean(1)
+    def head(self, inputs: dict, out_size, class_id: torch.Tensor | None = None) -> dict:
+        h, w = inputs["q3"].shape[-2:]
+        query_feat = self.down_query(mid_level(inputs["q2"], inputs["q3"]))
+        proto = self.shot_prototypes(inputs).mean(1)
+        prior = inputs["priors"].mean(1)
 
         pyramid, aux = [], []
         for idx, b in enumerate(self.bins):
@@ -94,7 +89,7 @@ class PFENet(FewShotModel):
             pyramid.append(resize(merged, (h, w)))
         feat = self.res1(torch.cat(pyramid, 1))
         feat = self.res2(feat) + feat
-        return {"logits": resize(self.cls(feat), query.shape[-2:]), "aux_logits": aux}
+        return {"logits": resize(self.cls(feat), out_size), "aux_logits": aux}
 
     def loss(self, outputs: dict, batch: dict):
         logits = outputs["logits"]

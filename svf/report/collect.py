@@ -22,11 +22,14 @@ METRICS_KEYS = ("cell", "cell_id", "miou", "fb_iou", "class_iou", "episodes", "s
                 "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "trainable_params",
                 "config_hash", "code_version", "device")
 
+#: Libraries whose versions metrics.json records (``versions``); results.csv has a ``<lib>_version`` column each.
+VERSIONED = ("python", "torch", "torchvision", "numpy", "cuda", "cudnn")
+
 #: Columns of results.csv before the per-class ``class_iou_<k>`` columns.
 RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "fb_iou", "miou_seed_std", "n_seeds", "episodes", "protocol",
                   "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "train_bench_s",
                   "eval_bench_s", "device", "device_hours", "gpu_hours", "trainable_params", "config_hash",
-                  "code_version")
+                  "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
 
 
 class CollectError(ValueError):
@@ -91,6 +94,9 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
         "config_hash": metrics["config_hash"],
         "code_version": metrics["code_version"],
     })
+    versions = metrics.get("versions") or {}  # absent in results made before versions were recorded
+    row.update({f"{lib}_version": versions.get(lib) for lib in VERSIONED})
+    row["gpu_name"] = versions.get("gpu")
     # None = a class without any pixels in its episodes (evaluation with absent_class: skip)
     row.update({f"class_iou_{k}": float("nan") if v is None else float(v) for k, v in metrics["class_iou"].items()})
     return row

@@ -1,0 +1,89 @@
+"""``svf bench val-cache``: a frozen cell's validation pass with and without the feature cache, in one run.
+
+A demo-scale frozen baseline cell (or any method) on a synthetic PASCAL written to a temporary directory; the
+uncached pass (the model's full forward on freshly loaded episodes, as every epoch did before) and the cached pass
+(the head on the kept backbone inputs) alternate, and the ratio of their medians is reported with the scores, which
+must be equal.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from .build import build_cell_model
+from .device import setup_process
+from .feature_cache import ValidationCache, backbone_is_frozen
+from .loaders import eval_loader, fold_novel_classes
+from .spec import Cell, cell_spec
+from .train import score_episodes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo_config() -> dict:
+    """config/config.yaml with config/demo.yaml over it (nested keys merged as Snakemake does)."""
+    def merge(a, b):
+        for key, value in b.items():
+            a[key] = merge(a.get(key, {}), value) if isinstance(value, dict) and isinstance(a.get(key), dict) \
+                else copy.deepcopy(value)
+        return a
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return merge(config, yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+
+
+def _synthetic_pascal(directory: Path) -> tuple[str, str]:
+    from ..cli import main
+
+    raw, data, splits = directory / "raw", directory / "data", directory / "splits"
+    for argv in (["synth", "pascal", "--out", str(raw)], ["prepare", "pascal", "--raw", str(raw), "--out", str(data),
+                                                          "--quiet"],
+                 ["splits", "--dataset-root", str(data), "--out", str(splits), "--quiet"]):
+        if main(argv) != 0:
+            raise RuntimeError(f"svf {' '.join(argv)} failed")
+    return str(data), str(splits)
+
+
+def run_val_cache(method: str = "baseline", episodes: int = 200, repeats: int = 5, threads: int | None = 1,
+                  device: str = "auto", root: str | None = None, splits: str | None = None) -> dict:
+    dev = setup_process(threads, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        if root is None:
+            root, splits = _synthetic_pascal(Path(tmp))
+        config = demo_config()
+        spec = cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
+        if method == "bam":
+            raise ValueError("the benchmark builds no base learner: use baseline or pfenet")
+        model, policy = build_cell_model(spec, None)
+        model = model.to(dev).eval()
+        assert backbone_is_frozen(model, policy)
+        loader = eval_loader(spec, root, splits, n_episodes=episodes, seed=321)
+        classes = fold_novel_classes(spec)
+        cache = ValidationCache()
+        first = cache.score(model, loader, dev, classes, "skip").miou()  # fills the cache
+        times = {"uncached": [], "cached": []}
+        scores = {"uncached": None, "cached": None}
+        for _ in range(repeats):
+            for name in ("uncached", "cached"):
+                started = time.perf_counter()
+                if name == "cached":
+                    value = cache.score(model, loader, dev, classes, "skip").miou()
+                else:
+                    value = score_episodes(model, loader, dev, classes, "skip").miou()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                times[name].append(time.perf_counter() - started)
+                scores[name] = value
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {"method": method, "episodes": episodes, "repeats": repeats, "device": str(dev),
+            "median_s": medians, "cached_over_uncached": medians["cached"] / medians["uncached"],
+            "miou": scores, "first_pass_miou": first, "equal": scores["cached"] == scores["uncached"] == first,
+            "cache_mb": cache.used / 2**20}
+
+
+__all__ = ["run_val_cache"]
