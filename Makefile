@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
-.PHONY: demo study test install lock clean-demo
+.PHONY: demo study test install lock gpu-check clean-demo
 
 install: $(STAMP)
 
@@ -44,3 +44,9 @@ study: $(STAMP)
 # The test suite; pytest's exit code 5 (no tests collected) fails like any other error.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# The GPU check: one synthetic cell on CUDA, bf16 vs fp32, micro-batches, determinism, cost at 473 px; numbers in
+# gpu_check.json. Needs no install (torch >= 2.4 and the common scientific packages); skips without CUDA.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) tests/gpu/gpu_check.py --out gpu_check.json

@@ -83,6 +83,12 @@ rule study:
         "<results>/study/study.md",
 
 
+rule estimate:
+    # time every kind of cell on this machine's device (synthetic tensors) and project device-hours
+    input:
+        "<results>/estimate.md",
+
+
 rule figure4:
     input:
         figure4_outputs(),

@@ -605,6 +605,45 @@ def _add_overview(subparsers) -> None:
 
 
 @command
+def _add_estimate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "estimate", help="time every kind of cell on this device (synthetic tensors) and project device-hours")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--configfile", nargs="+", help="config YAML files, merged in order as Snakemake does")
+    source.add_argument("--config-json", help="the merged config as JSON (what the Snakemake rule passes)")
+    parser.add_argument("--tables", nargs="+", help="tables to estimate (default: the config's tables.build)")
+    parser.add_argument("--splits", nargs="*", default=[], metavar="DATASET=DIR",
+                        help="prepared splits to count training images (default: PASCAL's published lists, COCO "
+                             "assumed)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per kind (after one warm-up)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="results", help="directory for estimate.csv and estimate.md")
+
+    def run(args):
+        import json
+
+        from .engine.estimate import estimate, write_estimate
+
+        if args.configfile:
+            import yaml
+
+            from .engine.val_bench import merge_configs
+
+            config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
+        else:
+            config = json.loads(args.config_json)
+        splits = dict(item.split("=", 1) for item in args.splits)
+        result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
+                          threads=args.threads, progress=lambda line: print(line, flush=True))
+        for path in write_estimate(result, args.out):
+            print(f"svf estimate: wrote {path}")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+@command
 def _add_study(subparsers) -> None:
     parser = subparsers.add_parser(
         "study", help="Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims")

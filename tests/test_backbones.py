@@ -9,7 +9,7 @@ def _count(m):
 
 
 def test_parameter_counts_match_authors_backbones():
-    # REPRODUCTION.md 1.3: R50 v2 deep stem 23,631,808; VGG16-BN features 0-42 14,723,136
+    # docs/sources.md#svd-decomposition: R50 v2 deep stem 23,631,808; VGG16-BN features 0-42 14,723,136
     assert _count(build_backbone("resnet50")) == 23_631_808
     assert _count(build_backbone("vgg16")) == 14_723_136
 

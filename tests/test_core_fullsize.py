@@ -1,5 +1,5 @@
 """Full-width backbones (random init): exactness of rank ``full``, merge, the authors' ranks and counts
-(REPRODUCTION.md 1.1/1.3) with rank ``official``, and the size of an S-only checkpoint.
+(docs/sources.md#svd-decomposition) with rank ``official``, and the size of an S-only checkpoint.
 
 Two independent decompositions of the same ResNet-50 are made once per module (rank full and rank official); layers
 where both rules keep the same rank must come out identical, which is what makes S-only checkpoints portable."""

@@ -227,7 +227,7 @@ def test_out_of_memory_names_the_cell_and_the_setting_to_lower(pascal_data, tmp_
     spec = tiny_spec()
 
     def no_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(train_module, "fit", no_memory)
     with pytest.raises(DeviceMemoryError, match=r"baseline/dagger/svf/svf-code/1shot/fold0/seed321: out of memory "

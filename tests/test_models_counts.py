@@ -1,4 +1,4 @@
-"""Full-size trainable-head parameter counts equal REPRODUCTION.md 1.3 (built on the meta device: no memory, fast)."""
+"""Full-size trainable-head parameter counts equal the authors' (docs/sources.md#parameter-counts) (built on the meta device: no memory, fast)."""
 import pytest
 import torch
 
@@ -28,6 +28,6 @@ def test_head_parameter_counts(method, backbone, shot, expected):
 
 @pytest.mark.parametrize("backbone,down_query", [("resnet50", 1536 * 256), ("vgg16", 768 * 256)])
 def test_baseline_default_leaves_down_query_untrained(backbone, down_query):
-    # REPRODUCTION 1.3: the authors' count includes down_query, which their optimizer never receives
+    # docs/sources.md#parameter-counts: the authors' count includes down_query, which their optimizer never receives
     trainable, outside, _ = head_counts("baseline", backbone, 5)
     assert outside - trainable == down_query

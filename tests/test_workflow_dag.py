@@ -54,6 +54,17 @@ def test_seeds_multiply_cells_but_not_base_learners(tmp_path):
     assert counts["train_base"] == 8
 
 
+def test_the_study_trains_tables_4_to_8_on_every_fold_with_three_seeds():
+    counts = dry_run("study", extra=("--forceall", "--configfile", "config/demo.yaml", "config/study.yaml"))
+    assert counts["train"] == 19 * 4 * 3 and counts["evaluate"] == 228 and counts["study_report"] == 1
+    assert "train_base" not in counts and counts["table"] == 5
+
+
+def test_the_demo_covers_fold_0_one_shot_of_every_table():
+    counts = dry_run("demo", extra=("--forceall", "--configfile", "config/demo.yaml"))
+    assert counts["train"] == 48 and counts["train_base"] == 4 and counts["table"] == 7
+
+
 def test_table1_needs_the_pascal_base_learners_only():
     counts = dry_run("table1")
     assert counts["train"] == 144 and counts["train_base"] == 8
@@ -69,7 +80,7 @@ def test_target_rules_listed():
     assert result.returncode == 0, result.stderr
     rules = set(result.stdout.split())
     assert {"all", "demo", "figure4", "figure6", "table1", "table2", "table4", "table5", "table6", "table7",
-            "table8"} <= rules
+            "table8", "study", "estimate"} <= rules
     assert "table3" not in rules
 
 

@@ -1,6 +1,6 @@
 """Few-shot episodes (training and evaluation) and BAM's base-learner segmentation data.
 
-Episode rules follow the PFENet / BAM / SVF ``SemData`` (REPRODUCTION.md 5.3):
+Episode rules follow the PFENet / BAM / SVF ``SemData`` (docs/sources.md#episodes):
 - one item = one query image of the fold list; the episode class is uniform among the fold's classes present in
   the query (base classes in training, novel in evaluation), however few pixels they cover (read from
   ``image_classes.json``, masks are never rescanned);

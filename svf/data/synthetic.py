@@ -200,7 +200,17 @@ def _polygons_at(shape: str, cx: float, cy: float, box_h: float, box_w: float, d
 
 
 def _rasterise(polygons: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    from pycocotools import mask as mask_utils
+    """The polygons' pixels as pycocotools draws COCO polygons (so synthetic COCO json and masks agree). Without
+    pycocotools (the dependency-light GPU check) OpenCV fills them instead; borders may then differ by a pixel."""
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:
+        import cv2
+
+        mask = np.zeros((h, w), np.uint8)
+        for p in polygons:  # one call each: a single call leaves the overlap of two polygons empty
+            cv2.fillPoly(mask, [np.round((p - 0.5) * 16).astype(np.int32)], 1, shift=4)
+        return mask.astype(bool)
     import warnings
 
     rle = mask_utils.merge(mask_utils.frPyObjects([p.ravel().tolist() for p in polygons], h, w))

@@ -45,7 +45,7 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
         try:
             score = score_episodes(model, loader, dev, classes, evaluation.get("absent_class", "zero"),
                                    f"{spec['cell_id']} seed {seed}", precision).summary()
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             raise out_of_memory(spec["cell_id"], dev, f"lower evaluation.batch_size (now "
                                                       f"{evaluation.get('batch_size', 8)})") from None
         per_seed.append({"seed": seed, "miou": score["miou"], "fb_iou": score["fb_iou"],

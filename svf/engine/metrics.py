@@ -1,4 +1,4 @@
-"""Few-shot segmentation scores as the authors' validation computes them (REPRODUCTION.md 1.6).
+"""Few-shot segmentation scores as the authors' validation computes them (docs/sources.md#evaluation-protocol).
 
 * mIoU: for each novel class of the fold, foreground intersection and union are summed over all episodes of that
   class; the class IoUs are then averaged over the fold's classes.

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of the recipes (REPRODUCTION.md 1.4).
+"""Learning-rate schedules of the recipes (docs/sources.md#optimizer-and-schedule).
 
 * ``flat``: the groups keep their initial learning rates. This is what the authors' SVF code does in effect: it
   re-creates a CosineAnnealingLR every iteration, so the rate never moves.

@@ -85,7 +85,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def score_episodes(model: nn.Module, loader, device: torch.device, classes: list[int],
                    absent_class: str = "zero", progress: str | None = None,
                    precision: Precision = Precision()) -> FewShotScore:
-    """Run evaluation episodes and score them on original-resolution labels (REPRODUCTION.md 1.6): the logits of
+    """Run evaluation episodes and score them on original-resolution labels (docs/sources.md#evaluation-protocol): the logits of
     the padded val_size x val_size input are resized to L x L (L = longer side of the original label) and compared
     with the original label in the top-left corner; everything else is ignored. Scores accumulate on the device:
     one host sync when the score is read."""
@@ -372,7 +372,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         micro_batch=micro, device=dev)
     try:
         state = fit(run)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
         raise out_of_memory(cell_id, dev, f"lower the recipe's micro_batch (now {micro} images per forward; it must "
                                           f"stay a multiple of {group}) or evaluation/validation sizes") from None
 

@@ -26,15 +26,23 @@ from .train import score_episodes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def demo_config() -> dict:
-    """config/config.yaml with config/demo.yaml over it (nested keys merged as Snakemake does)."""
+def merge_configs(configs: list[dict]) -> dict:
+    """Config dicts merged in order, nested keys merged as Snakemake merges --configfile files."""
     def merge(a, b):
         for key, value in b.items():
             a[key] = merge(a.get(key, {}), value) if isinstance(value, dict) and isinstance(a.get(key), dict) \
                 else copy.deepcopy(value)
         return a
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    return merge(config, yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+    merged: dict = {}
+    for config in configs:
+        merge(merged, config or {})
+    return merged
+
+
+def demo_config() -> dict:
+    """config/config.yaml with config/demo.yaml over it."""
+    return merge_configs([yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("config.yaml",
+                                                                                          "demo.yaml")])
 
 
 def _synthetic_pascal(directory: Path) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""BAM (CVPR 2022) as in the SVF repo's ``model/BAM.py`` (REPRODUCTION 1.2, 4.1).
+"""BAM (CVPR 2022) as in the SVF repo's ``model/BAM.py`` (docs/sources.md#bam).
 
 Modules, named as the authors' (so their state dicts load key for key):
   * ``layer0..layer4``: the meta-learner backbone, a copy of the trained PSPNet backbone. With SVF it is this copy

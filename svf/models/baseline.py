@@ -1,6 +1,6 @@
 """The authors' "baseline" (SVF repo ``model/aspp.py``): BAM's meta learner alone on an ImageNet backbone.
 
-Pipeline (REPRODUCTION.md 1.8): mid-level features concat(layer3, layer2) -> ``down_query`` / ``down_supp``;
+Pipeline (docs/sources.md#the-baseline): mid-level features concat(layer3, layer2) -> ``down_query`` / ``down_supp``;
 support prototype by masked average pooling; PFENet prior from layer4; concat(query, prototype, prior) ->
 ``init_merge`` -> ``ASPP_meta`` -> ``res1_meta`` -> ``res2_meta`` (residual) -> ``cls_meta`` -> 2 classes,
 upsampled to the query size. One cross-entropy loss.

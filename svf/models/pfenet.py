@@ -4,7 +4,7 @@
 Mid-level features -> ``down_query``/``down_supp``; prototype = masked average pooling, averaged over K shots;
 prior from layer4, averaged over K shots; Feature Enrichment Module over ``bins`` (``init_merge``, ``alpha_conv``,
 ``beta_conv``, ``inner_cls`` per scale) -> ``res1`` -> ``res2`` (residual) -> ``cls``.
-Loss: CE(main) + aux_weight * mean over scales of CE(inner_cls upsampled to the label size) (REPRODUCTION 3.1).
+Loss: CE(main) + aux_weight * mean over scales of CE(inner_cls upsampled to the label size) (docs/sources.md#pfenet).
 
 ``bins``: integers (pixels; the SVF repo hard-codes [60, 30, 15, 8] for PASCAL and COCO) or fractions <= 1 of the
 query feature size (PFENet's COCO configs: [1.0, 0.5, 0.25, 0.125]). An integer bin is pooled to bin x bin with

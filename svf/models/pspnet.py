@@ -1,4 +1,4 @@
-"""PSPNet, BAM's base learner (BAM ``model/PSPNet.py``; REPRODUCTION 4.1), trained in its own stage.
+"""PSPNet, BAM's base learner (BAM ``model/PSPNet.py``; docs/sources.md#bam), trained in its own stage.
 
 A plain semantic-segmentation model over the base classes: backbone ``layer0..layer4`` -> ``ppm`` (bins 1, 2, 3, 6;
 each 1x1 conv to C4/len(bins) + BN + ReLU) -> ``cls`` (3x3 conv to ``cls_dim`` + BN + ReLU + Dropout2d(0.1) + 1x1

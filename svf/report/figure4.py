@@ -4,7 +4,7 @@ For the last 3x3 conv of layer3 (``layer3.5.conv2`` in ResNet-50) of a trained S
 picks the component with the largest decrease and the one with the largest increase. Their cue on an image is
 channel k of the conv's V-step output (the input projected on the k-th right singular vector), shown as a heat map
 over a few query images of the fold's test list, with the ground-truth outline of the episode class.
-(REPRODUCTION.md 1.9 describes this procedure as the most plausible reading; the paper's exact recipe is unknown.)
+(docs/sources.md#figure-4: the most plausible reading; the paper's exact recipe is unknown.)
 """
 from __future__ import annotations
 

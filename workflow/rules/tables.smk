@@ -90,3 +90,21 @@ rule study_report:
         "{SVF} study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
         "> {log} 2>&1"
+
+
+rule estimate_cost:
+    output:
+        csv="<results>/estimate.csv",
+        md="<results>/estimate.md",
+    params:
+        config=lambda w: canonical_json(config),
+        out=lambda w, output: str(Path(output.csv).parent),
+    threads: res("train", "threads")
+    resources:
+        gpu=1,
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+    log:
+        "<logs>/estimate.log",
+    shell:
+        "{SVF} estimate --config-json {params.config:q} --out {params.out} --threads {threads} > {log} 2>&1"
