@@ -1,7 +1,9 @@
 """Fine-tune policies: which backbone tensors train, their SGD groups, and the BatchNorm mode.
 
-A policy applies to any module whose backbone stages are direct attributes ``layer0..layer4`` (a backbone from
-:mod:`svf.backbones`, or a whole few-shot model). Short-string grammar (a dict with the same fields also works):
+A policy applies to the backbone stages ``layer0..layer4`` of a module (a backbone from :mod:`svf.backbones`, or a
+whole few-shot model), or, with ``include`` (fnmatch globs on qualified module names, dict form only, e.g.
+``{"kind": "svf", "include": ["layer3.*", "layer4.*"]}``), to the layers of *any* model whose names match: a stock
+torchvision ResNet, a transformer, an MLP. Short-string grammar (a dict with the same fields also works):
 
     frozen                         nothing in layer0..4 trains
     svf[-l<layers>][-<USV>][-bn]   SVF: S (and/or U, V) of every decomposed conv in the layers; default l234, S
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Iterable, Iterator, Mapping
 
 from torch import nn
@@ -60,6 +63,7 @@ class Policy:
     bn_affine: bool = False
     kernels: tuple[str, ...] = ()
     bn_train: bool = False
+    include: tuple[str, ...] = ()  # module-name globs; empty: the stages ``layers`` of layer0..4
 
     @property
     def uses_svd(self) -> bool:
@@ -67,6 +71,11 @@ class Policy:
 
     @property
     def name(self) -> str:
+        if self.include:  # not a table policy: kind, subspaces/kernels, then the globs
+            detail = {"svf": "-" + "".join(self.subspaces) + ("-bn" if self.bn_affine else ""), "bn": "",
+                      "frozen": "", "part": "" if len(self.kernels) == 2 else
+                      "-" + ("3x3" if self.kernels == ("kxk",) else "1x1")}[self.kind]
+            return f"{self.kind}{detail}@{','.join(self.include)}" + ("-bntrain" if self.bn_train else "")
         layers = "l" + "".join(map(str, self.layers))
         if self.kind == "frozen":
             base = "frozen"
@@ -89,11 +98,14 @@ class Policy:
         pass them as ``extra`` to :func:`svf.decompose.trainable_state_dict`."""
         if not self.bn_train:
             return ()
-        return tuple(f"{s}.*{b}" for s in STAGES for b in ("running_mean", "running_var", "num_batches_tracked"))
+        scopes = tuple(f"{g}*" for g in self.include) or tuple(f"{s}.*" for s in STAGES)
+        return tuple(f"{s}{b}" for s in scopes for b in ("running_mean", "running_var", "num_batches_tracked"))
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"Policy: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.include and self.layers:
+            raise ValueError("Policy: 'include' globs replace 'layers'; give one of them")
         if any(k not in range(5) for k in self.layers) or set(self.subspaces) - set("USV") \
                 or set(self.kernels) - {"1x1", "kxk"}:
             raise ValueError(f"Policy: invalid fields {self!r}; build policies with parse_policy")
@@ -130,8 +142,8 @@ def _from_string(spec: str) -> Policy:
     return Policy("part", _layers(g["part_layers"]), kernels=kernels, bn_train=bn_train)
 
 
-_KIND_KEYS = {"frozen": {"bn_train"}, "svf": {"layers", "subspaces", "bn", "bn_train"},
-              "bn": {"layers", "bn", "bn_train"}, "part": {"layers", "kernels", "bn_train"}}
+_KIND_KEYS = {"frozen": {"bn_train", "include"}, "svf": {"layers", "subspaces", "bn", "bn_train", "include"},
+              "bn": {"layers", "bn", "bn_train", "include"}, "part": {"layers", "kernels", "bn_train", "include"}}
 
 
 def _from_dict(spec: Mapping) -> Policy:
@@ -143,6 +155,13 @@ def _from_dict(spec: Mapping) -> Policy:
         raise ValueError(f"policy dict: keys {unknown} do not apply to kind {kind!r}; allowed "
                          f"{sorted(_KIND_KEYS[kind])}")
     bn_train = bool(spec.get("bn_train", False))
+    include = spec.get("include")
+    if include is not None:
+        include = (include,) if isinstance(include, str) else tuple(include)
+        if not include or not all(isinstance(g, str) and g for g in include) or "layers" in spec:
+            raise ValueError(f"policy dict: 'include' must be a non-empty list of module-name globs and replaces "
+                             f"'layers', got {spec.get('include')!r}")
+        return _with_include(_from_dict({k: v for k, v in spec.items() if k != "include"}), include)
     if kind == "frozen":
         return Policy("frozen", bn_train=bn_train)
     raw_layers = spec.get("layers", DEFAULT_LAYERS)
@@ -166,6 +185,10 @@ def _from_dict(spec: Mapping) -> Policy:
     if not kernels or set(kernels) - {"1x1", "kxk"}:
         raise ValueError(f"policy dict: 'kernels' must be a non-empty subset of 1x1, 3x3 (or kxk), got {raw!r}")
     return Policy("part", layers, kernels=kernels, bn_train=bn_train)
+
+
+def _with_include(policy: Policy, include: tuple[str, ...]) -> Policy:
+    return Policy(policy.kind, (), policy.subspaces, policy.bn_affine, policy.kernels, policy.bn_train, include)
 
 
 def parse_policy(spec: str | Mapping | Policy) -> Policy:
@@ -207,59 +230,92 @@ def _svd_tensors(layer: nn.Module, subspaces: Iterable[str]) -> list[tuple[str, 
     return [(names[s], layer.get_parameter(names[s])) for s in subspaces]
 
 
-def selected_parameters(model: nn.Module, policy: str | Mapping | Policy) -> Iterator[tuple[str, nn.Parameter]]:
-    """``(qualified name, parameter)`` of every backbone tensor the policy trains, in module order."""
-    policy = parse_policy(policy)
+def _layer_units(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
+    """Every conv, linear, SVD layer (as one unit, not its inner convs) and BatchNorm inside ``module``."""
+    for name, child in module.named_children():
+        qual = f"{prefix}{name}"
+        if isinstance(child, SVD_TYPES) or type(child) in (nn.Conv2d, nn.Linear) or isinstance(
+                child, nn.modules.batchnorm._BatchNorm):
+            yield qual, child
+        else:
+            yield from _layer_units(child, qual + ".")
+
+
+def _units(model: nn.Module, policy: Policy) -> Iterator[tuple[str, nn.Module, bool]]:
+    """(qualified name, layer, whether the policy's tensors of it train) for every layer the policy governs:
+    the layers of layer0..4 (training where the stage is in ``layers``), or those matching ``include``."""
+    if policy.include:
+        for name, m in _layer_units(model, ""):
+            if any(fnmatchcase(name, g) for g in policy.include):
+                yield name, m, True
+        return
     for k, stage in enumerate(_stages(model)):
-        if k not in policy.layers:
+        for name, m in _layer_units(stage, f"{STAGES[k]}."):
+            yield name, m, k in policy.layers
+
+
+def _scope_parameters(model: nn.Module, policy: Policy) -> list[tuple[str, nn.Parameter]]:
+    """Every parameter the policy governs (trained or frozen by it): layer0..4, or the ``include`` layers."""
+    if policy.include:
+        return [(f"{name}.{n}", p) for name, m, _ in _units(model, policy) for n, p in m.named_parameters()]
+    return [(f"{s}.{n}", p) for s, stage in zip(STAGES, _stages(model)) for n, p in stage.named_parameters()]
+
+
+def selected_parameters(model: nn.Module, policy: str | Mapping | Policy) -> Iterator[tuple[str, nn.Parameter]]:
+    """``(qualified name, parameter)`` of every tensor the policy trains, in module order."""
+    policy = parse_policy(policy)
+    for name, m, trains in _units(model, policy):
+        if not trains:
             continue
-        prefix = f"{STAGES[k]}."
-        for name, m in stage.named_modules():
-            qual = prefix + name + ("." if name else "")
-            if policy.kind == "svf" and isinstance(m, SVD_TYPES):
-                for pname, p in _svd_tensors(m, policy.subspaces):
-                    yield qual + pname, p
-            elif policy.bn_affine and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-                yield qual + "weight", m.weight
-                yield qual + "bias", m.bias
-            elif policy.kind == "part" and type(m) in (nn.Conv2d, nn.Linear) and kernel_kind(m) in policy.kernels:
-                for pname, p in m.named_parameters(recurse=False):
-                    yield qual + pname, p
+        qual = name + "."
+        if policy.kind == "svf" and isinstance(m, SVD_TYPES):
+            for pname, p in _svd_tensors(m, policy.subspaces):
+                yield qual + pname, p
+        elif policy.bn_affine and isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            yield qual + "weight", m.weight
+            yield qual + "bias", m.bias
+        elif policy.kind == "part" and type(m) in (nn.Conv2d, nn.Linear) and kernel_kind(m) in policy.kernels:
+            for pname, p in m.named_parameters(recurse=False):
+                yield qual + pname, p
 
 
 def apply_policy(model: nn.Module, policy: str | Mapping | Policy, rank: str = "full") -> nn.Module:
-    """Set ``requires_grad`` in ``layer0..layer4`` for ``policy`` (in place; returns the model).
+    """Set ``requires_grad`` for ``policy`` (in place; returns the model).
 
-    SVF policies first decompose all of layer0..layer4 (as the authors do; stages already decomposed are left as
-    they are) with the ``rank`` rule of :func:`svf.decompose.choose_rank`. Everything in layer0..4 the policy does
-    not select gets ``requires_grad=False``; parameters outside layer0..4 (the head) are not touched. Call
-    :func:`set_bn_mode` after every ``model.train()``."""
+    SVF policies first decompose the layers they govern (all of layer0..layer4, as the authors do, or the
+    ``include`` layers; layers already decomposed are left as they are) with the ``rank`` rule of
+    :func:`svf.decompose.choose_rank`. Every governed parameter the policy does not select gets
+    ``requires_grad=False``; parameters outside (the head) are not touched. Call :func:`set_bn_mode` after every
+    ``model.train()``."""
     policy = parse_policy(policy)
-    stages = _stages(model)
+    if not policy.include:
+        _stages(model)  # a clear error for a model without layer0..4
     if policy.uses_svd:
-        for stage in stages:
-            decompose(stage, rank=rank)
+        if policy.include:
+            decompose(model, rank=rank, include=policy.include)
+        else:
+            for stage in _stages(model):
+                decompose(stage, rank=rank)
     elif policy.kind == "part":
-        svd = [f"{STAGES[k]}.{n}" for k, s in enumerate(stages) for n, m in s.named_modules()
-               if isinstance(m, SVD_TYPES) and k in policy.layers]
+        svd = [name for name, m, trains in _units(model, policy) if trains and isinstance(m, SVD_TYPES)]
         if svd:
             raise ValueError(f"policy {policy.name!r} fine-tunes conv weights, but {svd[0]} (and {len(svd) - 1} "
                              f"more) is SVD-decomposed; call svf.decompose.merge(model) first")
     selected = [p for _, p in selected_parameters(model, policy)]
     if policy.kind != "frozen" and not selected:
         raise ValueError(f"policy {policy.name!r} selects no tensor of {type(model).__name__} (e.g. 1x1 convs in "
-                         f"VGG, or BatchNorm in a model without it); a cell trained this way would be 'frozen'")
-    for stage in stages:
-        stage.requires_grad_(False)
+                         f"VGG, BatchNorm in a model without it, or globs that match nothing); a cell trained this "
+                         f"way would be 'frozen'")
+    for _, p in _scope_parameters(model, policy):
+        p.requires_grad_(False)
     for p in selected:
         p.requires_grad_(True)
     return model
 
 
-def trainable_backbone_names(model: nn.Module) -> list[str]:
-    """Names of the parameters in layer0..4 that currently require grad."""
-    return [f"{s}.{n}" for s, stage in zip(STAGES, _stages(model))
-            for n, p in stage.named_parameters() if p.requires_grad]
+def trainable_backbone_names(model: nn.Module, policy: str | Mapping | Policy = "frozen") -> list[str]:
+    """Names of the parameters in layer0..4 (or in the ``include`` layers of ``policy``) that require grad."""
+    return [n for n, p in _scope_parameters(model, parse_policy(policy)) if p.requires_grad]
 
 
 def param_groups(model: nn.Module, policy: str | Mapping | Policy, lr: float, backbone_lr_mult: float = 0.1,
@@ -274,11 +330,12 @@ def param_groups(model: nn.Module, policy: str | Mapping | Policy, lr: float, ba
         raise RuntimeError(f"param_groups: policy {policy.name!r} selects {frozen[:3] or 'nothing'}, not trainable in "
                            f"this model; call apply_policy(model, {policy.name!r}) first")
     backbone_ids = {id(p) for _, p in backbone}
-    all_backbone = {id(p) for stage in _stages(model) for p in stage.parameters()}
+    all_backbone = {id(p) for _, p in _scope_parameters(model, policy)}
     head = [p for p in head_params if p.requires_grad]
     clash = [p for p in head if id(p) in all_backbone]
     if clash:
-        raise ValueError(f"param_groups: {len(clash)} head parameters belong to layer0..4; pass only head modules")
+        where = "the policy's include layers" if policy.include else "layer0..4"
+        raise ValueError(f"param_groups: {len(clash)} head parameters belong to {where}; pass only head modules")
     groups = []
     if backbone_ids:
         groups.append({"params": [p for _, p in backbone], "lr": lr * backbone_lr_mult,
@@ -289,14 +346,14 @@ def param_groups(model: nn.Module, policy: str | Mapping | Policy, lr: float, ba
 
 
 def set_bn_mode(model: nn.Module, policy: str | Mapping | Policy) -> nn.Module:
-    """Every BatchNorm in layer0..4 in eval mode (frozen statistics) unless the policy has ``-bntrain``, in which
-    case it follows ``model.training``. Call it after each ``model.train()``."""
+    """Every BatchNorm the policy governs (layer0..4, or the ``include`` layers) in eval mode (frozen statistics)
+    unless the policy has ``-bntrain``, in which case it follows ``model.training``. Call it after each
+    ``model.train()``."""
     policy = parse_policy(policy)
     train = policy.bn_train and model.training
-    for stage in _stages(model):
-        for m in stage.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train(train)
+    for _, m, _ in _units(model, policy):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train(train)
     return model
 
 
