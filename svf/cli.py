@@ -7,7 +7,6 @@ functions only, so ``svf --help`` and light commands start fast; per-job start-u
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable
 
@@ -34,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and os.environ.get("SVF_WARM_SOCKET") and not os.environ.get("SVF_WARM_CHILD"):
-        from .warm import run_remote  # a warm server runs the command without a new interpreter start-up
-
-        code = run_remote(os.environ["SVF_WARM_SOCKET"], sys.argv[1:])
-        if code is not None:
-            return code
+    """Run one command in this process (the ``svf`` program, svf/__main__.py, first offers it to a warm server)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -628,7 +622,7 @@ def _add_estimate(subparsers) -> None:
         if args.configfile:
             import yaml
 
-            from .engine.val_bench import merge_configs
+            from .engine.spec import merge_configs
 
             config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
         else:

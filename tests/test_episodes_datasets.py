@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from svf.data.datasets import open_dataset, write_dataset_json
+from svf.data.datasets import write_dataset_json
 from svf.data.episodes import (
     BaseSegmentation, Episode, EvalEpisodes, PoolInfo, base_datasets, collate_episodes, draw_supports,
     eval_episodes, load_episode_list, make_episode_list, protocol_runs, save_episode_list, train_episodes,

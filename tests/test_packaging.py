@@ -53,7 +53,7 @@ def test_torch_pins_are_exact():
 
 def test_console_script_declared():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert data["project"]["scripts"]["svf"] == "svf.cli:main"
+    assert data["project"]["scripts"]["svf"] == "svf.__main__:main"
 
 
 # --- the lock: exact versions of everything, the same two commands on any supported Python ------------------------

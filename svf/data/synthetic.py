@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES, PASCAL_CLASSES
+from .datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES
 
 MIXED_LARGE_ROUND = 1  # per-class round whose image gets a large object of another group
 MIXED_SMALL_ROUND = 4  # ... a small one (dagger still drops it: any novel pixel counts)

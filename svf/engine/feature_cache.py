@@ -17,6 +17,7 @@ from torch import nn
 from ..policy import Policy
 from .metrics import FewShotScore
 from .precision import Precision
+from .scoring import score_logits, to_device
 
 STAGES = tuple(f"layer{k}" for k in range(5))
 
@@ -77,8 +78,6 @@ class ValidationCache:
 
     @staticmethod
     def _compute(model, batch, device, precision) -> dict:
-        from .train import to_device  # train imports this module
-
         labels = batch["query_label_orig"]
         batch = precision.prepare_batch(to_device(batch, device))
         with precision.autocast(device):
@@ -88,8 +87,6 @@ class ValidationCache:
 
     @staticmethod
     def _score(model, entry, score, device, precision) -> None:
-        from .train import score_logits
-
         with precision.autocast(device):
             logits = model.head(_to(entry["inputs"], device), entry["size"], None)["logits"]
         score_logits(score, logits, entry["labels"], _to(entry["class_id"], device), device)

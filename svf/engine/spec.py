@@ -166,6 +166,19 @@ def pretrain_spec(config: Mapping[str, Any], backbone: str) -> dict:
     }
 
 
+def merge_configs(configs: list[dict]) -> dict:
+    """Config dicts merged in order, nested keys merged as Snakemake merges --configfile files."""
+    def merge(a, b):
+        for key, value in b.items():
+            a[key] = merge(a.get(key, {}), value) if isinstance(value, dict) and isinstance(a.get(key), dict) \
+                else copy.deepcopy(value)
+        return a
+    merged: dict = {}
+    for config in configs:
+        merge(merged, config or {})
+    return merged
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 

@@ -7,7 +7,6 @@ must be equal.
 """
 from __future__ import annotations
 
-import copy
 import statistics
 import tempfile
 import time
@@ -20,23 +19,10 @@ from .build import build_cell_model
 from .device import setup_process
 from .feature_cache import ValidationCache, backbone_is_frozen
 from .loaders import eval_loader, fold_novel_classes
-from .spec import Cell, cell_spec
+from .spec import Cell, cell_spec, merge_configs
 from .train import score_episodes
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def merge_configs(configs: list[dict]) -> dict:
-    """Config dicts merged in order, nested keys merged as Snakemake merges --configfile files."""
-    def merge(a, b):
-        for key, value in b.items():
-            a[key] = merge(a.get(key, {}), value) if isinstance(value, dict) and isinstance(a.get(key), dict) \
-                else copy.deepcopy(value)
-        return a
-    merged: dict = {}
-    for config in configs:
-        merge(merged, config or {})
-    return merged
 
 
 def demo_config() -> dict:
@@ -45,16 +31,17 @@ def demo_config() -> dict:
                                                                                           "demo.yaml")])
 
 
-def _synthetic_pascal(directory: Path) -> tuple[str, str]:
-    from ..cli import main
+def synthetic_pascal(directory: Path) -> tuple[str, str]:
+    """The demo's synthetic PASCAL, prepared and split, under ``directory``: (dataset root, splits)."""
+    from ..data.datasets import open_dataset
+    from ..data.pascal import PascalRaw, prepare_pascal
+    from ..data.splits import make_splits
+    from ..data.synthetic import SynthConfig, synth
 
-    raw, data, splits = directory / "raw", directory / "data", directory / "splits"
-    for argv in (["synth", "pascal", "--out", str(raw)], ["prepare", "pascal", "--raw", str(raw), "--out", str(data),
-                                                          "--quiet"],
-                 ["splits", "--dataset-root", str(data), "--out", str(splits), "--quiet"]):
-        if main(argv) != 0:
-            raise RuntimeError(f"svf {' '.join(argv)} failed")
-    return str(data), str(splits)
+    synth(directory / "raw", SynthConfig("pascal"))
+    prepare_pascal(PascalRaw.under(directory / "raw"), directory / "data", progress=False)
+    make_splits(open_dataset(directory / "data"), directory / "splits", progress=False)
+    return str(directory / "data"), str(directory / "splits")
 
 
 def run_val_cache(method: str = "baseline", episodes: int = 200, repeats: int = 5, threads: int | None = 1,
@@ -62,7 +49,7 @@ def run_val_cache(method: str = "baseline", episodes: int = 200, repeats: int = 
     dev = setup_process(threads, device)
     with tempfile.TemporaryDirectory() as tmp:
         if root is None:
-            root, splits = _synthetic_pascal(Path(tmp))
+            root, splits = synthetic_pascal(Path(tmp))
         config = demo_config()
         spec = cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
         if method == "bam":

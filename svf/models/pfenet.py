@@ -25,7 +25,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .common import (FewShotModel, batch_item, check_label, conv_relu, cross_entropy, double_conv3x3, mid_level,
-                     prior_mask, reduce_block, resize, seg_classifier, weighted_gap)
+                     reduce_block, resize, seg_classifier)
 
 PASCAL_BINS = (60, 30, 15, 8)
 COCO_BINS = (1.0, 0.5, 0.25, 0.125)

@@ -31,21 +31,9 @@ import yaml  # noqa: E402
 
 
 def _config(*names: str, **overlay) -> dict:
-    from svf.engine.val_bench import merge_configs
+    from svf.engine.spec import merge_configs
 
     return merge_configs([yaml.safe_load((ROOT / "config" / n).read_text()) for n in names] + [overlay])
-
-
-def _data(directory: Path, small: bool) -> tuple[str, str]:
-    from svf.data.datasets import open_dataset
-    from svf.data.pascal import PascalRaw, prepare_pascal
-    from svf.data.splits import make_splits
-    from svf.data.synthetic import SynthConfig, synth
-
-    synth(directory / "raw", SynthConfig("pascal", train_per_class=8, val_per_class=6, seed=0))
-    prepare_pascal(PascalRaw.under(directory / "raw"), directory / "data", progress=False)
-    make_splits(open_dataset(directory / "data"), directory / "splits", progress=False)
-    return str(directory / "data"), str(directory / "splits")
 
 
 def check_cell(directory: Path, device: str, small: bool) -> dict:
@@ -55,7 +43,9 @@ def check_cell(directory: Path, device: str, small: bool) -> dict:
     from svf.engine.spec import Cell, cell_spec, pretrain_spec
     from svf.engine.train import train_cell
 
-    root, splits = _data(directory, small)
+    from svf.engine.val_bench import synthetic_pascal
+
+    root, splits = synthetic_pascal(directory)
     small_run = {"epochs": 1, "max_episodes_per_epoch": 16, "val_episodes": 8}
     overlay = {"recipe_overrides": small_run if small else {}, "evaluation": {"episodes": 16 if small else 300},
                "weights": {"pretrain": {"steps": 10 if small else 1200}}}
