@@ -47,8 +47,9 @@ def distinct_kinds(config: dict, names) -> list[dict]:
     tables = load_tables(config["tables"]["file"])
     seeds = config["tables"].get("seeds") or [config.get("seed", DEFAULT_SEED)]
     kinds: dict[tuple, dict] = {}
+    restrict = {"folds": config["tables"].get("folds"), "shots": config["tables"].get("shots")}
     for name in names:
-        for cell in cells_of(tables, [name], seeds=seeds):
+        for cell in cells_of(tables, [name], seeds=seeds, **restrict):
             key = tuple(cell[k] for k in KIND_KEYS)
             kind = kinds.setdefault(key, {**{k: cell[k] for k in KIND_KEYS}, "cells": set(), "tables": []})
             kind["cells"].add((cell["fold"], cell["seed"]))

@@ -70,10 +70,22 @@ def verdict(low: float, high: float, paper_difference: float) -> str:
     return CANNOT_TELL
 
 
+def display_labels(table: Mapping[str, Any]) -> dict[str, str]:
+    """A unique readable label per row: the row's label, with its group when labels repeat ("+SVF 2, 3, 4" beside
+    "+part fine-tune 2, 3, 4"), and its id when even that repeats (Table 6's conv kinds)."""
+    rows = table["rows"]
+    labels = {r["id"]: r["label"] for r in rows}
+    if len(set(labels.values())) < len(rows):
+        labels = {r["id"]: f"{r['group']} {r['label']}" for r in rows}
+    counts = pd.Series(list(labels.values())).value_counts()
+    return {k: (f"{v} [{k}]" if counts[v] > 1 else v) for k, v in labels.items()}
+
+
 def _per_seed(tables, name: str, results: pd.DataFrame, seeds, folds) -> pd.DataFrame:
     """One row per (row, fold, seed) of a table's 1-shot cells with its mIoU (NaN when not run)."""
     miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
-    records = [{"row": row["id"], "label": row["label"], "shot": shot, "fold": fold, "seed": cell["seed"],
+    labels = display_labels(tables[name])
+    records = [{"row": row["id"], "label": labels[row["id"]], "shot": shot, "fold": fold, "seed": cell["seed"],
                 "value": float(miou.get(cell_id(cell), math.nan))}
                for row, shot, fold, cell in table_entries(tables[name], folds=folds, seeds=seeds)]
     return pd.DataFrame.from_records(records)
