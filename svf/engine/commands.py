@@ -1,0 +1,255 @@
+"""``svf`` commands of the engine: train, train-base, import-base-learner, pretrain, evaluate, estimate, bench,
+check-checkpoint. Each ``_add_<command>`` defines its arguments and points ``func`` at the code; torch and the
+engine are imported inside the command functions only, so ``svf --help`` starts fast."""
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+
+
+def _code_version() -> str:
+    """The git commit of the source tree when there is one, else the package version."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return f"{commit}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return f"svf-{__version__}"
+
+def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True,
+                        help="cell specification: JSON text or a JSON file (the Snakefile passes it)")
+    parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
+    parser.add_argument("--splits", required=True, help="fold splits directory (svf splits)")
+    parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
+    parser.add_argument("--base-learner", help="BAM only: the stage-1 PSPNet base learner (svf train-base)")
+    parser.add_argument("--config-hash", default="", help="hash of the run's config, recorded in the outputs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
+
+def _add_train(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one table cell (checkpoints every epoch, resumes)")
+    _add_cell_arguments(parser)
+    parser.add_argument("--out-dir", required=True, help="cell directory: model.pt, train_log.csv, ...")
+    parser.add_argument("--checkpoint-dir", required=True,
+                        help="where last.pt lives (outside the rule outputs so a killed job resumes)")
+
+    def run(args):
+        from ..engine.spec import load_spec
+        from ..engine.train import train_cell
+
+        train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
+                   args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
+                   threads=args.threads, device=args.device, code_version=_code_version())
+
+    parser.set_defaults(func=run)
+
+def _add_train_base(subparsers) -> None:
+    parser = subparsers.add_parser("train-base", help="BAM stage 1: train the PSPNet base learner of a fold")
+    parser.add_argument("--spec", required=True, help="base-learner specification (JSON text or file)")
+    parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
+    parser.add_argument("--splits", help="fold splits directory (unused: the stage reads the whole lists)")
+    parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
+    parser.add_argument("--out", required=True, help="model.pt to write (full PSPNet state dict)")
+    parser.add_argument("--checkpoint-dir", required=True, help="where last.pt lives (resume after a kill)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        from ..engine.base_learner import train_base_learner
+        from ..engine.spec import load_spec
+
+        train_base_learner(load_spec(args.spec), args.dataset_root, args.weights, args.out, args.checkpoint_dir,
+                           threads=args.threads, device=args.device)
+
+    parser.set_defaults(func=run)
+
+def _add_import_base_learner(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "import-base-learner", help="convert a published BAM base learner (best.pth) to this project's layout")
+    parser.add_argument("--source", required=True, help="BAM's initmodel/PSPNet/<dataset>/split<k>/<backbone>/best.pth")
+    parser.add_argument("--out", required=True, help="model.pt to write")
+
+    def run(args):
+        from ..files import torch_save
+        from ..models.checkpoints import to_pspnet_state
+
+        state = to_pspnet_state(args.source)
+        torch_save(args.out, state)
+        print(f"{args.source}: {len(state)} tensors -> {args.out}")
+
+    parser.set_defaults(func=run)
+
+def _add_pretrain(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", help="demo only: pretrain a tiny backbone on synthetic object images (ImageNet stand-in)")
+    parser.add_argument("--spec", required=True,
+                        help='JSON: {"model": {"backbone", "width", "depths", "stem"}, "steps", "size", '
+                             '"batch_size", "lr", "classes", "seed"}')
+    parser.add_argument("--out", required=True, help="backbone weights file to write")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        from ..engine.pretrain import pretrain_backbone
+        from ..engine.spec import load_spec
+
+        pretrain_backbone(load_spec(args.spec), args.out, threads=args.threads, device=args.device)
+
+    parser.set_defaults(func=run)
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
+    _add_cell_arguments(parser)
+    parser.add_argument("--model", required=True, help="the cell's model.pt")
+    parser.add_argument("--out", required=True, help="metrics.json to write")
+
+    def run(args):
+        from ..engine.evaluate import evaluate_cell
+        from ..engine.spec import load_spec
+
+        evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                      base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
+                      device=args.device, code_version=_code_version())
+
+    parser.set_defaults(func=run)
+
+def _add_estimate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "estimate", help="time every kind of cell on this device (synthetic tensors) and project device-hours")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--configfile", nargs="+", help="config YAML files, merged in order as Snakemake does")
+    source.add_argument("--config-json", help="the merged config as JSON (what the Snakemake rule passes)")
+    parser.add_argument("--tables", nargs="+", help="tables to estimate (default: the config's tables.build)")
+    parser.add_argument("--splits", nargs="*", default=[], metavar="DATASET=DIR",
+                        help="prepared splits to count training images (default: PASCAL's published lists, COCO "
+                             "assumed)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per kind (after one warm-up)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="results", help="directory for estimate.csv and estimate.md")
+
+    def run(args):
+        import json
+
+        from ..engine.estimate import estimate, write_estimate
+
+        if args.configfile:
+            import yaml
+
+            from ..engine.spec import merge_configs
+
+            config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
+        else:
+            config = json.loads(args.config_json)
+        splits = dict(item.split("=", 1) for item in args.splits)
+        result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
+                          threads=args.threads, progress=lambda line: print(line, flush=True))
+        for path in write_estimate(result, args.out):
+            print(f"svf estimate: wrote {path}")
+        return 0
+
+    parser.set_defaults(func=run)
+
+def _add_bench(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks of the SVF core (see `svf bench svf-step -h`)")
+    benches = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+    step = benches.add_parser(
+        "svf-step", help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
+    step.add_argument("--out", default="results/benchmarks/svf_step.json", help="JSON file to write")
+    step.add_argument("--size", type=int, default=224, help="square input size")
+    step.add_argument("--batch", type=int, default=1)
+    step.add_argument("--repeats", type=int, default=5, help="timed round-robin repeats (median is reported)")
+    step.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    step.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"])
+    step.add_argument("--width", type=float, default=1.0, help="channel width multiplier (tiny runs)")
+    step.add_argument("--depths", type=int, nargs=4, metavar="N", help="ResNet blocks per stage (tiny runs)")
+    step.add_argument("--channels-last", action="store_true", help="channels_last memory format for all variants")
+    step.add_argument("--no-flops", action="store_true", help="skip the FLOP count of each variant")
+    step.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU) or a torch device")
+
+    def run(args):
+        from ..bench import run_svf_step, write_json
+
+        result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                              threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
+                              channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
+        out = write_json(result, args.out)
+        print("svf-step: " + ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
+        return 0
+
+    step.set_defaults(func=run)
+
+    cache = benches.add_parser(
+        "val-cache", help="a frozen cell's validation with and without the backbone feature cache (same run)")
+    cache.add_argument("--out", default="results/benchmarks/val_cache.json", help="JSON file to write")
+    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"])
+    cache.add_argument("--episodes", type=int, default=200, help="validation episodes per pass")
+    cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
+    cache.add_argument("--threads", type=int, default=1)
+    cache.add_argument("--device", default="auto")
+
+    def run_cache(args):
+        from ..bench import write_json
+        from ..engine.val_bench import run_val_cache
+
+        result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
+        out = write_json(result, args.out)
+        print(f"val-cache: cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
+              f"-> {out}")
+        return 0 if result["equal"] else 1
+
+    cache.set_defaults(func=run_cache)
+
+def _add_check_checkpoint(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-checkpoint", help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a "
+                                 "random episode (settings not given are read off the keys)")
+    parser.add_argument("path", help="the .pth file ({'state_dict': ...}, 'module.' prefixes allowed)")
+    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"])
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16"])
+    parser.add_argument("--shot", type=int)
+    parser.add_argument("--dilation", choices=["pfenet", "torchvision"],
+                        help="default per method: torchvision (SVF repo baseline/PFENet), pfenet (BAM); "
+                             "original PFENet checkpoints need pfenet")
+    parser.add_argument("--bins", help="PFENet FEM bins, comma-separated (default 60,30,15,8)")
+    parser.add_argument("--dataset", choices=["pascal", "coco"], help="BAM: with --fold, the base classes")
+    parser.add_argument("--fold", type=int)
+    parser.add_argument("--size", type=int, default=65, help="side of the random test episode")
+
+    def run(args):
+        import json
+
+        from ..models.checkpoints import check_checkpoint
+        from ..policy import apply_policy
+
+        kwargs = {k: v for k, v in {"dilation": args.dilation, "dataset": args.dataset, "fold": args.fold}.items()
+                  if v is not None}
+        if args.bins:
+            kwargs["bins"] = tuple(float(b) if "." in b else int(b) for b in args.bins.split(","))
+        result = check_checkpoint(args.path, method=args.method, backbone=args.backbone, shot=args.shot,
+                                  decompose=lambda m: apply_policy(m, "svf", rank="official"), size=args.size,
+                                  **kwargs)
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+COMMANDS = (
+    _add_train, _add_train_base, _add_import_base_learner, _add_pretrain, _add_evaluate, _add_estimate, _add_bench,
+    _add_check_checkpoint,
+)
+
+
+def add_commands(subparsers) -> None:
+    for adder in COMMANDS:
+        adder(subparsers)

@@ -1,0 +1,205 @@
+"""``svf`` commands of the report layer: collect, tables, figure6, figure4, curves, overview, study (arguments
+here, the work in svf.report; pandas and matplotlib are imported inside the command functions)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..tables_config import DEFAULT_SEED
+from ..engine.commands import _add_cell_arguments
+
+
+def _report_call(name: str, fn, *args, **kwargs) -> int:
+    """Run a report function; its input errors (ValueError subclasses naming the file/key) become one line."""
+    from ..report.collect import CollectError
+    from ..report.figures import FigureError
+    from ..report.study import StudyError
+    from ..report.tables import TablesError
+    from ..tables_config import TablesConfigError
+
+    try:
+        fn(*args, **kwargs)
+    except (CollectError, TablesError, FigureError, StudyError, TablesConfigError, KeyError) as exc:
+        print(f"svf {name}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", required=True, nargs="+",
+                        help="results.csv written by `svf collect` (several: combined, a shared cell once)")
+    parser.add_argument("--tables", required=True, help="config/tables.yaml")
+    parser.add_argument("--paper", required=True, help="config/paper_results.csv")
+    parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
+    parser.add_argument("--tolerance", type=float, default=1.0,
+                        help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
+    parser.add_argument("--demo", action="store_true", help="mark titles 'demo scale — not comparable'")
+    parser.add_argument("--shots", nargs="+", type=int, help="restrict the tables to these shots")
+    parser.add_argument("--folds", nargs="+", type=int, help="restrict the tables to these folds (means then "
+                        "cover only these folds and are not compared with the paper)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED],
+                        help=f"training seeds of every cell (default {DEFAULT_SEED}); several: mean ± std")
+    parser.add_argument("--allow-mixed-config", action="store_true",
+                        help="accept results of different config hashes")
+
+def _load_table_inputs(args):
+    from ..report.collect import check_config_hashes, read_results
+    from ..report.tables import read_paper
+    from ..tables_config import load_tables
+
+    import pandas as pd
+
+    tables = load_tables(args.tables)
+    results = pd.concat([read_results(path) for path in args.results], ignore_index=True)
+    results = results.drop_duplicates("cell_id").reset_index(drop=True)
+    if "config_hash" in results.columns and len(results):
+        check_config_hashes(results, args.allow_mixed_config)
+    return tables, results, read_paper(args.paper)
+
+def _add_collect(subparsers) -> None:
+    parser = subparsers.add_parser("collect", help="per-cell metrics.json + benchmarks -> results.csv")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--benchmarks", required=True, help="Snakemake benchmark directory (train/, evaluate/)")
+    parser.add_argument("--out", required=True, help="results.csv to write")
+    parser.add_argument("--cells", nargs="+", metavar="CELL_ID",
+                        help="collect these cells (default: every metrics.json under --cells-root)")
+    parser.add_argument("--allow-mixed-config", action="store_true",
+                        help="accept cells of different config hashes")
+
+    def run(args):
+        from ..report.collect import collect, write_results
+
+        def go():
+            results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
+            write_results(results, args.out)
+            print(f"svf collect: {len(results)} cells -> {args.out}")
+
+        return _report_call("collect", go)
+
+    parser.set_defaults(func=run)
+
+def _add_tables(subparsers) -> None:
+    parser = subparsers.add_parser("tables", help="results.csv -> tableN.{csv,md,tex} beside the paper's numbers")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="output directory (results/tables)")
+    parser.add_argument("--summary", help="summary markdown to write (default: <out>/summary.md unless --only)")
+    parser.add_argument("--comparison", help="long comparison csv to write (default: <out>/comparison.csv "
+                        "unless --only)")
+
+    def run(args):
+        from pathlib import Path
+
+        from ..report.tables import write_tables
+
+        def go():
+            tables, results, paper = _load_table_inputs(args)
+            whole = args.only is None
+            summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
+            comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+            written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                                   demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
+                                   comparison=comparison, seeds=args.seeds)
+            print(f"svf tables: wrote {len(written)} files to {args.out}")
+
+        return _report_call("tables", go)
+
+    parser.set_defaults(func=run)
+
+def _add_figure6(subparsers) -> None:
+    parser = subparsers.add_parser("figure6", help="Figure 6: layer3's top singular values before/after SVF")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--cells", nargs="+", required=True, metavar="CELL_ID",
+                        help="SVF cells with singular_values.json (the paper: R50 baseline†+SVF 1-shot, one per fold)")
+    parser.add_argument("--out", required=True, help="figure path (.png); a .pdf is written next to it")
+    parser.add_argument("--top", type=int, default=30, help="how many of the largest initial values (default 30)")
+    parser.add_argument("--data", help="also write the plotted numbers to this csv")
+    parser.add_argument("--title", default="", help="figure title")
+
+    def run(args):
+        from ..report.figures import write_figure6
+
+        return _report_call("figure6", write_figure6, args.cells_root, args.cells, args.out, top=args.top,
+                            data_csv=args.data, title=args.title)
+
+    parser.set_defaults(func=run)
+
+def _add_figure4(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "figure4", help="Figure 4: cues of the singular components that changed most in a trained SVF cell")
+    _add_cell_arguments(parser)
+    parser.add_argument("--model", required=True, help="the cell's model.pt (singular_values.json beside it)")
+    parser.add_argument("--images", type=int, default=4, help="query images to show")
+    parser.add_argument("--out", required=True, help="figure path (.png)")
+
+    def run(args):
+        from ..engine.spec import load_spec
+        from ..report.figure4 import figure4
+
+        figure4(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                n_images=args.images, base_learner=args.base_learner, threads=args.threads)
+
+    parser.set_defaults(func=run)
+
+def _add_curves(subparsers) -> None:
+    parser = subparsers.add_parser("curves", help="training loss and validation mIoU per epoch of a set of cells")
+    parser.add_argument("--cells-root", required=True, help="results/cells")
+    parser.add_argument("--cells", nargs="*", default=[], metavar="CELL_ID", help="cells whose train_log.csv to plot")
+    parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
+    parser.add_argument("--title", default="training curves", help="figure title (e.g. the table name)")
+
+    def run(args):
+        from ..report.figures import write_curves
+
+        return _report_call("curves", write_curves, args.cells_root, args.cells, args.out, args.title)
+
+    parser.set_defaults(func=run)
+
+def _add_overview(subparsers) -> None:
+    parser = subparsers.add_parser("overview", help="reproduced vs paper, one panel per table")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
+
+    def run(args):
+        from ..report.figures import write_overview
+
+        def go():
+            tables, results, paper = _load_table_inputs(args)
+            write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                           demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
+
+        return _report_call("overview", go)
+
+    parser.set_defaults(func=run)
+
+def _add_study(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study", help="Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims")
+    _add_table_arguments(parser)
+    parser.add_argument("--out", required=True, help="directory for study.md and study.csv")
+    parser.add_argument("--figures-dir", required=True, help="directory for study_<table>.png")
+    parser.add_argument("--references", nargs="*", default=[], metavar="TABLE=ROW",
+                        help="reference row of a table (defaults: frozen for tables 4-6, svf for 7-8)")
+
+    def run(args):
+        from ..report.study import write_study
+
+        def go():
+            references = dict(item.split("=", 1) for item in args.references)
+            tables, results, paper = _load_table_inputs(args)
+            names = args.only or ["table4", "table5", "table6", "table7", "table8"]
+            written = write_study(tables, results, paper, args.out, args.figures_dir, names, seeds=args.seeds,
+                                  folds=args.folds, references=references, demo=args.demo)
+            print(f"svf study: wrote {len(written)} files")
+
+        return _report_call("study", go)
+
+    parser.set_defaults(func=run)
+
+
+COMMANDS = (
+    _add_collect, _add_tables, _add_figure6, _add_figure4, _add_curves, _add_overview, _add_study,
+)
+
+
+def add_commands(subparsers) -> None:
+    for adder in COMMANDS:
+        adder(subparsers)
