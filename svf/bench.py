@@ -193,12 +193,9 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)  # never leave a half-written file under the final name
-    return path
+    from .files import write_text
+
+    return write_text(path, json.dumps(result, indent=2, sort_keys=False) + "\n")
 
 
 __all__ = ["TARGETS", "RATIOS", "run_svf_step", "write_json", "pick_device"]

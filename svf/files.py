@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, fsync it and rename it onto ``path``; the
-    temporary file is removed on any failure."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable: bool = True) -> Path:
+    """Call ``write(tmp)`` on a temporary path next to ``path``, fsync it (unless ``durable=False``: the many masks
+    of a prepared dataset, which a rerun re-makes) and rename it onto ``path``; the temporary file is removed on any
+    failure."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -19,8 +20,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
-        with open(tmp_path, "rb") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp_path, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

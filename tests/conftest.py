@@ -1,12 +1,16 @@
 """Shared fixtures: tiny synthetic datasets prepared by the real `svf synth` / `svf prepare` / `svf splits` code."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from svf.cli import main as svf_main
+
+# The helpers beside this file (cells.py, fakes.py) are imported by tests in every sub-directory.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -250,17 +250,14 @@ def _add_bench_loader(subparsers) -> None:
 
     def run(args):
         import json
-        from pathlib import Path
 
         from ..data.loader_bench import bench_loader
 
         result = bench_loader(args.root, args.splits, args.setting, args.fold, args.shot, args.episodes,
                               args.repeats, args.threads, args.crop)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(out)
+        from ..files import write_text
+
+        out = write_text(args.out, json.dumps(result, indent=2) + "\n")
         rate = result["episodes_per_s"]
         print(f"bench-loader: {rate['median']:.1f} episodes/s (median; wall), "
               f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write, write_text
+
 DATASETS = ("pascal", "coco")
 SETTINGS = ("dagger", "original")  # dagger = BAM's filtered train lists (the paper's †), original = PFENet's
 SPLITS = ("train", "val")
@@ -162,11 +164,7 @@ def read_id_list(path: str | Path) -> list[str]:
 
 
 def write_id_list(path: str | Path, ids) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{i}\n" for i in ids))
-    tmp.replace(path)
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -217,10 +215,7 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     path = Path(path)
     if mask.dtype != np.uint8 or mask.ndim != 2:
         raise ValueError(f"{path}: a mask must be a 2-D uint8 array, got {mask.dtype} {mask.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(mask, mode="L").save(tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: Image.fromarray(mask, mode="L").save(tmp, format="PNG"), durable=False)
 
 
 def write_dataset_json(root: str | Path, name: str, **extra) -> Path:

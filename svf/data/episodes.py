@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..files import write_text
 from .datasets import IGNORE_LABEL, fold_classes, open_dataset, read_mask
 from .splits import fold_files, load_fold, load_image_classes
 from .transforms import (
@@ -125,7 +126,7 @@ EXIF_ORIENTATIONS = ("apply", "ignore")
 
 def _decode_rgb(data: bytes, exif_orientation: str = "apply") -> np.ndarray | None:
     """OpenCV's decoder for complete 1- or 3-component JPEGs (the files of PASCAL and COCO): libjpeg-turbo as in
-    PIL, the same pixels (tests/test_episodes_datasets.py compares them), and faster. ``exif_orientation="apply"``
+    PIL, the same pixels (tests/data/test_episodes.py compares them), and faster. ``exif_orientation="apply"``
     turns the image as its EXIF orientation tag says, as the authors' ``cv2.imread(path, cv2.IMREAD_COLOR)`` does;
     ``"ignore"`` keeps the stored pixel order. None for anything else (CMYK, truncated, not a JPEG), which PIL then
     reads or rejects as before."""
@@ -477,11 +478,7 @@ def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int
 
 def save_episode_list(path, episodes: Sequence[Episode]) -> None:
     """Write an episode list as JSON ``[[query_id, class_id, [support ids]], ...]`` (written aside, renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([[e.query_id, e.class_id, list(e.support_ids)] for e in episodes]) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps([[e.query_id, e.class_id, list(e.support_ids)] for e in episodes]) + "\n")
 
 
 def load_episode_list(path) -> list[Episode]:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_text
+
 from .datasets import (
     IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, PreparedDataset, base_classes, novel_classes,
     read_id_list, read_mask, write_id_list,
@@ -153,10 +155,7 @@ def load_image_classes(splits_dir) -> dict[str, dict[int, int]]:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=0) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(obj, indent=0) + "\n")
 
 
 # --- reference comparison -----------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from .loaders import loader_workers, train_aug
 from .batching import check_grouping, grouped_loss
 from .precision import Precision
 from .schedule import LRSchedule, resolve_schedule
-from .train import Run, final_state, fit, seed_everything, to_device, write_log
+from .loop import Run, final_state, fit, seed_everything, write_log
+from .scoring import to_device
 
 STAGES = tuple(f"layer{k}" for k in range(5))
 

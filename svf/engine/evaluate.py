@@ -18,7 +18,8 @@ from .build import load_cell_model
 from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
 from .precision import Precision
-from .train import out_of_memory, score_episodes
+from .loop import out_of_memory
+from .scoring import score_episodes
 
 
 def _mean(values):

@@ -4,7 +4,7 @@ The authors validate on the same 1000 episodes after every epoch. When nothing i
 BatchNorm statistics stay frozen (every policy but ``-bntrain`` ones), the backbone's part of those episodes
 (``model.backbone_inputs``: layer2/3 features, priors, BAM's scene distances and base-learner logits) is the same in
 every pass: the first pass computes and keeps it, later passes run only the head. Same operations on the same
-tensors, so the same scores (tests/test_engine_feature_cache.py), and the data loading is skipped too.
+tensors, so the same scores (tests/engine/test_feature_cache.py), and the data loading is skipped too.
 
 The cache lives on the host (pinned when a GPU computes) and holds at most ``budget_gb``; the episodes beyond it are
 recomputed each pass (paper scale, R50 1-shot at 473 px: about 44 MB per episode in float32).

@@ -20,7 +20,7 @@ from .. import files as atomic
 from ..backbones import build_backbone
 from ..data.objects import ObjectImages
 from .device import setup_process
-from .train import seed_everything
+from .loop import seed_everything
 
 
 def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: str = "auto") -> dict:

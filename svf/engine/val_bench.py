@@ -20,7 +20,7 @@ from .device import setup_process
 from .feature_cache import ValidationCache, backbone_is_frozen
 from .loaders import eval_loader, fold_novel_classes
 from .spec import Cell, cell_spec, merge_configs
-from .train import score_episodes
+from .scoring import score_episodes
 
 ROOT = Path(__file__).resolve().parents[2]
 

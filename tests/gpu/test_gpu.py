@@ -23,6 +23,7 @@ def test_gpu_check(tmp_path):
     assert json.loads(out.read_text())["passed"]
 
 
+@pytest.mark.slow
 def test_the_check_runs_on_the_cpu_with_only_the_light_dependencies(tmp_path):
     """The same code at toy sizes on the CPU, with Snakemake, jsonschema, pycocotools and gdown made unimportable
     (the GPU machines have none of them)."""

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import svf.engine.loop as loop_module
 import svf.engine.train as train_module
 from svf.engine.base_learner import train_base_learner
 from svf.engine.evaluate import evaluate_cell
@@ -83,7 +84,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
     spec = tiny_spec(recipe_overrides={"epochs": 3})
     uninterrupted = _train(spec, pascal_data, tmp_path, "a")
 
-    real_save, saves = train_module.save_checkpoint, []
+    real_save, saves = loop_module.save_checkpoint, []
 
     def crash_after_second_epoch(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -91,11 +92,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
         if len(saves) == 2:
             raise KeyboardInterrupt("simulated kill after epoch 2")
 
-    monkeypatch.setattr(train_module, "save_checkpoint", crash_after_second_epoch)
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         _train(spec, pascal_data, tmp_path, "b")
     assert not (tmp_path / "b" / "model.pt").exists()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
     resumed = _train(spec, pascal_data, tmp_path, "b")
 
     a, b = _model_state(uninterrupted), _model_state(resumed)
@@ -177,7 +178,7 @@ class _Steps:
 def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None):
     """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
     from svf.engine.schedule import LRSchedule
-    from svf.engine.train import Run, fit
+    from svf.engine.loop import Run, fit
 
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=0.1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CELL = "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0/seed321"
 VOLATILE = {"eval_wall_time_s", "train_wall_time_s"}
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from svf.cli import main
 from svf.report.collect import CollectError, RESULT_COLUMNS, collect, read_results, write_results
 from svf.tables_config import cell_id, cells_of, load_tables
-from test_report_fakes import SCHEMA, TABLES_YAML, write_fake_cell, write_fake_cells
+from fakes import SCHEMA, SV_LAYERS, TABLES_YAML, write_fake_cell, write_fake_cells
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,17 @@ def test_library_versions_reach_results_csv(tmp_path, table4_cells):
     new, old = results.loc[cell_id(table4_cells[0])], results.loc[cell_id(table4_cells[1])]
     assert (new["torch_version"], new["cuda_version"], new["gpu_name"]) == ("2.14.1", "13.0", "NVIDIA H200")
     assert pd.isna(old["torch_version"]) and pd.isna(old["gpu_name"])
+
+
+def test_fake_cell_follows_the_metrics_contract(tmp_path):
+    from svf.report.collect import METRICS_KEYS, read_metrics
+
+    cell = dict(dataset="pascal", backbone="resnet50", method="baseline", setting="dagger", policy="svf",
+                recipe="svf-code", shot=1, fold=2, seed=321)
+    cell_dir = write_fake_cell(tmp_path / "cells", tmp_path / "bench", cell, 60.0)
+    metrics = read_metrics(cell_dir / "metrics.json", tmp_path / "cells")
+    assert set(METRICS_KEYS) <= set(metrics)
+    assert sorted(metrics["class_iou"], key=int) == ["11", "12", "13", "14", "15"]
+    sv = json.loads((cell_dir / "singular_values.json").read_text())
+    assert set(sv) == {"before", "after"} and set(sv["before"]) == set(SV_LAYERS)
+    assert (tmp_path / "bench" / "train" / f"{cell_id(cell)}.tsv").read_text().startswith("s\th:m:s")

@@ -41,6 +41,7 @@ def weights(tmp_path_factory):
     return str(out)
 
 
+@pytest.mark.slow
 def test_a_short_svf_run_beats_the_trivial_predictors(pascal_data, weights, tmp_path):
     spec = tiny_spec(policy="svf", **SCHEDULE)
     out = tmp_path / "cell"

@@ -10,7 +10,7 @@ import yaml
 
 from svf.tables_config import (TablesConfigError, base_learners_of, cell_id, cells_of, load_tables,
                                parse_cell_id, table_entries)
-from test_report_fakes import ROOT, SCHEMA, TABLES_YAML
+from fakes import ROOT, SCHEMA, TABLES_YAML
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from svf.report.tables import read_paper
 from svf.tables_config import load_tables
-from test_report_fakes import PAPER_CSV, SCHEMA, TABLES_YAML
+from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 #: (table, row, shot): why the printed mean differs from the mean of the printed folds by more than rounding.
 MEAN_EXCEPTIONS = {

@@ -7,7 +7,7 @@ import pytest
 from svf.cli import main
 from svf.report.tables import compare, read_paper, summarise, tex_escape, write_tables
 from svf.tables_config import cell_id, load_tables, table_entries
-from test_report_fakes import PAPER_CSV, SCHEMA, TABLES_YAML
+from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 
 @pytest.fixture(scope="module")

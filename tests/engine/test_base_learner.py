@@ -13,7 +13,7 @@ from cells import merged_config
 import yaml
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_made_up_counts_give_bams_class_miou():

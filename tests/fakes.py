@@ -1,7 +1,6 @@
-"""A tiny generator of fake per-cell outputs (the engine's contract), shared by the test_report_* files.
-
-Other report tests import it (`from test_report_fakes import ...`); the tests here check that the fakes follow
-the contract the report code reads, so a contract change shows up in one place.
+"""A tiny generator of fake per-cell outputs (the engine's contract), shared by the report tests
+(`from fakes import ...`); tests/report/test_collect.py checks that the fakes follow the contract the report code
+reads, so a contract change shows up in one place.
 """
 from __future__ import annotations
 
@@ -68,17 +67,3 @@ def write_fake_cells(cells_root: Path, benchmarks: Path | None, cells: Iterable[
                      miou: Callable[[Mapping[str, Any]], float], **kwargs: Any) -> list[str]:
     """Write every cell with mIoU ``miou(cell)``; returns the cell ids."""
     return [cell_id(c) for c in cells if write_fake_cell(cells_root, benchmarks, c, miou(c), **kwargs)]
-
-
-def test_fake_cell_follows_the_metrics_contract(tmp_path):
-    from svf.report.collect import METRICS_KEYS, read_metrics
-
-    cell = dict(dataset="pascal", backbone="resnet50", method="baseline", setting="dagger", policy="svf",
-                recipe="svf-code", shot=1, fold=2, seed=321)
-    cell_dir = write_fake_cell(tmp_path / "cells", tmp_path / "bench", cell, 60.0)
-    metrics = read_metrics(cell_dir / "metrics.json", tmp_path / "cells")
-    assert set(METRICS_KEYS) <= set(metrics)
-    assert sorted(metrics["class_iou"], key=int) == ["11", "12", "13", "14", "15"]
-    sv = json.loads((cell_dir / "singular_values.json").read_text())
-    assert set(sv) == {"before", "after"} and set(sv["before"]) == set(SV_LAYERS)
-    assert (tmp_path / "bench" / "train" / f"{cell_id(cell)}.tsv").read_text().startswith("s\th:m:s")

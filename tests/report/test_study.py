@@ -12,7 +12,7 @@ from svf.cli import main
 from svf.report.study import AGREES, CANNOT_TELL, DISAGREES, stratified_interval, study_frame, verdict
 from svf.report.tables import read_paper
 from svf.tables_config import cell_id, cells_of, load_tables
-from test_report_fakes import PAPER_CSV, SCHEMA, TABLES_YAML
+from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 SEEDS = (321, 322, 323)
 

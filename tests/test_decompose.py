@@ -1,5 +1,5 @@
 """svf.decompose on small layers and tiny backbones: exactness, the authors' state-dict layout, filters, merge,
-S snapshots, S-only checkpoints (full-width backbones: test_core_fullsize.py)."""
+S snapshots, S-only checkpoints (full-width backbones: test_decompose_fullsize.py)."""
 from __future__ import annotations
 
 import copy

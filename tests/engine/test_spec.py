@@ -7,7 +7,7 @@ import yaml
 
 from svf.engine.spec import Cell, cell_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
