@@ -36,8 +36,9 @@ def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: 
     head = nn.Linear(backbone.channels["layer4"], int(spec["classes"]))
     model = nn.ModuleDict({"backbone": backbone, "head": head}).to(dev)
     optimizer = torch.optim.SGD(model.parameters(), lr=float(spec["lr"]), momentum=0.9, weight_decay=1e-4)
+    # at least 3 warm-up steps: OneCycleLR divides by the warm-up length (a zero one for very short runs)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(spec["lr"]), total_steps=steps,
-                                                    pct_start=0.1)
+                                                    pct_start=min(0.5, max(0.1, 3 / steps)))
     model.train()
     started, report = time.time(), max(1, steps // 10)
     tail_hits = tail_seen = 0

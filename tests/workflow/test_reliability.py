@@ -163,7 +163,8 @@ def _evaluate_command(work: Path, out: Path, episodes: int | None) -> list[str]:
     from svf.engine.spec import Cell, cell_spec
     from svf.tables_config import parse_cell_id
 
-    spec = cell_spec(merged_config(OVERLAY), Cell.from_mapping(parse_cell_id(CELL)))
+    quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())  # as the workflow ran: demo + quick + overlay
+    spec = cell_spec(merged_config(quick, OVERLAY), Cell.from_mapping(parse_cell_id(CELL)))
     if episodes:
         spec["evaluation"]["episodes"] = episodes
     res = work / "resources" / "demo"
