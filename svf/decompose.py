@@ -70,15 +70,38 @@ def _factors_frozen(*tensors: torch.Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
-class SVDConv2d(nn.Module):
+class _SVDLayer(nn.Module):
+    """What both SVD layers share: the trainable singular values ``vector_S`` of shape (1, rank, ...)."""
+
+    merge_frozen = True
+
+    @property
+    def rank(self) -> int:
+        return self.vector_S.shape[1]
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}"
+
+    def _as_plain(self, plain: nn.Module, u: nn.Module, v: nn.Module) -> nn.Module:
+        """Fill a plain conv/linear with the merged weight (float64, cast back) and U's bias; it trains where any
+        factor did."""
+        with torch.no_grad():
+            plain.weight.copy_(self.merged_weight(torch.float64))
+            if u.bias is not None:
+                plain.bias.copy_(u.bias)
+        plain.weight.requires_grad_(any(t.requires_grad for t in (u.weight, v.weight, self.vector_S)))
+        if u.bias is not None:
+            plain.bias.requires_grad_(u.bias.requires_grad)
+        return plain
+
+
+class SVDConv2d(_SVDLayer):
     """Conv2d as conv_V -> * vector_S -> conv_U (see the module docstring).
 
     When no factor needs a gradient (frozen stage, or evaluation under ``no_grad``), ``forward`` runs one conv with
     the merged weight U diag(S) V^T instead, if that costs fewer multiply-adds (the merge is recomputed each call,
     so it is always in sync with the factors). Set the class attribute ``merge_frozen = False`` to disable this.
     """
-
-    merge_frozen = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, rank: int, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
@@ -90,10 +113,6 @@ class SVDConv2d(nn.Module):
                                 **factory)
         self.vector_S = nn.Parameter(torch.ones(1, rank, 1, 1, **factory))
         self.conv_U = nn.Conv2d(rank, out_channels, 1, 1, 0, 1, groups, bias, **factory)
-
-    @property
-    def rank(self) -> int:
-        return self.vector_S.shape[1]
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, rank: str = "full") -> "SVDConv2d":
@@ -131,14 +150,7 @@ class SVDConv2d(nn.Module):
         v, u = self.conv_V, self.conv_U
         conv = nn.Conv2d(v.in_channels, u.out_channels, v.kernel_size, v.stride, v.padding, v.dilation, v.groups,
                          u.bias is not None, v.padding_mode, device=v.weight.device, dtype=v.weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(self.merged_weight(torch.float64))
-            if u.bias is not None:
-                conv.bias.copy_(u.bias)
-        conv.weight.requires_grad_(any(t.requires_grad for t in (u.weight, v.weight, self.vector_S)))
-        if u.bias is not None:
-            conv.bias.requires_grad_(u.bias.requires_grad)
-        return conv
+        return self._as_plain(conv, u, v)
 
     def _use_merged(self, x: torch.Tensor) -> bool:
         if not (self.merge_frozen and _factors_frozen(self.conv_U.weight, self.vector_S, self.conv_V.weight)):
@@ -153,14 +165,9 @@ class SVDConv2d(nn.Module):
             return self.conv_V._conv_forward(x, self.merged_weight(), self.conv_U.bias)
         return self.conv_U(self.conv_V(x) * self.vector_S)
 
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}"
 
-
-class SVDLinear(nn.Module):
+class SVDLinear(_SVDLayer):
     """Linear as fc_V -> * vector_S -> fc_U (the authors' ``SVD_Linear`` layout, but with real weights)."""
-
-    merge_frozen = True
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -168,10 +175,6 @@ class SVDLinear(nn.Module):
         self.fc_V = nn.Linear(in_features, rank, False, **factory)
         self.vector_S = nn.Parameter(torch.ones(1, rank, **factory))
         self.fc_U = nn.Linear(rank, out_features, bias, **factory)
-
-    @property
-    def rank(self) -> int:
-        return self.vector_S.shape[1]
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: str = "full") -> "SVDLinear":
@@ -195,14 +198,7 @@ class SVDLinear(nn.Module):
         u, v = self.fc_U, self.fc_V
         lin = nn.Linear(v.in_features, u.out_features, u.bias is not None, device=v.weight.device,
                         dtype=v.weight.dtype)
-        with torch.no_grad():
-            lin.weight.copy_(self.merged_weight(torch.float64))
-            if u.bias is not None:
-                lin.bias.copy_(u.bias)
-        lin.weight.requires_grad_(any(t.requires_grad for t in (u.weight, v.weight, self.vector_S)))
-        if u.bias is not None:
-            lin.bias.requires_grad_(u.bias.requires_grad)
-        return lin
+        return self._as_plain(lin, u, v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merge_frozen and _factors_frozen(self.fc_U.weight, self.vector_S, self.fc_V.weight):
@@ -210,9 +206,6 @@ class SVDLinear(nn.Module):
             if _prefer_merged(pixels, self.fc_U.out_features, self.fc_V.in_features, self.rank, self.rank):
                 return F.linear(x, self.merged_weight(), self.fc_U.bias)
         return self.fc_U(self.fc_V(x) * self.vector_S)
-
-    def extra_repr(self) -> str:
-        return f"rank={self.rank}"
 
 
 SVD_TYPES = (SVDConv2d, SVDLinear)

@@ -44,6 +44,17 @@ def torch_save(path: str | os.PathLike, value: Any) -> Path:
     return atomic_write(path, lambda tmp: torch.save(value, tmp))
 
 
+def read_document(path: str | os.PathLike, parse: Callable[[str], Any], parse_error: type[Exception] | tuple,
+                  error: type[Exception], missing: str, kind: str) -> Any:
+    """``parse(text of path)``; a missing file or a parse error becomes ``error`` naming the file."""
+    try:
+        return parse(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except parse_error as exc:
+        raise error(f"{path}: not valid {kind}: {exc}") from None
+
+
 # --- reading torch files: tensors and plain data only, errors that name the file and the rule that makes it -------
 
 

@@ -87,13 +87,10 @@ def load_tables(path: str | Path, schema: str | Path | Mapping[str, Any] | None 
     ``schema`` is a path to the JSON schema (YAML), the schema itself, or None to skip the schema check (the
     semantic checks always run). Raises TablesConfigError naming the file, key path and value at fault.
     """
+    from .files import read_document
+
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TablesConfigError(f"{path}: tables file not found") from None
-    except yaml.YAMLError as exc:
-        raise TablesConfigError(f"{path}: not valid YAML: {exc}") from None
+    doc = read_document(path, yaml.safe_load, yaml.YAMLError, TablesConfigError, "tables file not found", "YAML")
     if schema is not None:
         if not isinstance(schema, Mapping):
             schema_path = Path(schema)

@@ -10,10 +10,12 @@ def _data_fail(command_name: str, exc: Exception) -> int:
     print(f"svf {command_name}: error: {exc}", file=sys.stderr)
     return 1
 
+
 def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     """The dataset as a positional (``svf prepare pascal``) or as ``--dataset pascal``."""
     parser.add_argument("dataset", nargs="?", choices=("pascal", "coco"), help="pascal or coco")
     parser.add_argument("--dataset", dest="dataset_option", choices=("pascal", "coco"), help="same as the positional")
+
 
 def _dataset_of(args, parser_name: str) -> str:
     if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
@@ -22,6 +24,7 @@ def _dataset_of(args, parser_name: str) -> str:
     if name is None:
         raise SystemExit(f"svf {parser_name}: error: name the dataset (pascal or coco)")
     return name
+
 
 def _add_download(subparsers) -> None:
     parser = subparsers.add_parser("download", help="download raw datasets / backbone weights (verified, resumable)")
@@ -66,6 +69,7 @@ def _add_download(subparsers) -> None:
         return 0
 
     parser.set_defaults(func=run)
+
 
 def _add_synth(subparsers) -> None:
     parser = subparsers.add_parser("synth", help="generate a synthetic raw dataset in the real VOC+SBD / COCO layout")
@@ -113,6 +117,7 @@ def _add_synth(subparsers) -> None:
         return 0
 
     parser.set_defaults(func=run)
+
 
 def _add_prepare(subparsers) -> None:
     parser = subparsers.add_parser("prepare", help="build a prepared dataset (masks + lists) from raw files")
@@ -176,6 +181,7 @@ def _add_prepare(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_splits(subparsers) -> None:
     parser = subparsers.add_parser("splits", help="scan masks once and write the per-fold lists and support pools")
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
@@ -186,11 +192,7 @@ def _add_splits(subparsers) -> None:
                         help="COCO fold classes: every 4th class (PFENet/BAM/SVF) or blocks of 20 (PANet)")
     parser.add_argument("--min-pixels", type=int, default=2048, help="pixels a class needs to count (2*32*32)")
     parser.add_argument("--workers", type=int, default=1, help="processes for the mask scan")
-    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits; synthetic "
-                                            "data: none unless given)")
-    parser.add_argument("--coco-val-order", default="reference", choices=("reference", "sorted"),
-                        help="COCO: val list in PFENet's val.txt order (default; the authors' test queries are its "
-                             "first ~1000 images) or sorted by id")
+    parser.add_argument("--reference", help="reference lists dir (default: config/reference_splits)")
     parser.add_argument("--strict-reference", action="store_true",
                         help="exit 3 when real PASCAL lists differ from the authors' published ones")
     parser.add_argument("--min-pool-size", type=int, default=0,
@@ -233,6 +235,7 @@ def _add_splits(subparsers) -> None:
         return 0
 
     parser.set_defaults(func=run)
+
 
 def _add_bench_loader(subparsers) -> None:
     parser = subparsers.add_parser(

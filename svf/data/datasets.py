@@ -102,7 +102,7 @@ class PreparedDataset:
     def __init__(self, root: str | Path, name: str, num_classes: int, class_names: list[str], info: dict,
                  exif_orientation: str = "apply"):
         self.root = Path(root)
-        self.exif_orientation = exif_orientation  # how its JPEGs are read (svf.data.episodes.read_image)
+        self.exif_orientation = exif_orientation  # how its JPEGs are read (svf.data.images.read_image)
         self.name = name
         self.num_classes = num_classes
         self.class_names = list(class_names)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .synthetic import MAX_ROTATION, background, class_look, finish, paint_object, rotated_polygons
+from .looks import MAX_ROTATION, background, class_look, finish, paint_object, rotated_polygons
 from .transforms import MEAN, STD
 
 _OBJECTS = 3  # seed-sequence tag, apart from the other users of (seed, index)

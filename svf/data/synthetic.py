@@ -27,7 +27,6 @@ each train pool holds at least ``train_per_class - 2`` images and each val pool 
 """
 from __future__ import annotations
 
-import functools
 import io
 import json
 import math
@@ -37,13 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES
+from .looks import FILL, MAX_ROTATION, background, class_look, finish, paint_object, polygons_at, rasterise
 
 MIXED_LARGE_ROUND = 1  # per-class round whose image gets a large object of another group
 MIXED_SMALL_ROUND = 4  # ... a small one (dagger still drops it: any novel pixel counts)
-SHAPES = ("square", "disc", "octagon", "plus", "hexagon")
-TEXTURES = ("solid", "hstripes", "vstripes", "checker", "diagonal", "dots")
 SMALL_SIDE = (8, 22)  # small objects: bounding-box side in pixels (capped so they stay under min_pixels / 2)
-_FILL_MARGIN = 1.08  # large objects aim at this multiple of min_pixels
+FILL_MARGIN = 1.08  # large objects aim at this multiple of min_pixels
 
 
 @dataclass(frozen=True)
@@ -95,66 +93,12 @@ def _group_members(dataset: str) -> dict[tuple[int, ...], list[int]]:
     return groups
 
 
-# Six well-separated colours, each worn by several classes.
-PALETTE = np.array([(220, 50, 50), (50, 175, 70), (50, 90, 220), (230, 200, 40), (190, 60, 200), (40, 190, 200)],
-                   np.float32)
-MAX_ROTATION = 45.0  # degrees either way (discs look the same at any angle)
-
-
-@functools.lru_cache(maxsize=None)
-def class_look(c: int) -> tuple[str, str, int]:
-    """(shape, texture, colour index into PALETTE) of class c (k = c - 1).
-
-    Shape ``k % 5`` and texture ``k % 6`` (so each PASCAL fold's five novel classes take all five shapes and five
-    textures) and colour ``(k // 2 + k // 30) % 6`` (pairs of neighbouring classes share one; classes 30 apart share
-    shape and texture but not colour): every look is unique among 80 classes while each attribute is shared."""
-    k = c - 1
-    return SHAPES[k % len(SHAPES)], TEXTURES[k % len(TEXTURES)], (k // 2 + k // 30) % len(PALETTE)
-
-
-def object_colour(c: int, rng: np.random.Generator) -> np.ndarray:
-    """Class c's colour, brightness jittered by 0.85-1.1 (RGB float)."""
-    return np.clip(PALETTE[class_look(c)[2]] * rng.uniform(0.85, 1.1), 0, 255).astype(np.float32)
-
-
-def paint_object(image: np.ndarray, mask: np.ndarray, c: int, rng: np.random.Generator) -> None:
-    """Fill the pixels of ``mask`` in ``image`` (float32 HxWx3) with class c's texture in one of its colours."""
-    ys, xs = np.nonzero(mask)
-    image[ys, xs] = _texture(class_look(c)[1], ys, xs, rng)[:, None] * object_colour(c, rng)
-
-
-def _unit_polygons(shape: str) -> list[np.ndarray]:
-    """Polygons of a shape filling the box [-1, 1]^2 (each (N, 2), x then y)."""
-    def regular(n, phase):
-        t = phase + 2 * np.pi * np.arange(n) / n
-        pts = np.stack([np.cos(t), np.sin(t)], 1)
-        return pts / np.abs(pts).max(0)  # stretch to touch every side of the box
-
-    if shape == "square":
-        return [np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)]
-    if shape == "disc":
-        return [regular(32, 0.0)]
-    if shape == "octagon":
-        return [regular(8, np.pi / 8)]
-    if shape == "hexagon":
-        return [regular(6, 0.0)]
-    if shape == "plus":  # two overlapping bars: two polygons of one annotation
-        a = 0.5
-        return [np.array([[-1, -a], [1, -a], [1, a], [-1, a]], float),
-                np.array([[-a, -1], [a, -1], [a, 1], [-a, 1]], float)]
-    raise ValueError(f"unknown shape {shape!r}")
-
-
-# Area of each shape as a fraction of its bounding box (polygon area / 4).
-_FILL = {"square": 1.0, "disc": 0.78, "octagon": 0.82, "hexagon": 0.75, "plus": 0.75}
-
-
 def _large_dims(min_pixels: int, cell_h: int, cell_w: int) -> tuple[int, int, int, float] | None:
     """(lowest height, max height, max width, required (h-2)(w-2)) of large objects in a cell; None if none fits.
 
     A polygon scaled to a (h, w) box covers about fill * (h - 1)(w - 1) pixels; one more pixel per side is slack
     for rasterisation, and 2 pixels per side of the cell stay free for the 255 ring."""
-    need = min_pixels * _FILL_MARGIN / min(_FILL.values())
+    need = min_pixels * FILL_MARGIN / min(FILL.values())
     max_h, max_w = cell_h - 4, cell_w - 4
     if max_w <= 2:
         return None
@@ -184,64 +128,6 @@ def _small_side_range(min_pixels: int) -> tuple[int, int]:
     return min(SMALL_SIDE[0], hi), hi
 
 
-def rotated_polygons(shape: str, degrees: float) -> list[np.ndarray]:
-    """The unit polygons of ``shape`` rotated by ``degrees`` and stretched back to fill the box [-1, 1]^2."""
-    t = np.deg2rad(degrees)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    polys = [p @ rot.T for p in _unit_polygons(shape)]
-    extent = np.abs(np.concatenate(polys)).max(0)
-    return [p / extent for p in polys]
-
-
-def _polygons_at(shape: str, cx: float, cy: float, box_h: float, box_w: float, degrees: float = 0.0
-                 ) -> list[np.ndarray]:
-    scale = np.array([box_w / 2 - 0.5, box_h / 2 - 0.5])
-    return [p * scale + [cx, cy] for p in rotated_polygons(shape, degrees)]
-
-
-def _rasterise(polygons: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    """The polygons' pixels as pycocotools draws COCO polygons (so synthetic COCO json and masks agree). Without
-    pycocotools (the dependency-light GPU check) OpenCV fills them instead; borders may then differ by a pixel."""
-    try:
-        from pycocotools import mask as mask_utils
-    except ImportError:
-        import cv2
-
-        mask = np.zeros((h, w), np.uint8)
-        for p in polygons:  # one call each: a single call leaves the overlap of two polygons empty
-            cv2.fillPoly(mask, [np.round((p - 0.5) * 16).astype(np.int32)], 1, shift=4)
-        return mask.astype(bool)
-    import warnings
-
-    rle = mask_utils.merge(mask_utils.frPyObjects([p.ravel().tolist() for p in polygons], h, w))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
-
-
-def _texture(name: str, ys: np.ndarray, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness factors in [0.5, 1] of a class texture at pixel coordinates (ys, xs)."""
-    period = int(rng.integers(5, 8))
-    ph = int(rng.integers(0, period))
-    half = period // 2
-    yy, xx = ys + ph, xs + ph
-    if name == "solid":
-        pattern = np.ones(ys.shape, bool)
-    elif name == "hstripes":
-        pattern = yy % period < half
-    elif name == "vstripes":
-        pattern = xx % period < half
-    elif name == "checker":
-        pattern = (yy // half + xx // half) % 2 == 0
-    elif name == "diagonal":
-        pattern = (xx + yy) % period < half
-    elif name == "dots":
-        pattern = (yy % period < half) & (xx % period < half)
-    else:
-        raise ValueError(f"unknown texture {name!r}")
-    return 0.5 + 0.5 * pattern.astype(np.float32)
-
-
 # --- one image ----------------------------------------------------------------------------------------------------
 
 
@@ -266,11 +152,11 @@ def _object(c: int, large: bool, cell_box, min_pixels: int, h: int, w: int, rng)
     cx = rng.uniform(x0 + box_w / 2 + 2, x1 - box_w / 2 - 2)
     cy = rng.uniform(y0 + box_h / 2 + 2, y1 - box_h / 2 - 2)
     degrees = float(rng.uniform(-MAX_ROTATION, MAX_ROTATION))
-    polygons = _polygons_at(shape, cx, cy, box_h, box_w, degrees)
-    mask = _rasterise(polygons, h, w)
+    polygons = polygons_at(shape, cx, cy, box_h, box_w, degrees)
+    mask = rasterise(polygons, h, w)
     if large and mask.sum() < min_pixels:  # a rotated square or plus fills less of its box: draw it upright
-        polygons = _polygons_at(shape, cx, cy, box_h, box_w)
-        mask = _rasterise(polygons, h, w)
+        polygons = polygons_at(shape, cx, cy, box_h, box_w)
+        mask = rasterise(polygons, h, w)
     if large and mask.sum() < min_pixels:  # cannot happen with the fill table; guard the guarantee anyway
         raise AssertionError(f"synthetic class {c}: large {shape} {box_h}x{box_w} has only {mask.sum()} px")
     return SynthObject(c, polygons, mask)
@@ -313,19 +199,6 @@ def synth_image(dataset: str, primary: int, mixed: str | None, config: SynthConf
         paint_object(image, obj.mask, obj.cls, rng)
         labels[obj.mask] = obj.cls
     return finish(image, rng), labels, objects
-
-
-def background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """A tinted vertical gradient (float32 HxWx3), the canvas objects are painted on."""
-    base = rng.uniform(60, 190, size=3).astype(np.float32)
-    grad = np.linspace(-25, 25, h, dtype=np.float32)[:, None, None] * rng.choice([-1, 1])
-    return base + grad + np.zeros((1, w, 1), np.float32)
-
-
-def finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Pixel noise over the whole image, then uint8."""
-    image += rng.standard_normal(image.shape, dtype=np.float32) * 6
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def _plan(dataset: str, per_class: int):
@@ -504,6 +377,5 @@ def is_synthetic(raw_dir) -> bool:
     return (Path(raw_dir) / "synth.json").is_file()
 
 
-__all__ = ["PALETTE", "SynthConfig", "background", "class_look", "finish", "guaranteed_pool_size", "is_synthetic",
-           "object_colour", "paint_object", "purity_group", "rotated_polygons", "synth", "synth_coco", "synth_image",
-           "synth_pascal", "voc_palette", "voc_ring"]
+__all__ = ["SynthConfig", "class_look", "guaranteed_pool_size", "is_synthetic", "purity_group", "synth", "synth_coco",
+           "synth_image", "synth_pascal", "voc_palette", "voc_ring"]

@@ -23,6 +23,7 @@ def _code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return f"svf-{__version__}"
 
+
 def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True,
                         help="cell specification: JSON text or a JSON file (the Snakefile passes it)")
@@ -33,6 +34,7 @@ def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config-hash", default="", help="hash of the run's config, recorded in the outputs")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
+
 
 def _add_train(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train one table cell (checkpoints every epoch, resumes)")
@@ -50,6 +52,7 @@ def _add_train(subparsers) -> None:
                    threads=args.threads, device=args.device, code_version=_code_version())
 
     parser.set_defaults(func=run)
+
 
 def _add_train_base(subparsers) -> None:
     parser = subparsers.add_parser("train-base", help="BAM stage 1: train the PSPNet base learner of a fold")
@@ -71,6 +74,7 @@ def _add_train_base(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_import_base_learner(subparsers) -> None:
     parser = subparsers.add_parser(
         "import-base-learner", help="convert a published BAM base learner (best.pth) to this project's layout")
@@ -86,6 +90,7 @@ def _add_import_base_learner(subparsers) -> None:
         print(f"{args.source}: {len(state)} tensors -> {args.out}")
 
     parser.set_defaults(func=run)
+
 
 def _add_pretrain(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -105,6 +110,7 @@ def _add_pretrain(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_evaluate(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
     _add_cell_arguments(parser)
@@ -120,6 +126,7 @@ def _add_evaluate(subparsers) -> None:
                       device=args.device, code_version=_code_version())
 
     parser.set_defaults(func=run)
+
 
 def _add_estimate(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -157,6 +164,7 @@ def _add_estimate(subparsers) -> None:
         return 0
 
     parser.set_defaults(func=run)
+
 
 def _add_bench(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks of the SVF core (see `svf bench svf-step -h`)")
@@ -208,6 +216,7 @@ def _add_bench(subparsers) -> None:
         return 0 if result["equal"] else 1
 
     cache.set_defaults(func=run_cache)
+
 
 def _add_check_checkpoint(subparsers) -> None:
     parser = subparsers.add_parser(

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 
 from ..data import episodes
 from ..data.datasets import fold_classes
+from ..data import protocols
 from ..data.transforms import TrainAug
 
 
@@ -68,4 +69,4 @@ def fold_novel_classes(spec: dict) -> list[int]:
 def protocol_runs(spec: dict) -> list[tuple[int, int]]:
     """``[(seed, episodes), ...]`` of the cell's evaluation protocol (episode count overridable in config)."""
     evaluation = spec["evaluation"]
-    return episodes.protocol_runs(evaluation["protocol"], spec["cell"]["dataset"], evaluation.get("episodes"))
+    return protocols.protocol_runs(evaluation["protocol"], spec["cell"]["dataset"], evaluation.get("episodes"))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..tables_config import CELL_KEYS, cell_id
+from ..files import read_document
 from . import atomic_write
 
 #: Keys every metrics.json must have.
@@ -38,12 +39,8 @@ class CollectError(ValueError):
 
 def read_metrics(path: Path, cells_root: Path) -> dict[str, Any]:
     """Read and check one metrics.json: every contract key present, its cell id matching its directory."""
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CollectError(f"{path}: metrics file not found (has the cell been evaluated?)") from None
-    except json.JSONDecodeError as exc:
-        raise CollectError(f"{path}: not valid JSON: {exc}") from None
+    metrics = read_document(path, json.loads, json.JSONDecodeError, CollectError,
+                            "metrics file not found (has the cell been evaluated?)", "JSON")
     missing = [k for k in METRICS_KEYS if k not in metrics]
     if missing:
         raise CollectError(f"{path}: missing key(s) {missing}")

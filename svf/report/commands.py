@@ -24,6 +24,7 @@ def _report_call(name: str, fn, *args, **kwargs) -> int:
         return 1
     return 0
 
+
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, nargs="+",
                         help="results.csv written by `svf collect` (several: combined, a shared cell once)")
@@ -41,6 +42,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-mixed-config", action="store_true",
                         help="accept results of different config hashes")
 
+
 def _load_table_inputs(args):
     from ..report.collect import check_config_hashes, read_results
     from ..report.tables import read_paper
@@ -54,6 +56,7 @@ def _load_table_inputs(args):
     if "config_hash" in results.columns and len(results):
         check_config_hashes(results, args.allow_mixed_config)
     return tables, results, read_paper(args.paper)
+
 
 def _add_collect(subparsers) -> None:
     parser = subparsers.add_parser("collect", help="per-cell metrics.json + benchmarks -> results.csv")
@@ -76,6 +79,7 @@ def _add_collect(subparsers) -> None:
         return _report_call("collect", go)
 
     parser.set_defaults(func=run)
+
 
 def _add_tables(subparsers) -> None:
     parser = subparsers.add_parser("tables", help="results.csv -> tableN.{csv,md,tex} beside the paper's numbers")
@@ -104,6 +108,7 @@ def _add_tables(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_figure6(subparsers) -> None:
     parser = subparsers.add_parser("figure6", help="Figure 6: layer3's top singular values before/after SVF")
     parser.add_argument("--cells-root", required=True, help="results/cells")
@@ -122,6 +127,7 @@ def _add_figure6(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_figure4(subparsers) -> None:
     parser = subparsers.add_parser(
         "figure4", help="Figure 4: cues of the singular components that changed most in a trained SVF cell")
@@ -139,6 +145,7 @@ def _add_figure4(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
 def _add_curves(subparsers) -> None:
     parser = subparsers.add_parser("curves", help="training loss and validation mIoU per epoch of a set of cells")
     parser.add_argument("--cells-root", required=True, help="results/cells")
@@ -152,6 +159,7 @@ def _add_curves(subparsers) -> None:
         return _report_call("curves", write_curves, args.cells_root, args.cells, args.out, args.title)
 
     parser.set_defaults(func=run)
+
 
 def _add_overview(subparsers) -> None:
     parser = subparsers.add_parser("overview", help="reproduced vs paper, one panel per table")
@@ -170,12 +178,15 @@ def _add_overview(subparsers) -> None:
 
     parser.set_defaults(func=run)
 
+
+STUDY_HELP = "Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims"
+
+
 def _add_study(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "study", help="Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims")
+    parser = subparsers.add_parser("study", help=STUDY_HELP)
     _add_table_arguments(parser)
-    parser.add_argument("--out", required=True, help="directory for study.md and study.csv")
     parser.add_argument("--figures-dir", required=True, help="directory for study_<table>.png")
+    parser.add_argument("--out", required=True, help="directory for study.md and study.csv")
     parser.add_argument("--references", nargs="*", default=[], metavar="TABLE=ROW",
                         help="reference row of a table (defaults: frozen for tables 4-6, svf for 7-8)")
 

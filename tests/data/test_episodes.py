@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 from svf.data.datasets import write_dataset_json
 from svf.data.episodes import (
     BaseSegmentation, Episode, EvalEpisodes, PoolInfo, base_datasets, collate_episodes, draw_supports,
-    eval_episodes, load_episode_list, make_episode_list, protocol_runs, save_episode_list, train_episodes,
+    eval_episodes, load_episode_list, make_episode_list, save_episode_list, train_episodes,
 )
+from svf.data.protocols import protocol_runs
 from svf.data.transforms import TrainAug
 
 H, W = 30, 40
@@ -271,7 +272,7 @@ def test_bench_loader_command_writes_its_json(tiny, tmp_path):
 def test_fast_decoders_give_the_pixels_pil_gives(tmp_path):
     from PIL import ImageOps
 
-    from svf.data.episodes import _decode_grey_png, _decode_rgb, read_image, read_label
+    from svf.data.images import _decode_grey_png, _decode_rgb, read_image, read_label
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
@@ -321,7 +322,7 @@ def test_exif_orientation_is_applied_as_cv2_imread_does_unless_ignored(tmp_path)
     """The authors read images with cv2.imread(path, IMREAD_COLOR), which turns a JPEG by its EXIF orientation."""
     from PIL import Image, ImageOps
 
-    from svf.data.episodes import read_image
+    from svf.data.images import read_image
 
     stored = np.zeros((20, 40, 3), np.uint8)
     stored[:, :10] = 255  # a white band on the left of the stored pixels
