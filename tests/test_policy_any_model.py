@@ -75,5 +75,6 @@ def _readme_block(marker: str) -> str:
 
 
 @pytest.mark.parametrize("marker", ["# a stock torchvision ResNet-50", "# a model of Linear layers"])
-def test_the_readme_examples_run(marker):
+def test_the_readme_examples_run(marker, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples save files into the working directory
     exec(compile(_readme_block(marker), "README.md", "exec"), {})
