@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
-.PHONY: demo study test install lock gpu-check clean-demo
+.PHONY: demo study test lint install lock gpu-check clean-demo
 
 install: $(STAMP)
 
@@ -44,6 +44,13 @@ study: $(STAMP)
 # The test suite; pytest's exit code 5 (no tests collected) fails like any other error.
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# Workflow style, as the snakemake-workflows projects check it: Snakemake's linter on the paper and demo
+# configurations, and snakefmt (line length in pyproject.toml). .ci/run runs it after the tests.
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile config/demo.yaml config/study.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 # The GPU check: one synthetic cell on CUDA, bf16 vs fp32, micro-batches, determinism, cost at 473 px; numbers in
 # gpu_check.json. Needs no install (torch >= 2.4 and the common scientific packages); skips without CUDA.

@@ -80,13 +80,13 @@ rule table8:
 rule study:
     input:
         [f for name in config["study"]["tables"] for f in table_outputs(name)],
-        "<results>/study/study.md",
+        f"{paths.STUDY_DIR}/study.md",
 
 
 rule estimate:
     # time every kind of cell on this machine's device (synthetic tensors) and project device-hours
     input:
-        "<results>/estimate.md",
+        paths.ESTIMATE_MD,
 
 
 rule figure4:

@@ -29,6 +29,7 @@ from torch import nn
 
 from .backbones import build_backbone
 from .decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
+from .engine.device import select_device
 from .policy import apply_policy, param_groups, set_bn_mode
 
 TARGETS = {"svf_over_full": 0.85, "svf_over_frozen": 1.10, "merged_over_plain": 1.05}
@@ -37,13 +38,6 @@ RATIOS = {"svf_over_full": ("svf_train", "full_train"), "svf_over_frozen": ("svf
           "three_step_over_full": ("svf_train_three_step", "full_train"),
           "three_step_over_frozen": ("svf_train_three_step", "frozen_train"),
           "svf_eval_over_plain": ("svf_eval", "plain_eval")}
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``None``/``auto``: CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @contextmanager
@@ -121,7 +115,7 @@ def run_svf_step(size: int = 224, batch: int = 1, repeats: int = 5, warmup: int 
         torch.set_num_threads(threads)
     try:
         return _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, count_flops,
-                    pick_device(device), seed, log)
+                    select_device(device or "auto"), seed, log)
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -198,4 +192,4 @@ def write_json(result: dict, path: str | Path) -> Path:
     return write_text(path, json.dumps(result, indent=2, sort_keys=False) + "\n")
 
 
-__all__ = ["TARGETS", "RATIOS", "run_svf_step", "write_json", "pick_device"]
+__all__ = ["TARGETS", "RATIOS", "run_svf_step", "write_json"]

@@ -166,10 +166,8 @@ def serve(path: str, parent_pid: int) -> None:
     lock = threading.Lock()
     try:
         while not stop.is_set():
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                break  # Snakemake is gone
+            if os.getppid() != parent_pid:
+                break  # Snakemake is gone (reparented the moment it exits, even before its own parent reaps it)
             try:
                 conn, _ = listener.accept()
             except socket.timeout:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from svf.engine.spec import Cell, cell_spec
+from svf.pipeline.cells import Cell
+from svf.pipeline.specs import cell_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,17 +5,31 @@ reads, so a contract change shows up in one place.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from svf.tables_config import CELL_KEYS, cell_id
+from svf.pipeline.cells import CELL_KEYS, cell_id
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES_YAML = ROOT / "config" / "tables.yaml"
 PAPER_CSV = ROOT / "config" / "paper_results.csv"
 SCHEMA = ROOT / "workflow" / "schemas" / "tables.schema.yaml"
+
+#: What a copy of the workflow needs to run (environment.yml: every rule's conda environment, which Snakemake
+#: records in each job's metadata even without --sdm conda).
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "environment.yml")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A runnable copy of the workflow in ``dest`` (so a test's outputs stay out of the repository)."""
+    for name in WORKFLOW_FILES:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, dest / name)
+    (dest / "profiles").symlink_to("workflow/profiles")
+    return dest
+
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
 #: Layer names of a small ResNet's layer3 (two blocks), as the engine's singular_values.json keys them.

@@ -10,7 +10,7 @@ from torch import nn
 
 from svf.backbones import build_backbone
 from svf.decompose import (SVDConv2d, SVDLinear, choose_rank, decompose, decomposed_layers, kernel_kind,
-                           load_trainable_state_dict, merge, singular_values, trainable_state_dict)
+                           load_trainable_state_dict, singular_values, trainable_state_dict)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

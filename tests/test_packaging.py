@@ -62,14 +62,16 @@ LOCK = ROOT / "requirements.lock"
 NOT_IN_FREEZE = {"pip", "setuptools", "wheel", "uv"}  # pip freeze leaves these out; uv comes with `make lock`
 
 
-def _lock_pins() -> dict[str, str]:
-    """Name -> version of every lock entry whose environment marker holds for this interpreter."""
+def _lock_pins(python: str | None = None) -> dict[str, str]:
+    """Name -> version of every lock entry whose environment marker holds for this interpreter (or for Python
+    ``python``, e.g. "3.11")."""
     from packaging.markers import Marker
 
+    environment = {"python_version": python, "python_full_version": f"{python}.0"} if python else None
     pins = {}
     for line in LOCK.read_text().splitlines():
         m = re.match(r"^([A-Za-z0-9_.\-]+)==([^ ;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", line)
-        if m and (m.group(3) is None or Marker(m.group(3)).evaluate()):
+        if m and (m.group(3) is None or Marker(m.group(3)).evaluate(environment)):
             pins[m.group(1).lower().replace("_", "-")] = m.group(2)
     return pins
 
@@ -102,7 +104,9 @@ def test_the_environment_has_exactly_the_locked_versions():
 
 
 def test_environment_yml_pins_the_locked_versions():
-    pins = _lock_pins()
+    python = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"][0]
+    assert python == "python=3.11"  # the lock's versions for the environment's Python, whichever runs the test
+    pins = _lock_pins(python.split("=")[1])
     for name, spec in _environment().items():
         assert spec == f"=={pins[name]}", (name, spec, pins[name])
 

@@ -58,3 +58,28 @@ def test_without_a_server_the_command_runs_in_process(tmp_path):
     client = _client(str(tmp_path / "no-socket"), "--version", cwd=tmp_path)
     out, _ = client.communicate(timeout=60)
     assert client.returncode == 0 and "svf" in out
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status)
+    except FileNotFoundError:
+        return False
+
+
+def test_the_server_stops_when_snakemake_dies_without_stopping_it(tmp_path):
+    # A Snakemake that crashes past its onerror handler leaves the server behind; while the crashed process is not
+    # yet reaped (a zombie: its parent is busy reading the server's inherited pipes) it still "exists" for kill(0).
+    code = (f"import os; from svf import warm; print(warm.start({str(tmp_path / 'socket')!r}), flush=True); "
+            "os._exit(1)")
+    crashed = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(crashed.stdout.readline())
+    deadline = time.time() + 30
+    while _running(server_pid) and time.time() < deadline:
+        time.sleep(0.2)
+    running = _running(server_pid)
+    crashed.wait()
+    if running:
+        warm.stop(server_pid)
+    assert not running, "the warm server outlived the Snakemake that started it"

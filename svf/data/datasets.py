@@ -26,6 +26,8 @@ from ..files import atomic_write, write_text
 DATASETS = ("pascal", "coco")
 SETTINGS = ("dagger", "original")  # dagger = BAM's filtered train lists (the paper's †), original = PFENet's
 SPLITS = ("train", "val")
+DATASET_FILE = "dataset.json"  # what makes a directory a prepared dataset (name, classes)
+SPLITS_SUMMARY = "splits_summary.json"  # written last by `svf splits`: the fold lists are complete
 COCO_SPLITS = ("interleaved", "contiguous")
 NUM_FOLDS = 4
 MIN_PIXELS = 2 * 32 * 32  # Shaban's rule kept by PFENet/BAM: a class counts for an image from 2048 pixels on
@@ -222,7 +224,7 @@ def write_dataset_json(root: str | Path, name: str, **extra) -> Path:
     """Write ``<root>/dataset.json`` for dataset ``name`` (extra keys, e.g. ``source``, are kept)."""
     _check_dataset(name)
     info = {"name": name, "num_classes": NUM_CLASSES[name], "class_names": list(CLASS_NAMES[name]), **extra}
-    path = Path(root) / "dataset.json"
+    path = Path(root) / DATASET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=1) + "\n")
     return path
@@ -245,7 +247,7 @@ def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:
 def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedDataset:
     """Open a prepared dataset directory; errors name the file and the key at fault. ``exif_orientation``: how its
     images are read (apply: as the authors' cv2.imread; ignore: stored pixel order)."""
-    path = Path(root) / "dataset.json"
+    path = Path(root) / DATASET_FILE
     info = read_json_with_keys(path, ("name", "num_classes", "class_names"),
                                "not a prepared dataset (no dataset.json; run `svf prepare`)")
     name = info["name"]
@@ -258,7 +260,8 @@ def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedD
 
 
 __all__ = [
-    "CLASS_NAMES", "COCO_CATEGORY_IDS", "COCO_CLASSES", "COCO_SPLITS", "DATASETS", "FoldClasses", "IGNORE_LABEL",
+    "CLASS_NAMES", "COCO_CATEGORY_IDS", "COCO_CLASSES", "COCO_SPLITS", "DATASET_FILE", "DATASETS", "FoldClasses",
+    "IGNORE_LABEL",
     "LINK_MODES", "MIN_PIXELS", "NUM_CLASSES", "NUM_FOLDS", "PASCAL_CLASSES", "PreparedDataset", "SETTINGS", "SPLITS",
     "base_classes", "fold_classes", "novel_classes", "open_dataset", "place_file", "read_id_list", "read_mask",
     "write_dataset_json", "write_id_list", "write_mask",

@@ -81,6 +81,20 @@ GROUPS = {
 }
 
 
+#: The ImageNet weights artifact of each ``weights.resnet50`` choice (VGG16 has one: vgg16_bn).
+RESNET50_WEIGHTS = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
+
+
+def weights_artifact(backbone: str, resnet50: str = "resnet50_v2") -> str:
+    """The artifact holding a backbone's ImageNet weights (``resnet50``: the config's weights.resnet50)."""
+    if backbone == "vgg16":
+        return "vgg16_bn"
+    if backbone != "resnet50" or resnet50 not in RESNET50_WEIGHTS:
+        raise ValueError(f"no ImageNet weights for backbone {backbone!r} (weights.resnet50 {resnet50!r}); "
+                         f"backbones: resnet50 ({sorted(RESNET50_WEIGHTS)}), vgg16")
+    return RESNET50_WEIGHTS[resnet50]
+
+
 def resolve_keys(names) -> list[str]:
     """Expand group names (pascal, coco, weights, all) into artifact keys, order kept, duplicates dropped."""
     keys: list[str] = []

@@ -30,7 +30,7 @@ import numpy as np
 from ..files import write_text
 
 from .datasets import (
-    IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, PreparedDataset, base_classes, novel_classes,
+    IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, SPLITS_SUMMARY, PreparedDataset, base_classes, novel_classes,
     read_id_list, read_mask, write_id_list,
 )
 
@@ -261,7 +261,7 @@ def make_splits(dataset: PreparedDataset, out_dir, settings=SETTINGS, folds=rang
         "lists": {split: len(ids) for split, ids in lists.items()}, "files": files,
         "reference_check": check.as_dict(),
     }
-    _write_json(out_dir / "splits_summary.json", summary)
+    _write_json(out_dir / SPLITS_SUMMARY, summary)
     return summary, check
 
 

@@ -19,6 +19,7 @@ from .. import files as atomic
 from ..data.episodes import base_datasets, collate_episodes
 from ..models import build_base_learner
 from ..models.common import cross_entropy
+from ..pipeline.paths import TRAIN_LOG
 from .build import load_weights_file
 from .device import setup_process
 from .loaders import loader_workers, train_aug
@@ -113,5 +114,5 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     result = fit(run)
     kept, kept_epoch = final_state(result, recipe["select"], state())
     atomic.torch_save(out, kept)
-    write_log(Path(out).with_name("train_log.csv"), result.log_rows)
+    write_log(Path(out).with_name(TRAIN_LOG), result.log_rows)
     return {"epoch": kept_epoch, "val_miou": result.best_miou}

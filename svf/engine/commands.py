@@ -44,7 +44,7 @@ def _add_train(subparsers) -> None:
                         help="where last.pt lives (outside the rule outputs so a killed job resumes)")
 
     def run(args):
-        from ..engine.spec import load_spec
+        from ..pipeline.specs import load_spec
         from ..engine.train import train_cell
 
         train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
@@ -67,7 +67,7 @@ def _add_train_base(subparsers) -> None:
 
     def run(args):
         from ..engine.base_learner import train_base_learner
-        from ..engine.spec import load_spec
+        from ..pipeline.specs import load_spec
 
         train_base_learner(load_spec(args.spec), args.dataset_root, args.weights, args.out, args.checkpoint_dir,
                            threads=args.threads, device=args.device)
@@ -104,7 +104,7 @@ def _add_pretrain(subparsers) -> None:
 
     def run(args):
         from ..engine.pretrain import pretrain_backbone
-        from ..engine.spec import load_spec
+        from ..pipeline.specs import load_spec
 
         pretrain_backbone(load_spec(args.spec), args.out, threads=args.threads, device=args.device)
 
@@ -119,7 +119,7 @@ def _add_evaluate(subparsers) -> None:
 
     def run(args):
         from ..engine.evaluate import evaluate_cell
-        from ..engine.spec import load_spec
+        from ..pipeline.specs import load_spec
 
         evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
                       base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
@@ -151,7 +151,7 @@ def _add_estimate(subparsers) -> None:
         if args.configfile:
             import yaml
 
-            from ..engine.spec import merge_configs
+            from ..pipeline.specs import merge_configs
 
             config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
         else:

@@ -25,14 +25,16 @@ from pathlib import Path
 
 import torch
 
-from ..tables_config import DEFAULT_SEED, cells_of, load_tables
+from ..data.datasets import SPLITS_SUMMARY
+from ..pipeline.cells import DEFAULT_SEED, Cell
+from ..pipeline.specs import cell_spec
+from ..pipeline.tables import cells_of, load_tables
 from .batching import check_grouping, grouped_loss, micro_batches
 from .build import build_cell_model
 from .device import library_versions, setup_process
 from .feature_cache import backbone_is_frozen
 from .loaders import protocol_runs
 from .precision import Precision
-from .spec import Cell, cell_spec
 from .train import forward, head_parameters
 
 REFERENCE = Path(__file__).resolve().parents[2] / "config" / "reference_splits" / "summary.json"
@@ -144,7 +146,7 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
 
 def train_images(dataset: str, setting: str, fold: int, splits: dict[str, str] | None) -> int:
     if splits and dataset in splits:
-        summary = json.loads((Path(splits[dataset]) / "splits_summary.json").read_text())
+        summary = json.loads((Path(splits[dataset]) / SPLITS_SUMMARY).read_text())
         return int(summary["files"][f"{setting}/train/fold{fold}"]["images"])
     if dataset == "pascal":
         return int(json.loads(REFERENCE.read_text())[f"{setting}/train/fold{fold}"]["images"])

@@ -14,6 +14,7 @@ import torch
 
 from .. import files as atomic
 from ..decompose import merge
+from ..pipeline.paths import TRAIN_SUMMARY
 from .build import load_cell_model
 from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
@@ -53,7 +54,7 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
                          "episodes": score["episodes"]})
         for c, v in score["class_iou"].items():
             class_ious.setdefault(c, []).append(v)
-    summary_file = Path(model_file).with_name("train_summary.json")
+    summary_file = Path(model_file).with_name(TRAIN_SUMMARY)
     train = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     metrics = {
         "cell": spec["cell"],

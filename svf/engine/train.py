@@ -19,6 +19,7 @@ from torch import nn
 from .. import files
 from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
+from ..pipeline.paths import MODEL, SINGULAR_VALUES, TRAIN_LOG, TRAIN_SUMMARY
 from .batching import check_grouping, grouped_loss
 from .feature_cache import ValidationCache, backbone_is_frozen
 from .build import build_cell_model, trained_state
@@ -122,10 +123,10 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     load_trainable_state_dict(model, kept)
     sv_after = {k: v.tolist() for k, v in singular_values(model).items()}
     out = Path(out_dir)
-    files.torch_save(out / "model.pt", {"cell_id": cell_id, "cell": cell, "policy": policy.name,
+    files.torch_save(out / MODEL, {"cell_id": cell_id, "cell": cell, "policy": policy.name,
                                          "epoch": kept_epoch, "state": kept})
-    write_log(out / "train_log.csv", state.log_rows)
-    files.write_json(out / "singular_values.json", {"before": sv_before, "after": sv_after})
+    write_log(out / TRAIN_LOG, state.log_rows)
+    files.write_json(out / SINGULAR_VALUES, {"before": sv_before, "after": sv_after})
     summary = {
         "cell": cell, "cell_id": cell_id, "epochs_run": state.epoch, "best_epoch": state.best_epoch + 1,
         "selected_epoch": kept_epoch, "best_val_miou": state.best_miou, "select": recipe["select"],
@@ -135,7 +136,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         "steps_per_epoch": len(loader), "schedule": schedule.kind,
     }
     # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.
-    files.write_json(out / "train_summary.json", summary)
+    files.write_json(out / TRAIN_SUMMARY, summary)
     return summary
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..pipeline.cells import Cell
+from ..pipeline.specs import cell_spec, merge_configs
 from .build import build_cell_model
 from .device import setup_process
 from .feature_cache import ValidationCache, backbone_is_frozen
 from .loaders import eval_loader, fold_novel_classes
-from .spec import Cell, cell_spec, merge_configs
 from .scoring import score_episodes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..tables_config import CELL_KEYS, cell_id
 from ..files import read_document
+from ..pipeline.cells import CELL_KEYS, cell_id
+from ..pipeline.paths import METRICS, benchmark_name
 from . import atomic_write
 
 #: Keys every metrics.json must have.
@@ -69,8 +70,8 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
     cid = metrics["cell_id"]
     per_seed = [float(s["miou"]) for s in metrics["per_seed"]]
     seeds = metrics["seeds"]
-    train_s = benchmark_seconds(benchmarks / "train" / f"{cid}.tsv")
-    eval_s = benchmark_seconds(benchmarks / "evaluate" / f"{cid}.tsv")
+    train_s = benchmark_seconds(benchmarks / benchmark_name("train", cid))
+    eval_s = benchmark_seconds(benchmarks / benchmark_name("evaluate", cid))
     row: dict[str, Any] = {k: metrics["cell"][k] for k in CELL_KEYS}
     row.update({
         "cell_id": cid,
@@ -101,7 +102,7 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
 
 def find_cells(cells_root: Path) -> list[str]:
     """Every cell id under ``cells_root`` that has a metrics.json, sorted."""
-    return sorted(p.parent.relative_to(cells_root).as_posix() for p in cells_root.rglob("metrics.json"))
+    return sorted(p.parent.relative_to(cells_root).as_posix() for p in cells_root.rglob(METRICS))
 
 
 def check_config_hashes(results: pd.DataFrame, allow_mixed: bool) -> None:
@@ -120,7 +121,7 @@ def collect(cells_root: str | Path, benchmarks: str | Path, cells: Iterable[str]
     """One row per cell, columns RESULT_COLUMNS then class_iou_<k> (numeric order)."""
     cells_root, benchmarks = Path(cells_root), Path(benchmarks)
     ids = find_cells(cells_root) if cells is None else list(dict.fromkeys(cells))
-    rows = [metrics_row(read_metrics(cells_root / cid / "metrics.json", cells_root), benchmarks) for cid in ids]
+    rows = [metrics_row(read_metrics(cells_root / cid / METRICS, cells_root), benchmarks) for cid in ids]
     results = pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
     if results.empty:
         return results

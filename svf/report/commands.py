@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..tables_config import DEFAULT_SEED
+from ..pipeline.cells import DEFAULT_SEED
 from ..engine.commands import _add_cell_arguments
 
 
@@ -15,7 +15,7 @@ def _report_call(name: str, fn, *args, **kwargs) -> int:
     from ..report.figures import FigureError
     from ..report.study import StudyError
     from ..report.tables import TablesError
-    from ..tables_config import TablesConfigError
+    from ..pipeline.tables import TablesConfigError
 
     try:
         fn(*args, **kwargs)
@@ -46,7 +46,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
 def _load_table_inputs(args):
     from ..report.collect import check_config_hashes, read_results
     from ..report.tables import read_paper
-    from ..tables_config import load_tables
+    from ..pipeline.tables import load_tables
 
     import pandas as pd
 
@@ -137,7 +137,7 @@ def _add_figure4(subparsers) -> None:
     parser.add_argument("--out", required=True, help="figure path (.png)")
 
     def run(args):
-        from ..engine.spec import load_spec
+        from ..pipeline.specs import load_spec
         from ..report.figure4 import figure4
 
         figure4(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,

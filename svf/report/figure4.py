@@ -19,6 +19,7 @@ from ..decompose import SVDConv2d
 from ..engine.build import load_cell_model
 from ..engine.device import setup_process
 from ..engine.loaders import eval_loader
+from ..pipeline.paths import SINGULAR_VALUES
 
 _MEAN = np.array([0.485, 0.456, 0.406]) * 255
 _STD = np.array([0.229, 0.224, 0.225]) * 255
@@ -64,7 +65,7 @@ def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None,
     model, _, _ = load_cell_model(spec, model_file, weights, base_learner)
     model.to(device).eval()
     layer = last_kxk_conv(model)
-    sv = json.loads(Path(model_file).with_name("singular_values.json").read_text())
+    sv = json.loads(Path(model_file).with_name(SINGULAR_VALUES).read_text())
     dec, inc = changed_components(sv["before"][layer], sv["after"][layer])
     loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=n_images, seed=int(spec["seed"]),
                          batch_size=n_images)

@@ -17,7 +17,9 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..tables_config import CELL_KEYS, DEFAULT_SEED, parse_cell_id, tables_of  # noqa: E402
+from ..pipeline.cells import CELL_KEYS, DEFAULT_SEED, parse_cell_id  # noqa: E402
+from ..pipeline.paths import SINGULAR_VALUES, TRAIN_LOG  # noqa: E402
+from ..pipeline.tables import tables_of  # noqa: E402
 from . import atomic_write  # noqa: E402
 from .tables import DEMO_NOTE, compare  # noqa: E402
 
@@ -75,7 +77,7 @@ def figure6_data(cells_root: str | Path, cell_ids: Sequence[str], top: int = 30)
     """Long frame: cell_id, fold, kind, layer, rank (0 = largest initial value), before, after, change."""
     frames = []
     for cid in cell_ids:
-        path = Path(cells_root) / cid / "singular_values.json"
+        path = Path(cells_root) / cid / SINGULAR_VALUES
         data = read_singular_values(path)
         for kind, layer in figure6_layers(data["before"], str(path)).items():
             if layer not in data["after"]:
@@ -142,7 +144,7 @@ def read_train_logs(cells_root: str | Path, cell_ids: Sequence[str]) -> pd.DataF
     """All train_log.csv of the cells, one frame, with the cell parameters as columns."""
     frames = []
     for cid in cell_ids:
-        path = Path(cells_root) / cid / "train_log.csv"
+        path = Path(cells_root) / cid / TRAIN_LOG
         if not path.is_file():
             raise FigureError(f"{path}: training log not found")
         log = pd.read_csv(path)

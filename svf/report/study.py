@@ -28,7 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..tables_config import DEFAULT_SEED, cell_id, table_entries, tables_of
+from ..pipeline.cells import DEFAULT_SEED, cell_id
+from ..pipeline.tables import table_entries, tables_of
 from . import atomic_write, atomic_write_text
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"

@@ -17,6 +17,12 @@ PROFILE_DIR = REPO / "workflow" / "profiles" / "slurm"
 START = HERE / "start_cluster.sh"
 STOP = HERE / "stop_cluster.sh"
 PACKAGES = "slurmctld slurmd slurm-client munge"
+
+
+def start_env(**knobs: str) -> dict:
+    """The environment of start_cluster.sh: this process owns the cluster (an orphan is stopped by the next start),
+    the script's helpers use this interpreter (it may be the only Python on the PATH), plus SVF_CLUSTER_* knobs."""
+    return dict(os.environ, SVF_CLUSTER_OWNER_PID=str(os.getpid()), SVF_CLUSTER_PYTHON=sys.executable, **knobs)
 REQUIRED = (
     "/usr/sbin/munged",
     "/usr/sbin/slurmctld",

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from cluster_harness import START, STOP, cluster_unavailable_reason, read_cluster
+from cluster_harness import START, STOP, cluster_unavailable_reason, read_cluster, start_env
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,8 @@ def slurm_cluster(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     directory = tmp_path_factory.mktemp("slurm")
-    env = dict(
-        os.environ,
-        # If this pytest is killed, the next start_cluster.sh stops the orphaned cluster instead of waiting.
-        SVF_CLUSTER_OWNER_PID=str(os.getpid()),
-        # Another engineer's test cluster may hold /etc/slurm/slurm.conf: wait for it rather than fail.
-        SVF_CLUSTER_WAIT=os.environ.get("SVF_CLUSTER_WAIT", "900"),
-    )
+    # Another engineer's test cluster may hold /etc/slurm/slurm.conf: wait for it rather than fail.
+    env = start_env(SVF_CLUSTER_WAIT=os.environ.get("SVF_CLUSTER_WAIT", "900"))
     t0 = time.monotonic()
     started = subprocess.run([str(START), str(directory)], env=env, capture_output=True, text=True, timeout=1200)
     elapsed = time.monotonic() - t0

@@ -18,7 +18,6 @@ rule, duplicates, tables) to stdout and WORKDIR/RESULT-N.json and exits 1 when a
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from cluster_harness import PROFILE_DIR, REPO, START, STOP, TEST_ARGS, job_rule, read_cluster, run_snakemake
+from cluster_harness import (PROFILE_DIR, REPO, START, STOP, TEST_ARGS, job_rule, read_cluster, run_snakemake,
+                             start_env)
 
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
 
@@ -45,8 +45,7 @@ def parse_args():
 
 
 def start_cluster(directory, gpus, cpus):
-    env = dict(os.environ, SVF_CLUSTER_GPUS=str(gpus), SVF_CLUSTER_CPUS=str(cpus),
-               SVF_CLUSTER_OWNER_PID=str(os.getpid()))
+    env = start_env(SVF_CLUSTER_GPUS=str(gpus), SVF_CLUSTER_CPUS=str(cpus))
     subprocess.run([str(START), str(directory)], env=env, check=True, timeout=600)
     return read_cluster(directory)
 

@@ -26,7 +26,10 @@
 #   SVF_CLUSTER_TIMEOUT  seconds to wait for the node to become idle (default 60)
 #   SVF_CLUSTER_OWNER_PID  pid of the process that owns this cluster (the test); if it dies without stopping the
 #                        cluster, the next start_cluster.sh stops the orphan instead of waiting for it
+#   SVF_CLUSTER_PYTHON   the Python for the script's small helpers (default python3; the tests pass their own,
+#                        which may be the only Python on the PATH, e.g. python3.12)
 set -euo pipefail
+PYTHON=${SVF_CLUSTER_PYTHON:-python3}
 
 usage() { echo "usage: $0 DIR   (an empty or new directory; absolute or relative)" >&2; exit 2; }
 [ $# -eq 1 ] || usage
@@ -66,7 +69,7 @@ MUNGE_SOCKET=$MUNGE_RUN/munge.socket.2
 
 # Two free TCP ports on 127.0.0.1 (slurmctld, slurmd), so several clusters or a real slurmd on 6817/6818 cannot
 # collide. The tiny race between closing and the daemon binding is acceptable for a test fixture.
-read -r CTLD_PORT SLURMD_PORT < <(python3 - <<'PY'
+read -r CTLD_PORT SLURMD_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = [socket.socket() for _ in range(2)]
 for s in socks:
@@ -258,7 +261,7 @@ while [ $SECONDS -lt $deadline ]; do
 done
 [ "$state" = idle ] || fail "node $NODE not idle after ${TIMEOUT}s (state: '${state:-no answer from slurmctld}')"
 t1=$(date +%s.%N)
-up=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+up=$("$PYTHON" -c "print(f'{$t1 - $t0:.2f}')")
 # For the tests: start-up time of the daemons alone, without the wait for another cluster's /etc link.
 echo "SVF_CLUSTER_UP_SECONDS=$up" >> "$DIR/cluster.env"
 echo "start_cluster.sh: cluster up in $DIR: daemons started and node $NODE idle in $up s" \

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from svf.engine.base_learner import base_class_miou, segmentation_counts
-from svf.engine.spec import resolve_recipe
+from svf.pipeline.specs import resolve_recipe
 
 from cells import merged_config
 import yaml

@@ -8,7 +8,8 @@ import yaml
 
 from svf.cli import main
 from svf.engine.estimate import distinct_kinds, estimate, project, write_estimate
-from svf.engine.spec import Cell, cell_spec
+from svf.pipeline.cells import Cell
+from svf.pipeline.specs import cell_spec
 
 from cells import ROOT, merged_config
 

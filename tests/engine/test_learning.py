@@ -14,7 +14,7 @@ from torch import nn
 from svf.engine.evaluate import evaluate_cell
 from svf.engine.loaders import eval_loader, fold_novel_classes
 from svf.engine.pretrain import pretrain_backbone
-from svf.engine.spec import pretrain_spec
+from svf.pipeline.specs import pretrain_spec
 from svf.engine.train import score_episodes, train_cell
 
 from cells import merged_config, tiny_spec

@@ -12,7 +12,7 @@ import svf.engine.loop as loop_module
 import svf.engine.train as train_module
 from svf.engine.base_learner import train_base_learner
 from svf.engine.evaluate import evaluate_cell
-from svf.engine.spec import base_learner_spec
+from svf.pipeline.specs import base_learner_spec
 from svf.engine.train import NonFiniteLossError, train_cell
 
 from cells import TINY, merged_config, tiny_spec

@@ -31,7 +31,7 @@ import yaml  # noqa: E402
 
 
 def _config(*names: str, **overlay) -> dict:
-    from svf.engine.spec import merge_configs
+    from svf.pipeline.specs import merge_configs
 
     return merge_configs([yaml.safe_load((ROOT / "config" / n).read_text()) for n in names] + [overlay])
 
@@ -40,7 +40,8 @@ def check_cell(directory: Path, device: str, small: bool) -> dict:
     """Pretrain the stand-in, train and evaluate one R50 baseline SVF cell; twice with deterministic: true."""
     from svf.engine.evaluate import evaluate_cell
     from svf.engine.pretrain import pretrain_backbone
-    from svf.engine.spec import Cell, cell_spec, pretrain_spec
+    from svf.pipeline.cells import Cell
+    from svf.pipeline.specs import cell_spec, pretrain_spec
     from svf.engine.train import train_cell
 
     from svf.engine.val_bench import synthetic_pascal
@@ -77,7 +78,8 @@ def check_cell(directory: Path, device: str, small: bool) -> dict:
 
 def _tiny_model(device):
     from svf.engine.build import build_cell_model
-    from svf.engine.spec import Cell, cell_spec
+    from svf.pipeline.cells import Cell
+    from svf.pipeline.specs import cell_spec
 
     config = _config("config.yaml", "demo.yaml", recipe_overrides={"batch_size": 8, "loss_groups": 4})
     torch.manual_seed(0)
@@ -156,7 +158,8 @@ def check_micro_batches(device: str) -> dict:
 
 def check_estimate(device: str, small: bool) -> dict:
     from svf.engine.estimate import time_kind
-    from svf.engine.spec import Cell, cell_spec
+    from svf.pipeline.cells import Cell
+    from svf.pipeline.specs import cell_spec
 
     out = {}
     with tempfile.TemporaryDirectory() as scratch:

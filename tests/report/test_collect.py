@@ -9,7 +9,8 @@ import pytest
 
 from svf.cli import main
 from svf.report.collect import CollectError, RESULT_COLUMNS, collect, read_results, write_results
-from svf.tables_config import cell_id, cells_of, load_tables
+from svf.pipeline.cells import cell_id
+from svf.pipeline.tables import cells_of, load_tables
 from fakes import SCHEMA, SV_LAYERS, TABLES_YAML, write_fake_cell, write_fake_cells
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from svf.cli import main
 from svf.report.figures import FigureError, epoch_curves, figure6_data, figure6_layers, read_train_logs
-from svf.tables_config import cell_id, cells_of, load_tables
+from svf.pipeline.cells import cell_id
+from svf.pipeline.tables import cells_of, load_tables
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML, write_fake_cells
 
 PNG = b"\x89PNG\r\n\x1a\n"

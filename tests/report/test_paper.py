@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from svf.report.tables import read_paper
-from svf.tables_config import load_tables
+from svf.pipeline.tables import load_tables
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 #: (table, row, shot): why the printed mean differs from the mean of the printed folds by more than rounding.

@@ -11,7 +11,8 @@ from scipy import stats
 from svf.cli import main
 from svf.report.study import AGREES, CANNOT_TELL, DISAGREES, stratified_interval, study_frame, verdict
 from svf.report.tables import read_paper
-from svf.tables_config import cell_id, cells_of, load_tables
+from svf.pipeline.cells import cell_id
+from svf.pipeline.tables import cells_of, load_tables
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 SEEDS = (321, 322, 323)

@@ -6,7 +6,8 @@ import pytest
 
 from svf.cli import main
 from svf.report.tables import compare, read_paper, summarise, tex_escape, write_tables
-from svf.tables_config import cell_id, load_tables, table_entries
+from svf.pipeline.cells import cell_id
+from svf.pipeline.tables import load_tables, table_entries
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 

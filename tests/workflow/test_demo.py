@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+
+from fakes import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -22,14 +22,7 @@ pytestmark = pytest.mark.slow
 def demo_run(tmp_path_factory):
     """Run `snakemake table4 figure4 figure6` on a copy of the workflow (so the repo's outputs stay untouched)."""
     work = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        source = ROOT / name
-        if source.is_symlink():
-            (work / name).symlink_to(os.readlink(source))
-        elif source.is_dir():
-            shutil.copytree(source, work / name)
-        else:
-            shutil.copy(source, work / name)
+    copy_workflow(work)
     overlay = work / "reduced.yaml"
     overlay.write_text(yaml.safe_dump({"tables": {"build": ["table4"], "folds": [0]}}))
     cmd = [sys.executable, "-m", "snakemake", "table4", "figure4", "figure6", "--workflow-profile", "demo",

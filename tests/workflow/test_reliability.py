@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fakes import copy_workflow
+
 ROOT = Path(__file__).resolve().parents[2]
 CELL = "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0/seed321"
 VOLATILE = {"eval_wall_time_s", "train_wall_time_s"}
@@ -21,10 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _workflow_copy(path: Path, overlay: dict) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, path / name)
-    (path / "profiles").symlink_to("workflow/profiles")
+    copy_workflow(path)
     (path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     return path
 
@@ -160,8 +158,9 @@ def _evaluate_command(work: Path, out: Path, episodes: int | None) -> list[str]:
     """`svf evaluate` for the cell with the workflow's own spec (optionally with more episodes, to be slow)."""
     from cells import merged_config
 
-    from svf.engine.spec import Cell, cell_spec
-    from svf.tables_config import parse_cell_id
+    from svf.pipeline.cells import Cell
+    from svf.pipeline.specs import cell_spec
+    from svf.pipeline.cells import parse_cell_id
 
     quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())  # as the workflow ran: demo + quick + overlay
     spec = cell_spec(merged_config(quick, OVERLAY), Cell.from_mapping(parse_cell_id(CELL)))

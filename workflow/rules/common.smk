@@ -1,27 +1,35 @@
 # All Python helpers of the workflow: config validation, the cells each table needs, paths and rule parameters.
 # Everything here runs at DAG-building time, so it only imports light modules (no torch).
-import json
+import atexit
 import os
 import shlex
 import sys
-from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-from svf import __version__ as SVF_VERSION
-from svf import tables_config
-from svf.engine.spec import Cell, base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
-from svf.policy import is_canonical
-
+from svf.pipeline import paths
+from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
+from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
+from svf.pipeline.tables import cells_of, load_tables
+from svf.policy import POLICY_PATTERN, is_canonical
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-TABLES = tables_config.load_tables(config["tables"]["file"])
+TABLES = load_tables(config["tables"]["file"])
 CONFIG_HASH = config_hash(config)
-# Rules call the `svf` CLI of the interpreter that runs Snakemake (no reliance on an activated venv or PATH).
-SVF = f"{shlex.quote(sys.executable)} -m svf"
+# Every rule runs in environment.yml's environment under `--sdm conda`; otherwise in the interpreter that runs
+# Snakemake (no reliance on an activated venv or PATH).
+CONDA_ENV = "../../environment.yml"
+USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+SVF = "python -m svf" if USE_CONDA else f"{shlex.quote(sys.executable)} -m svf"
+# Rules call `svf`, a shell function, and read the config hash from the environment: neither is a rule parameter, so
+# a moved venv reruns nothing and a config change reruns only the cells whose own spec changed (`svf tables`
+# refuses to mix cells of different hashes). Snakemake formats the prefix: {{ }} are literal braces.
+shell.prefix(f'set -euo pipefail; svf() {{{{ {SVF} "$@"; }}}}; export SVF_CONFIG_HASH={CONFIG_HASH}; ')
 TABLE_NAMES = tuple(TABLES["tables"])
-CELL = tables_config.CELL_ID_FORMAT
+CELL = cell_id(WILDCARDS)  # the cell-id pattern with every field a wildcard (logs)
+BASE_LEARNER = paths.BASE_LEARNER_DIR
 # Training seeds: every cell once per seed (default: the config's seed, the paper's 321).
 SEEDS = config["tables"].get("seeds") or [config["seed"]]
 
@@ -29,11 +37,7 @@ SEEDS = config["tables"].get("seeds") or [config["seed"]]
 def _restrict(cells):
     """Apply the config's optional fold/shot restriction (quick runs, tests)."""
     folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
-    return [
-        c
-        for c in cells
-        if (folds is None or c["fold"] in folds) and (shots is None or c["shot"] in shots)
-    ]
+    return [c for c in cells if (folds is None or c["fold"] in folds) and (shots is None or c["shot"] in shots)]
 
 
 def cells_for(names):
@@ -41,18 +45,20 @@ def cells_for(names):
     unknown = [n for n in names if n not in TABLE_NAMES]
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {list(TABLE_NAMES)}")
-    return _restrict(tables_config.cells_of(TABLES, names, seeds=SEEDS))
+    return _restrict(cells_of(TABLES, names, seeds=SEEDS))
 
 
 def _check_cells(cells):
     """Fail at DAG-building time, before any job starts, on names no rule can run."""
     for cell in cells:
         if not is_canonical(cell["policy"]):
-            raise ValueError(f"cell {tables_config.cell_id(cell)}: policy {cell['policy']!r} is not a canonical "
-                             f"policy name (see svf/policy.py)")
+            raise ValueError(
+                f"cell {cell_id(cell)}: policy {cell['policy']!r} is not a canonical "
+                f"policy name (see svf/policy.py)"
+            )
         if cell["recipe"] not in config["recipes"]:
             raise ValueError(
-                f"cell {tables_config.cell_id(cell)} uses recipe {cell['recipe']!r}; "
+                f"cell {cell_id(cell)} uses recipe {cell['recipe']!r}; "
                 f"config recipes are {sorted(config['recipes'])}"
             )
 
@@ -69,6 +75,7 @@ def start_warm_server():
 
         path = os.path.join(tempfile.mkdtemp(prefix="svf-warm-"), "socket")
         WARM["pid"] = warm.start(path)
+        atexit.register(stop_warm_server)  # also when Snakemake fails past its onerror handler
         os.environ[warm.ENV_SOCKET] = path  # inherited by every local job's shell
 
 
@@ -82,12 +89,13 @@ def stop_warm_server():
 ALL_CELLS = cells_for(config["tables"]["build"])
 _check_cells(cells_for(TABLE_NAMES))
 
+
 wildcard_constraints:
-    dataset="pascal|coco",
-    backbone="resnet50|vgg16",
-    method="baseline|pfenet|bam",
-    setting="dagger|original",
-    policy=r"[a-z0-9]+(-[a-zA-Z0-9]+)*",
+    dataset="|".join(DATASETS),
+    backbone="|".join(BACKBONES),
+    method="|".join(METHODS),
+    setting="|".join(SETTINGS),
+    policy=POLICY_PATTERN.removeprefix("^").removesuffix("$"),  # the policy grammar of svf/policy.py
     recipe="|".join(sorted(config["recipes"])),
     shot=r"[1-9][0-9]*",
     fold=r"[0-3]",
@@ -96,7 +104,8 @@ wildcard_constraints:
     artifact=r"[a-z0-9_]+",
 
 
-# ---- paths ---
+# ---- paths (templates in svf/pipeline/paths.py) ------------------------------------------------------------------
+
 
 def pv(path):
     """Expand path variables (<results>, <resources>, ...) in strings that are not rule inputs/outputs."""
@@ -108,78 +117,50 @@ def mirror_arg(wildcards):
     return f"--mirror {shlex.quote(mirror)}" if mirror else ""
 
 
-
-def cell_dir(cell):
-    return f"<results>/cells/{tables_config.cell_id(cell)}"
-
-
 def metrics_of(cells):
-    return [f"{cell_dir(c)}/metrics.json" for c in cells]
-
-
-def dataset_root(dataset):
-    return f"<resources>/data/{dataset}"
-
-
-def splits_dir(dataset):
-    return f"<resources>/splits/{dataset}"
-
-
-def weights_file(backbone):
-    return f"<resources>/weights/{backbone}.pth"
+    return [paths.cell_file(c, paths.METRICS) for c in cells]
 
 
 def published_base_learner(dataset, backbone, fold):
-    """BAM's released stage-1 checkpoint in its initmodel layout: PSPNet/{dataset}/split{k}/{vgg|resnet50}/best.pth."""
     root = config["weights"]["bam_base_learner_dir"]
     if not root:
         raise ValueError("weights.bam_base_learner is 'published' but weights.bam_base_learner_dir is not set")
-    name = "vgg" if backbone == "vgg16" else backbone
-    return str(Path(root) / dataset / f"split{fold}" / name / "best.pth")
-
-
-def base_learner_file(dataset, backbone, fold):
-    return f"<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt"
-
-
-def table_files(name):
-    return [f"<results>/tables/{name}.{ext}" for ext in ("csv", "md", "tex")]
+    return paths.published_base_learner(root, dataset, backbone, fold)
 
 
 def table_outputs(name):
-    return table_files(name) + [f"<figures>/curves_{name}.png"]
-
-
-FIGURE6_FILES = ["<figures>/figure6_singular_values.png", "<figures>/figure6_singular_values.pdf"]
-
-
-def figure6_outputs():
-    return FIGURE6_FILES
+    return paths.table_files(name) + [paths.CURVES_FILE.format(table=name)]
 
 
 def figure_cells():
     """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
     fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
-    cells = [
-        c
-        for c in _restrict(tables_config.cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1]))
-        if c["shot"] == 1
-    ]
+    cells = [c for c in _restrict(cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1])) if c["shot"] == 1]
     if not cells:
         raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
     return cells
 
 
+def figure6_outputs():
+    return list(paths.FIGURE6_FILES)
+
+
 def figure4_outputs():
-    return [f"<figures>/figure4_fold{c['fold']}.png" for c in figure_cells()]
+    return [paths.FIGURE4_FILE.format(fold=c["fold"]) for c in figure_cells()]
 
 
 def all_outputs():
-    outputs = ["<results>/results.csv", "<results>/tables/summary.md", "<figures>/overview.png"]
+    outputs = [paths.RESULTS_CSV, paths.SUMMARY_MD, paths.OVERVIEW_PNG]
     for name in config["tables"]["build"]:
         outputs += table_outputs(name)
     return outputs + figure6_outputs() + figure4_outputs()
+
+
+def expanded(template):
+    """A parameter computed per job from a path template: wildcards filled in, path variables expanded (a directory
+    an `svf` command takes, derived from the same template as the rule's files)."""
+    return lambda wildcards: pv(template.format(**dict(wildcards)))
 
 
 # ---- rule parameters ---------------------------------------------------------------------------------------------
@@ -197,20 +178,8 @@ def base_spec_json(wildcards):
     return canonical_json(base_learner_spec(config, wildcards.dataset, wildcards.backbone, wildcards.fold))
 
 
-def inputs_of_cell(cell):
-    """Everything a cell's training (and evaluation) reads besides its own outputs."""
-    inputs = {
-        "dataset": f"{dataset_root(cell['dataset'])}/dataset.json",
-        "splits": f"{splits_dir(cell['dataset'])}/splits_summary.json",
-        "weights": weights_file(cell["backbone"]),
-    }
-    if cell["method"] == "bam":
-        inputs["base_learner"] = base_learner_file(cell["dataset"], cell["backbone"], cell["fold"])
-    return inputs
-
-
 def cell_inputs(wildcards):
-    return inputs_of_cell(dict(wildcards))
+    return paths.inputs_of_cell(dict(wildcards))
 
 
 def figure_cell(fold):
@@ -219,11 +188,10 @@ def figure_cell(fold):
 
 def figure4_inputs(wildcards):
     cell = figure_cell(wildcards.fold)
-    directory = cell_dir(cell)
     return {
-        **inputs_of_cell(cell),
-        "model": f"{directory}/model.pt",
-        "singular_values": f"{directory}/singular_values.json",
+        **paths.inputs_of_cell(cell),
+        "model": paths.cell_file(cell, paths.MODEL),
+        "singular_values": paths.cell_file(cell, paths.SINGULAR_VALUES),
     }
 
 
@@ -245,21 +213,17 @@ def res(kind, key):
 def raw_inputs(wildcards):
     """What `svf prepare` reads for a dataset: downloaded archives or the synthetic raw dataset."""
     if config["data"]["source"] == "synthetic":
-        return {"raw": f"<resources>/raw/{wildcards.dataset}/.complete"}
-    return {"archives": [f"<resources>/downloads/{a}.done" for a in DOWNLOADS[wildcards.dataset]]}
+        return {"raw": paths.RAW_MARKER}
+    return {"archives": paths.raw_downloads(wildcards.dataset)}
 
 
-DOWNLOADS = {
-    "pascal": ["voc2012", "sbd", "sbd_train_noval"],
-    "coco": ["coco_train2014", "coco_val2014", "coco_annotations2014"],
-}
-
-
-IMAGENET_RESNET50 = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
+def raw_dir_of(wildcards):
+    source = config["data"]["source"]
+    return pv(paths.RAW_DIR.format(dataset=wildcards.dataset) if source == "synthetic" else paths.DOWNLOADS_DIR)
 
 
 def cell_ids_arg(cells):
-    return " ".join(shlex.quote(tables_config.cell_id(c)) for c in cells)
+    return " ".join(shlex.quote(cell_id(c)) for c in cells)
 
 
 def table_filter_args():

@@ -6,25 +6,27 @@
 rule evaluate:
     input:
         unpack(cell_inputs),
-        model=f"<results>/cells/{CELL}/model.pt",
-        summary=f"<results>/cells/{CELL}/train_summary.json",
+        model=paths.cell_file(WILDCARDS, paths.MODEL),
+        summary=paths.cell_file(WILDCARDS, paths.TRAIN_SUMMARY),
     output:
-        metrics=f"<results>/cells/{CELL}/metrics.json",
-    params:
-        spec=cell_spec_json,
-        root=lambda w, input: str(Path(input.dataset).parent),
-        splits=lambda w, input: str(Path(input.splits).parent),
-        base_learner=base_learner_arg,
+        metrics=paths.cell_file(WILDCARDS, paths.METRICS),
+    log:
+        f"<logs>/evaluate/{CELL}.log",
+    benchmark:
+        paths.benchmark_file("evaluate", WILDCARDS)
+    conda:
+        CONDA_ENV
     threads: res("evaluate", "threads")
     resources:
         gpu=1,
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
-    log:
-        f"<logs>/evaluate/{CELL}.log",
-    benchmark:
-        f"<benchmarks>/evaluate/{CELL}.tsv"
+    params:
+        spec=cell_spec_json,
+        root=expanded(paths.DATASET_ROOT),
+        splits=expanded(paths.SPLITS_DIR),
+        base_learner=base_learner_arg,
     shell:
-        "{SVF} evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --model {input.model} --out {output.metrics} "
-        "--config-hash {CONFIG_HASH} --threads {threads} > {log} 2>&1"
+        "--config-hash $SVF_CONFIG_HASH --threads {threads} > {log} 2>&1"

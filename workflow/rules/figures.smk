@@ -4,20 +4,23 @@
 
 rule figure6_plot:
     input:
-        lambda w: [f"{cell_dir(c)}/singular_values.json" for c in figure_cells()],
+        lambda w: [paths.cell_file(c, paths.SINGULAR_VALUES) for c in figure_cells()],
     output:
-        png=report(FIGURE6_FILES[0], caption="../report/figure.rst", category="Figures",
-                   labels={"figure": "Figure 6"}),
-        pdf=FIGURE6_FILES[1],
-        data="<figures>/figure6_singular_values.csv",
-    params:
-        cells_root=pv("<results>/cells"),
-        ids=lambda w: cell_ids_arg(figure_cells()),
+        png=report(
+            paths.FIGURE6_FILES[0], caption="../report/figure.rst", category="Figures", labels={"figure": "Figure 6"}
+        ),
+        pdf=paths.FIGURE6_FILES[1],
+        data=paths.FIGURE6_DATA,
     log:
         "<logs>/figures/figure6.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        cells_root=expanded(paths.CELLS_ROOT),
+        ids=lambda w: cell_ids_arg(figure_cells()),
     shell:
-        "{SVF} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} --data {output.data} "
+        "svf figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} --data {output.data} "
         "> {log} 2>&1"
 
 
@@ -25,51 +28,64 @@ rule figure4_plot:
     input:
         unpack(figure4_inputs),
     output:
-        report("<figures>/figure4_fold{fold}.png", caption="../report/figure.rst", category="Figures",
-               labels={"figure": "Figure 4", "fold": "{fold}"}),
-    params:
-        spec=figure4_spec_json,
-        root=lambda w, input: str(Path(input.dataset).parent),
-        splits=lambda w, input: str(Path(input.splits).parent),
-        images=config["figures"]["figure4_images"],
+        report(
+            paths.FIGURE4_FILE,
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "Figure 4", "fold": "{fold}"},
+        ),
     log:
         "<logs>/figures/figure4_fold{fold}.log",
+    conda:
+        CONDA_ENV
+    params:
+        spec=figure4_spec_json,
+        root=lambda w: pv(paths.DATASET_ROOT.format(**figure_cell(w.fold))),
+        splits=lambda w: pv(paths.SPLITS_DIR.format(**figure_cell(w.fold))),
+        images=config["figures"]["figure4_images"],
     shell:
-        "{SVF} figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} --model {input.model} --images {params.images} --out {output} > {log} 2>&1"
 
 
 rule curves:
     input:
-        lambda w: [f"{cell_dir(c)}/train_log.csv" for c in cells_for([w.table])],
+        lambda w: [paths.cell_file(c, paths.TRAIN_LOG) for c in cells_for([w.table])],
     output:
-        report("<figures>/curves_{table}.png", caption="../report/figure.rst", category="Training curves",
-               labels={"table": "{table}"}),
-    params:
-        cells_root=pv("<results>/cells"),
-        ids=lambda w: cell_ids_arg(cells_for([w.table])),
+        report(
+            paths.CURVES_FILE,
+            caption="../report/figure.rst",
+            category="Training curves",
+            labels={"table": "{table}"},
+        ),
     log:
         "<logs>/figures/curves_{table}.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        cells_root=expanded(paths.CELLS_ROOT),
+        ids=lambda w: cell_ids_arg(cells_for([w.table])),
     shell:
-        "{SVF} curves --cells-root {params.cells_root} --cells {params.ids} --title {wildcards.table} "
+        "svf curves --cells-root {params.cells_root} --cells {params.ids} --title {wildcards.table} "
         "--out {output} > {log} 2>&1"
 
 
 rule overview:
     input:
-        results="<results>/results.csv",
+        results=paths.RESULTS_CSV,
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        report("<figures>/overview.png", caption="../report/figure.rst", category="Figures",
-               labels={"figure": "overview"}),
-    params:
-        only=" ".join(config["tables"]["build"]),
-        options=table_filter_args(),
+        report(paths.OVERVIEW_PNG, caption="../report/figure.rst", category="Figures", labels={"figure": "overview"}),
     log:
         "<logs>/figures/overview.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        only=" ".join(config["tables"]["build"]),
+        options=table_filter_args(),
     shell:
-        "{SVF} overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
+        "svf overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
         "--only {params.only} {params.options} > {log} 2>&1"

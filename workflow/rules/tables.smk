@@ -5,17 +5,19 @@ rule collect:
     input:
         metrics_of(ALL_CELLS),
     output:
-        "<results>/results.csv",
-    params:
-        cells_root=pv("<results>/cells"),
-        benchmarks=pv("<benchmarks>"),
-        ids=cell_ids_arg(ALL_CELLS),
-        mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
+        paths.RESULTS_CSV,
     log:
         "<logs>/collect/results.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        cells_root=expanded(paths.CELLS_ROOT),
+        benchmarks=expanded(paths.BENCHMARKS_DIR),
+        ids=cell_ids_arg(ALL_CELLS),
+        mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "{SVF} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
         "--cells {params.ids} {params.mixed} > {log} 2>&1"
 
 
@@ -25,86 +27,98 @@ rule table:
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        cells="<results>/tables/{table}_cells.csv",
-        csv=report("<results>/tables/{table}.csv", caption="../report/table.rst", category="Tables",
-                   labels={"table": "{table}"}),
-        md="<results>/tables/{table}.md",
-        tex="<results>/tables/{table}.tex",
-    params:
-        cells_root=pv("<results>/cells"),
-        benchmarks=pv("<benchmarks>"),
-        ids=lambda w: cell_ids_arg(cells_for([w.table])),
-        out=lambda w, output: str(Path(output.cells).parent),
-        options=table_filter_args(),
-        mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
+        cells=paths.TABLE_CELLS,
+        csv=report(
+            paths.TABLE_FILES[0],
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        md=paths.TABLE_FILES[1],
+        tex=paths.TABLE_FILES[2],
     log:
         "<logs>/tables/{table}.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        cells_root=expanded(paths.CELLS_ROOT),
+        benchmarks=expanded(paths.BENCHMARKS_DIR),
+        ids=lambda w: cell_ids_arg(cells_for([w.table])),
+        out=expanded(paths.TABLES_DIR),
+        options=table_filter_args(),
+        mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "({SVF} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
+        "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
         "--cells {params.ids} {params.mixed} && "
-        "{SVF} tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {wildcards.table} {params.options}) > {log} 2>&1"
 
 
 rule summary:
     input:
-        results="<results>/results.csv",
+        results=paths.RESULTS_CSV,
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        summary="<results>/tables/summary.md",
-        comparison="<results>/tables/comparison.csv",
-    params:
-        out=lambda w, output: str(Path(output.summary).parent),
-        only=" ".join(config["tables"]["build"]),
-        options=table_filter_args(),
+        summary=paths.SUMMARY_MD,
+        comparison=paths.COMPARISON_CSV,
     log:
         "<logs>/tables/summary.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        out=expanded(paths.TABLES_DIR),
+        only=" ".join(config["tables"]["build"]),
+        options=table_filter_args(),
     shell:
-        "{SVF} tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
         "> {log} 2>&1"
 
 
 rule study_report:
     input:
-        cells=expand("<results>/tables/{table}_cells.csv", table=config["study"]["tables"]),
+        cells=expand(paths.TABLE_CELLS, table=config["study"]["tables"]),
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        md=report("<results>/study/study.md", caption="../report/table.rst", category="Study"),
-        csv="<results>/study/study.csv",
-        figures=expand("<figures>/study_{table}.png", table=config["study"]["tables"]),
-    params:
-        out=lambda w, output: str(Path(output.md).parent),
-        figures=lambda w, output: str(Path(output.figures[0]).parent),
-        only=" ".join(config["study"]["tables"]),
-        references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
-        options=table_filter_args(),
+        md=report(f"{paths.STUDY_DIR}/study.md", caption="../report/table.rst", category="Study"),
+        csv=f"{paths.STUDY_DIR}/study.csv",
+        figures=expand(paths.STUDY_FIGURE, table=config["study"]["tables"]),
     log:
         "<logs>/tables/study.log",
     localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        out=expanded(paths.STUDY_DIR),
+        figures=expanded(paths.FIGURES_DIR),
+        only=" ".join(config["study"]["tables"]),
+        references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
+        options=table_filter_args(),
     shell:
-        "{SVF} study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "svf study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
         "> {log} 2>&1"
 
 
 rule estimate_cost:
     output:
-        csv="<results>/estimate.csv",
-        md="<results>/estimate.md",
-    params:
-        config=lambda w: canonical_json(config),
-        out=lambda w, output: str(Path(output.csv).parent),
+        csv=paths.ESTIMATE_CSV,
+        md=paths.ESTIMATE_MD,
+    log:
+        "<logs>/estimate.log",
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         gpu=1,
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-    log:
-        "<logs>/estimate.log",
+    params:
+        config=lambda w: canonical_json(config),
+        out=expanded(paths.RESULTS_DIR),
     shell:
-        "{SVF} estimate --config-json {params.config:q} --out {params.out} --threads {threads} > {log} 2>&1"
+        "svf estimate --config-json {params.config:q} --out {params.out} --threads {threads} > {log} 2>&1"

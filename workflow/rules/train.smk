@@ -7,28 +7,30 @@ if config["weights"]["bam_base_learner"] == "train":
 
     rule train_base:
         input:
-            dataset="<resources>/data/{dataset}/dataset.json",
-            splits="<resources>/splits/{dataset}/splits_summary.json",
-            weights="<resources>/weights/{backbone}.pth",
+            dataset=paths.DATASET_JSON,
+            splits=paths.SPLITS_JSON,
+            weights=paths.WEIGHTS_FILE,
         output:
-            model="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt",
-            log_csv="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/train_log.csv",
-        params:
-            spec=base_spec_json,
-            root=lambda w, input: str(Path(input.dataset).parent),
-            splits=lambda w, input: str(Path(input.splits).parent),
-            checkpoint=lambda w: pv(f"<resources>/checkpoints/base_learners/{w.dataset}/{w.backbone}/fold{w.fold}"),
+            model=f"{BASE_LEARNER}/{paths.MODEL}",
+            log_csv=f"{BASE_LEARNER}/{paths.TRAIN_LOG}",
+        log:
+            "<logs>/train_base/{dataset}/{backbone}/fold{fold}.log",
+        benchmark:
+            "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
+        conda:
+            CONDA_ENV
         threads: res("train_base", "threads")
         resources:
             gpu=1,
             mem_mb=res("train_base", "mem_mb"),
             runtime=res("train_base", "runtime"),
-        log:
-            "<logs>/train_base/{dataset}/{backbone}/fold{fold}.log",
-        benchmark:
-            "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
+        params:
+            spec=base_spec_json,
+            root=expanded(paths.DATASET_ROOT),
+            splits=expanded(paths.SPLITS_DIR),
+            checkpoint=expanded(paths.BASE_LEARNER_CHECKPOINTS),
         shell:
-            "{SVF} train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+            "svf train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
             "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
             "--threads {threads} > {log} 2>&1"
 
@@ -38,39 +40,43 @@ else:
         input:
             published=lambda w: published_base_learner(w.dataset, w.backbone, w.fold),
         output:
-            model="<resources>/base_learners/{dataset}/{backbone}/fold{fold}/model.pt",
+            model=f"{BASE_LEARNER}/{paths.MODEL}",
         log:
             "<logs>/import_base_learner/{dataset}/{backbone}/fold{fold}.log",
         localrule: True
+        conda:
+            CONDA_ENV
         shell:
-            "{SVF} import-base-learner --source {input.published} --out {output.model} > {log} 2>&1"
+            "svf import-base-learner --source {input.published} --out {output.model} > {log} 2>&1"
 
 
 rule train:
     input:
         unpack(cell_inputs),
     output:
-        model=f"<results>/cells/{CELL}/model.pt",
-        log_csv=f"<results>/cells/{CELL}/train_log.csv",
-        singular_values=f"<results>/cells/{CELL}/singular_values.json",
-        summary=f"<results>/cells/{CELL}/train_summary.json",
-    params:
-        spec=cell_spec_json,
-        root=lambda w, input: str(Path(input.dataset).parent),
-        splits=lambda w, input: str(Path(input.splits).parent),
-        base_learner=base_learner_arg,
-        out=lambda w, output: str(Path(output.model).parent),
-        checkpoint=lambda w: pv(f"<resources>/checkpoints/cells/{CELL.format(**w)}"),
+        model=paths.cell_file(WILDCARDS, paths.MODEL),
+        log_csv=paths.cell_file(WILDCARDS, paths.TRAIN_LOG),
+        singular_values=paths.cell_file(WILDCARDS, paths.SINGULAR_VALUES),
+        summary=paths.cell_file(WILDCARDS, paths.TRAIN_SUMMARY),
+    log:
+        f"<logs>/train/{CELL}.log",
+    benchmark:
+        paths.benchmark_file("train", WILDCARDS)
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         gpu=1,
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-    log:
-        f"<logs>/train/{CELL}.log",
-    benchmark:
-        f"<benchmarks>/train/{CELL}.tsv"
+    params:
+        spec=cell_spec_json,
+        root=expanded(paths.DATASET_ROOT),
+        splits=expanded(paths.SPLITS_DIR),
+        base_learner=base_learner_arg,
+        out=expanded(paths.CELL_DIR),
+        checkpoint=expanded(paths.CELL_CHECKPOINTS),
     shell:
-        "{SVF} train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --out-dir {params.out} "
-        "--checkpoint-dir {params.checkpoint} --config-hash {CONFIG_HASH} --threads {threads} > {log} 2>&1"
+        "--checkpoint-dir {params.checkpoint} --config-hash $SVF_CONFIG_HASH --threads {threads} > {log} 2>&1"

@@ -15,18 +15,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-#: The parameters of a cell, in the order of its id.
-CELL_KEYS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot", "fold", "seed")
-#: Integer parameters (the rest are strings).
-INT_CELL_KEYS = ("shot", "fold", "seed")
-#: The paper's training seed (manual_seed of the authors' configs): the one seed of a cell unless tables.seeds says.
-DEFAULT_SEED = 321
-#: The id pattern: the cell's directory under results/cells (also Snakemake's wildcard pattern).
-CELL_ID_FORMAT = "{dataset}/{backbone}/{method}/{setting}/{policy}/{recipe}/{shot}shot/fold{fold}/seed{seed}"
+from .cells import DEFAULT_SEED, cell_id
+
 #: The parameters a row must have (after the table's defaults are merged in).
 ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
 #: The schema shipped with the repository (``workflow/schemas/tables.schema.yaml``).
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "tables.schema.yaml"
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "tables.schema.yaml"
 
 
 class TablesConfigError(ValueError):
@@ -87,7 +81,7 @@ def load_tables(path: str | Path, schema: str | Path | Mapping[str, Any] | None 
     ``schema`` is a path to the JSON schema (YAML), the schema itself, or None to skip the schema check (the
     semantic checks always run). Raises TablesConfigError naming the file, key path and value at fault.
     """
-    from .files import read_document
+    from ..files import read_document
 
     path = Path(path)
     doc = read_document(path, yaml.safe_load, yaml.YAMLError, TablesConfigError, "tables file not found", "YAML")
@@ -110,28 +104,6 @@ def tables_of(tables: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
     'tables', the schema requires table<N>)."""
     inner = tables.get("tables")
     return inner if isinstance(inner, Mapping) else tables
-
-
-def cell_id(cell: Mapping[str, Any]) -> str:
-    """The cell's directory under results/cells: dataset/backbone/method/setting/policy/recipe/Kshot/foldF/seedS."""
-    try:
-        return CELL_ID_FORMAT.format(**cell)
-    except KeyError as exc:
-        raise KeyError(f"cell {dict(cell)} lacks parameter {exc.args[0]!r}; a cell needs {list(CELL_KEYS)}") from None
-
-
-def parse_cell_id(cid: str) -> dict[str, Any]:
-    """Inverse of cell_id."""
-    parts = cid.strip("/").split("/")
-    suffixes = (("shot", "", "shot"), ("fold", "fold", ""), ("seed", "seed", ""))
-    if len(parts) != len(CELL_KEYS) or not all(
-            p.startswith(pre) and p.endswith(post) and p[len(pre):len(p) - len(post)].isdigit()
-            for p, (_, pre, post) in zip(parts[6:], suffixes)):
-        raise ValueError(f"not a cell id: {cid!r} (expected {CELL_ID_FORMAT})")
-    cell: dict[str, Any] = dict(zip(CELL_KEYS[:6], parts[:6]))
-    for p, (key, pre, post) in zip(parts[6:], suffixes):
-        cell[key] = int(p[len(pre):len(p) - len(post)])
-    return cell
 
 
 def _select(tables: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None) -> list[str]:

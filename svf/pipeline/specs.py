@@ -9,46 +9,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..tables_config import CELL_KEYS, DEFAULT_SEED, INT_CELL_KEYS, cell_id
+from .cells import DATASETS, Cell
 
-DATASETS = ("pascal", "coco")
-METHODS = ("baseline", "pfenet", "bam")
-SETTINGS = ("dagger", "original")
 RECIPE_DATASET_KEYS = DATASETS  # per-dataset sub-dicts inside a recipe override its top-level values
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One table cell: a training run (with its seed) and its evaluation."""
-
-    dataset: str
-    backbone: str
-    method: str
-    setting: str
-    policy: str
-    recipe: str
-    shot: int
-    fold: int
-    seed: int = DEFAULT_SEED
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Cell":
-        missing = [f for f in CELL_KEYS if f not in values and f != "seed"]
-        if missing:
-            raise KeyError(f"cell is missing {missing}: {dict(values)}")
-        return cls(**{f: (int(values[f]) if f in INT_CELL_KEYS else str(values[f])) for f in CELL_KEYS
-                      if f in values})
-
-    @property
-    def id(self) -> str:
-        return cell_id(self.as_dict())
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_recipe(config: Mapping[str, Any], recipe: str, dataset: str) -> dict:

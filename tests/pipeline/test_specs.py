@@ -5,7 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from svf.engine.spec import Cell, cell_spec
+from svf.pipeline.cells import Cell
+from svf.pipeline.specs import cell_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
