@@ -29,9 +29,9 @@ from typing import Iterable, Iterator, Mapping
 
 from torch import nn
 
+from .backbones.base import STAGES
 from .decompose import SVD_TYPES, SVDConv2d, decompose, kernel_kind
 
-STAGES = tuple(f"layer{k}" for k in range(5))
 KINDS = ("frozen", "svf", "bn", "part")
 DEFAULT_LAYERS = (2, 3, 4)
 _L = r"l(?=[0-4])0?1?2?3?4?"

@@ -25,6 +25,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .base import STAGES
 from .vgg import STAGE_BOUNDS
 
 LAYOUTS = ("svf", "resnet_v2", "torchvision_resnet", "torchvision_vgg")
@@ -154,10 +155,10 @@ def load_imagenet_weights(target: nn.Module, source, layout: str = "auto", what:
     layout = detect_layout(state) if layout == "auto" else layout
     mapped, ignored = map_imagenet_keys(state, layout)
     stages = nn.Module()
-    for k in range(5):
-        if not hasattr(target, f"layer{k}"):
-            raise AttributeError(f"{type(target).__name__} has no layer{k}; cannot load backbone weights")
-        stages.add_module(f"layer{k}", getattr(target, f"layer{k}"))
+    for name in STAGES:
+        if not hasattr(target, name):
+            raise AttributeError(f"{type(target).__name__} has no {name}; cannot load backbone weights")
+        stages.add_module(name, getattr(target, name))
     hint = {"svf": "the weights come from a backbone with other settings",
             "resnet_v2": "resnet_v2 weights need stem='deep'",
             "torchvision_resnet": "torchvision ResNet weights need stem='standard' (7x7 stem)",

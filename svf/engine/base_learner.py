@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import files as atomic
+from ..backbones.base import STAGES
 from ..data.episodes import base_datasets, collate_episodes
 from ..models import build_base_learner
 from ..models.common import cross_entropy
@@ -23,13 +24,11 @@ from ..pipeline.paths import TRAIN_LOG
 from .build import load_weights_file
 from .device import setup_process
 from .loaders import loader_workers, train_aug
-from .batching import check_grouping, grouped_loss
+from .batching import Grouping
 from .precision import Precision
 from .schedule import LRSchedule, resolve_schedule
 from .loop import Run, final_state, fit, seed_everything, write_log
 from .scoring import to_device
-
-STAGES = tuple(f"layer{k}" for k in range(5))
 
 
 def base_class_miou(intersection: torch.Tensor, union: torch.Tensor) -> float:
@@ -72,10 +71,8 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     if weights is not None:
         load_weights_file(model, weights)
     precision = Precision.of(recipe)
-    precision.configure()
-    model = precision.prepare_model(model.to(dev))
-    group, micro = check_grouping(int(recipe["batch_size"]), int(recipe.get("loss_groups", 1)),
-                                  recipe.get("micro_batch"))
+    model = precision.place(model, dev)
+    grouping = Grouping.of(recipe)
     train_set, val_set = base_datasets(
         dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
         max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"),
@@ -99,8 +96,8 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     classes = model.num_base_classes + 1
 
     def step(chunk):
-        return grouped_loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
-                            {"logits": model(chunk["image"])}, chunk, group, int(recipe.get("loss_groups", 1)))
+        return grouping.loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
+                             {"logits": model(chunk["image"])}, chunk)
 
     def state():
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -110,7 +107,7 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
               get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
               on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
               checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.get("early_stop"),
-              precision=precision, micro_batch=micro, device=dev)
+              precision=precision, micro_batch=grouping.micro, device=dev)
     result = fit(run)
     kept, kept_epoch = final_state(result, recipe["select"], state())
     atomic.torch_save(out, kept)

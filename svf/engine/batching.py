@@ -13,6 +13,7 @@ authors' per-GPU batch, which is also what reproduces their per-GPU BatchNorm st
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 import torch
@@ -73,4 +74,22 @@ def grouped_loss(loss_fn: Callable[[dict, dict], torch.Tensor], outputs: Mapping
     return total / loss_groups
 
 
-__all__ = ["batch_length", "check_grouping", "grouped_loss", "micro_batches", "slice_batch", "slice_outputs"]
+@dataclass(frozen=True)
+class Grouping:
+    """A recipe's loss groups and micro-batch, checked: what a training step needs of them."""
+
+    group: int          # images per loss group
+    micro: int          # images per forward/backward
+    loss_groups: int
+
+    @classmethod
+    def of(cls, recipe: Mapping) -> "Grouping":
+        loss_groups = int(recipe.get("loss_groups", 1))
+        group, micro = check_grouping(int(recipe["batch_size"]), loss_groups, recipe.get("micro_batch"))
+        return cls(group, micro, loss_groups)
+
+    def loss(self, loss_fn: Callable[[dict, dict], torch.Tensor], outputs: Mapping, batch: Mapping) -> torch.Tensor:
+        return grouped_loss(loss_fn, outputs, batch, self.group, self.loss_groups)
+
+
+__all__ = ["Grouping", "batch_length", "check_grouping", "grouped_loss", "micro_batches", "slice_batch", "slice_outputs"]

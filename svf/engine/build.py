@@ -8,21 +8,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..backbones.base import STAGES
 from ..backbones.weights import load_backbone_weights
 from ..files import torch_load
 from ..decompose import load_trainable_state_dict, trainable_state_dict
 from ..models import build_model
 from ..policy import Policy, apply_policy, parse_policy
-
-STAGES = tuple(f"layer{k}" for k in range(5))
-
-
-def stages_of(model: nn.Module) -> nn.Module:
-    """A view holding ``layer0..layer4`` of ``model`` (state-dict keys ``layerK....``, parameters shared)."""
-    view = nn.Module()
-    for name in STAGES:
-        view.add_module(name, getattr(model, name))
-    return view
 
 
 WEIGHTS_REMEDY = "delete it; `snakemake` re-makes it (rule imagenet_weights, or pretrain_weights in the demo)"
@@ -33,7 +24,7 @@ MODEL_REMEDY = "delete it; `snakemake` re-trains the cell (rule train)"
 def load_weights_file(model: nn.Module, path: str | Path) -> None:
     """ImageNet (or demo stand-in) weights into the backbone stages of ``model``."""
     state = torch_load(path, "backbone weights file", WEIGHTS_REMEDY)
-    load_backbone_weights(stages_of(model), state, source=str(path))
+    load_backbone_weights(model, state, source=str(path))
 
 
 def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str | Path | None = None

@@ -32,7 +32,12 @@ def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
     parser.add_argument("--base-learner", help="BAM only: the stage-1 PSPNet base learner (svf train-base)")
     parser.add_argument("--config-hash", default="", help="hash of the run's config, recorded in the outputs")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _add_device_arguments(parser)
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
+    default = f"default {threads}" if threads else "default: torch's choice"
+    parser.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads ({default})")
     parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
 
 
@@ -62,8 +67,7 @@ def _add_train_base(subparsers) -> None:
     parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
     parser.add_argument("--out", required=True, help="model.pt to write (full PSPNet state dict)")
     parser.add_argument("--checkpoint-dir", required=True, help="where last.pt lives (resume after a kill)")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="auto")
+    _add_device_arguments(parser)
 
     def run(args):
         from ..engine.base_learner import train_base_learner
@@ -99,8 +103,7 @@ def _add_pretrain(subparsers) -> None:
                         help='JSON: {"model": {"backbone", "width", "depths", "stem"}, "steps", "size", '
                              '"batch_size", "lr", "classes", "seed"}')
     parser.add_argument("--out", required=True, help="backbone weights file to write")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="auto")
+    _add_device_arguments(parser)
 
     def run(args):
         from ..engine.pretrain import pretrain_backbone
@@ -139,8 +142,7 @@ def _add_estimate(subparsers) -> None:
                         help="prepared splits to count training images (default: PASCAL's published lists, COCO "
                              "assumed)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per kind (after one warm-up)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    _add_device_arguments(parser)
     parser.add_argument("--out", default="results", help="directory for estimate.csv and estimate.md")
 
     def run(args):
@@ -176,13 +178,12 @@ def _add_bench(subparsers) -> None:
     step.add_argument("--batch", type=int, default=1)
     step.add_argument("--repeats", type=int, default=5, help="timed round-robin repeats (median is reported)")
     step.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
-    step.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"])
     step.add_argument("--width", type=float, default=1.0, help="channel width multiplier (tiny runs)")
     step.add_argument("--depths", type=int, nargs=4, metavar="N", help="ResNet blocks per stage (tiny runs)")
     step.add_argument("--channels-last", action="store_true", help="channels_last memory format for all variants")
     step.add_argument("--no-flops", action="store_true", help="skip the FLOP count of each variant")
-    step.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU) or a torch device")
+    _add_device_arguments(step)
 
     def run(args):
         from ..bench import run_svf_step, write_json
@@ -202,8 +203,7 @@ def _add_bench(subparsers) -> None:
     cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"])
     cache.add_argument("--episodes", type=int, default=200, help="validation episodes per pass")
     cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
-    cache.add_argument("--threads", type=int, default=1)
-    cache.add_argument("--device", default="auto")
+    _add_device_arguments(cache, threads=1)
 
     def run_cache(args):
         from ..bench import write_json

@@ -29,13 +29,14 @@ from ..data.datasets import SPLITS_SUMMARY
 from ..pipeline.cells import DEFAULT_SEED, Cell
 from ..pipeline.specs import cell_spec
 from ..pipeline.tables import cells_of, load_tables
-from .batching import check_grouping, grouped_loss, micro_batches
+from .batching import Grouping
 from .build import build_cell_model
 from .device import library_versions, setup_process
 from .feature_cache import backbone_is_frozen
 from .loaders import protocol_runs
+from .loop import train_step
 from .precision import Precision
-from .train import forward, head_parameters
+from .train import cell_step, head_parameters
 
 REFERENCE = Path(__file__).resolve().parents[2] / "config" / "reference_splits" / "summary.json"
 #: Assumed COCO-20i training images per fold list when no splits are given (not measured here: the real COCO
@@ -94,12 +95,11 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
     base = _random_base_learner(spec, scratch) if spec["cell"]["method"] == "bam" else None
     model, policy = build_cell_model(spec, None, base)
     precision = Precision.of(recipe)
-    precision.configure()
-    model = precision.prepare_model(model.to(device))
+    model = precision.place(model, device)
     if spec["cell"]["method"] == "bam":
         model.share_frozen_backbone()
-    group, micro = check_grouping(int(recipe["batch_size"]), int(recipe.get("loss_groups", 1)),
-                                  recipe.get("micro_batch"))
+    grouping = Grouping.of(recipe)
+    step, scaler = cell_step(model, grouping), precision.scaler(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params or head_parameters(model), lr=1e-6, momentum=0.9)
     batch = precision.prepare_batch(_episodes(int(recipe["batch_size"]), spec["cell"]["shot"], int(recipe["crop"]),
@@ -111,13 +111,7 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
     for i in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        for chunk in micro_batches(batch, micro):
-            with precision.autocast(device):
-                loss = grouped_loss(lambda out, part: model.loss(out, part)[0], forward(model, chunk), chunk, group,
-                                    int(recipe.get("loss_groups", 1)))
-            loss.backward()
-        optimizer.step()
+        train_step(optimizer, batch, step, grouping.micro, precision, scaler, device)
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - started)
@@ -141,7 +135,7 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
     return {"step_s": statistics.median(times), "val_episode_s": statistics.median(full),
             "cached_val_episode_s": statistics.median(head) if backbone_is_frozen(model, policy) else math.nan,
-            "peak_gb": peak, "micro_batch": micro, "precision": precision.name}
+            "peak_gb": peak, "micro_batch": grouping.micro, "precision": precision.name}
 
 
 def train_images(dataset: str, setting: str, fold: int, splits: dict[str, str] | None) -> int:

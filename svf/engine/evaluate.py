@@ -35,8 +35,7 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
     started = time.time()
     model, _, saved = load_cell_model(spec, model_file, weights, base_learner)
     precision = Precision.of(spec["recipe"])
-    precision.configure()
-    model = precision.prepare_model(merge(model).to(dev))
+    model = precision.place(merge(model), dev)
     evaluation = spec["evaluation"]
     classes = fold_novel_classes(spec)
     per_seed = []

@@ -14,18 +14,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbones.base import STAGES
 from ..policy import Policy
 from .metrics import FewShotScore
 from .precision import Precision
 from .scoring import score_logits, to_device
 
-STAGES = tuple(f"layer{k}" for k in range(5))
+
+def backbone_trains(model: nn.Module) -> bool:
+    """Some tensor of layer0..4 trains."""
+    return any(p.requires_grad for name in STAGES for p in getattr(model, name).parameters())
 
 
 def backbone_is_frozen(model: nn.Module, policy: Policy) -> bool:
     """Nothing in layer0..4 trains and their BatchNorm statistics do not move."""
-    trains = any(p.requires_grad for name in STAGES for p in getattr(model, name).parameters())
-    return not trains and not policy.bn_train
+    return not backbone_trains(model) and not policy.bn_train
 
 
 def _nbytes(value) -> int:
@@ -100,4 +103,4 @@ class ValidationCache:
                 "class_id": entry["class_id"].cpu()}
 
 
-__all__ = ["ValidationCache", "backbone_is_frozen"]
+__all__ = ["ValidationCache", "backbone_is_frozen", "backbone_trains"]

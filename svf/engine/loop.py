@@ -28,7 +28,7 @@ from .. import files
 from .batching import batch_length, micro_batches
 from .precision import Precision
 from .schedule import LRSchedule
-from .scoring import _progress, to_device
+from .scoring import progress_bar, to_device
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
 
@@ -214,20 +214,11 @@ def fit(run: Run, hooks: list[Hook] | None = None) -> TrainState:
         run.loader.dataset.set_epoch(epoch)
         run.on_epoch_start()
         losses: list[torch.Tensor] = []  # on the device: no host sync per step
-        for step, batch in enumerate(_progress(run.loader, f"{run.name} epoch {epoch + 1}/{run.epochs}")):
+        for step, batch in enumerate(progress_bar(run.loader, f"{run.name} epoch {epoch + 1}/{run.epochs}")):
             run.schedule.set(state.iteration)
             batch = run.precision.prepare_batch(to_device(batch, run.device))
-            run.optimizer.zero_grad(set_to_none=True)
-            total = torch.zeros((), device=run.device)
-            for chunk in micro_batches(batch, run.micro_batch or batch_length(batch)):
-                with run.precision.autocast(run.device):
-                    loss = run.step(chunk)
-                scaler.scale(loss).backward()
-                total += loss.detach().float()
-            scaler.step(run.optimizer)
-            scaler.update()
+            losses.append(train_step(run.optimizer, batch, run.step, run.micro_batch, run.precision, scaler, run.device))
             state.iteration += 1
-            losses.append(total)
             if (step + 1) % run.nan_check_every == 0 or step + 1 == steps:
                 _check_finite(losses, run.name, epoch, steps)
             if run.mid_epoch_val and epoch > 0 and step == round(steps / 2):
@@ -250,6 +241,21 @@ def fit(run: Run, hooks: list[Hook] | None = None) -> TrainState:
         for hook in hooks:
             hook.epoch_done(run, state)
     return state
+
+
+def train_step(optimizer: torch.optim.Optimizer, batch: dict, step: Callable, micro_batch: int | None,
+               precision: Precision, scaler: torch.amp.GradScaler, device: torch.device) -> torch.Tensor:
+    """One optimizer step over ``batch`` (on ``device``) in micro-batches; the step's loss, left on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    for chunk in micro_batches(batch, micro_batch or batch_length(batch)):
+        with precision.autocast(device):
+            loss = step(chunk)
+        scaler.scale(loss).backward()
+        total += loss.detach().float()
+    scaler.step(optimizer)
+    scaler.update()
+    return total
 
 
 def _check_finite(losses: list[torch.Tensor], name: str, epoch: int, steps: int) -> None:

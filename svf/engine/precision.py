@@ -54,6 +54,11 @@ class Precision:
     def scaler(self, device: torch.device) -> torch.amp.GradScaler:
         return torch.amp.GradScaler("cuda", enabled=self.name == "fp16" and device.type == "cuda")
 
+    def place(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """Set the process-wide switches and move ``model`` to ``device`` in its memory format."""
+        self.configure()
+        return self.prepare_model(model.to(device))
+
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 

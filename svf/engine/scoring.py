@@ -30,7 +30,7 @@ def score_episodes(model: nn.Module, loader, device: torch.device, classes: list
     one host sync when the score is read."""
     model.eval()
     score = FewShotScore(classes=classes, absent_class=absent_class)
-    iterator = _progress(loader, progress)
+    iterator = progress_bar(loader, progress)
     for batch in iterator:
         labels = batch["query_label_orig"]
         batch = precision.prepare_batch(to_device(batch, device))
@@ -52,7 +52,8 @@ def score_logits(score: FewShotScore, logits: torch.Tensor, labels, class_ids: t
         score.update(pred, label.reshape(1, h, w).to(device, non_blocking=True), class_ids[b:b + 1])
 
 
-def _progress(iterable, desc: str | None):
+def progress_bar(iterable, desc: str | None):
+    """A tqdm bar on a terminal (none in Snakemake logs)."""
     if desc and sys.stderr.isatty():
         from tqdm import tqdm
 
@@ -60,4 +61,4 @@ def _progress(iterable, desc: str | None):
     return iterable
 
 
-__all__ = ["forward", "score_episodes", "score_logits", "to_device"]
+__all__ = ["forward", "progress_bar", "score_episodes", "score_logits", "to_device"]

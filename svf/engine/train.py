@@ -20,8 +20,8 @@ from .. import files
 from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
 from ..policy import param_groups, set_bn_mode
 from ..pipeline.paths import MODEL, SINGULAR_VALUES, TRAIN_LOG, TRAIN_SUMMARY
-from .batching import check_grouping, grouped_loss
-from .feature_cache import ValidationCache, backbone_is_frozen
+from .batching import Grouping
+from .feature_cache import ValidationCache, backbone_is_frozen, backbone_trains
 from .build import build_cell_model, trained_state
 from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, train_loader
@@ -36,12 +36,13 @@ from .schedule import LRSchedule, resolve_schedule
 MID_VAL_RESETS_EARLY_STOP = {"baseline": False, "pfenet": False, "bam": True}
 
 
-def backbone_trains(model: nn.Module) -> bool:
-    return any(p.requires_grad for k in range(5) for p in getattr(model, f"layer{k}").parameters())
-
-
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.head_modules() for p in m.parameters() if p.requires_grad]
+
+
+def cell_step(model: nn.Module, grouping: Grouping):
+    """A cell's training loss of a (micro-)batch: the model's loss per loss group, as the authors' per-GPU loss."""
+    return lambda chunk: grouping.loss(lambda out, part: model.loss(out, part)[0], forward(model, chunk), chunk)
 
 
 def merged_copy(model: nn.Module) -> nn.Module:
@@ -65,10 +66,8 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     model, policy = build_cell_model(spec, weights, base_learner)
     sv_before = {k: v.tolist() for k, v in singular_values(model).items()}
     precision = Precision.of(recipe)
-    precision.configure()
-    model = precision.prepare_model(model.to(dev))
-    group, micro = check_grouping(int(recipe["batch_size"]), int(recipe.get("loss_groups", 1)),
-                                  recipe.get("micro_batch"))
+    model = precision.place(model, dev)
+    grouping = Grouping.of(recipe)
 
     lr = float(recipe["base_lr"])
     groups = param_groups(model, policy, lr=lr, backbone_lr_mult=float(recipe["backbone_lr_mult"]),
@@ -96,35 +95,32 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
             return validate(model, val_loader, dev, classes, absent, f"val {epoch + 1}/{epochs}", precision)
         return 100.0 * cache.score(model, val_loader, dev, classes, absent, precision).miou()
 
-    def step(chunk):
-        return grouped_loss(lambda out, part: model.loss(out, part)[0], forward(model, chunk), chunk, group,
-                            int(recipe.get("loss_groups", 1)))
-
     def on_epoch_start():
         model.train()
         set_bn_mode(model, policy)
 
     run = Run(
-        name=cell_id, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
+        name=cell_id, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader,
+        step=cell_step(model, grouping),
         validate=validate_epoch,
         get_state=lambda: trained_state(model, policy),
         load_state=lambda tensors: load_trainable_state_dict(model, tensors),
         on_epoch_start=on_epoch_start, epochs=epochs, seed=seed, checkpoint=Path(checkpoint_dir) / "last.pt",
         early_stop=recipe.get("early_stop"), mid_epoch_val=bool(recipe.get("mid_epoch_val")),
         mid_val_resets_early_stop=MID_VAL_RESETS_EARLY_STOP[cell["method"]], precision=precision,
-        micro_batch=micro, device=dev)
+        micro_batch=grouping.micro, device=dev)
     try:
         state = fit(run)
     except torch.cuda.OutOfMemoryError:
-        raise out_of_memory(cell_id, dev, f"lower the recipe's micro_batch (now {micro} images per forward; it must "
-                                          f"stay a multiple of {group}) or evaluation/validation sizes") from None
+        raise out_of_memory(cell_id, dev, f"lower the recipe's micro_batch (now {grouping.micro} images per forward; "
+                                          f"it must stay a multiple of {grouping.group}) or evaluation/validation sizes") from None
 
     kept, kept_epoch = final_state(state, recipe["select"], trained_state(model, policy))
     load_trainable_state_dict(model, kept)
     sv_after = {k: v.tolist() for k, v in singular_values(model).items()}
     out = Path(out_dir)
     files.torch_save(out / MODEL, {"cell_id": cell_id, "cell": cell, "policy": policy.name,
-                                         "epoch": kept_epoch, "state": kept})
+                                   "epoch": kept_epoch, "state": kept})
     write_log(out / TRAIN_LOG, state.log_rows)
     files.write_json(out / SINGULAR_VALUES, {"before": sv_before, "after": sv_after})
     summary = {
@@ -141,5 +137,5 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
 
 
 # the loop's errors are part of the cell trainer's interface (callers catch them from here)
-__all__ = ["DeviceMemoryError", "MID_VAL_RESETS_EARLY_STOP", "NonFiniteLossError", "backbone_trains", "head_parameters",
-           "train_cell", "validate"]
+__all__ = ["DeviceMemoryError", "MID_VAL_RESETS_EARLY_STOP", "NonFiniteLossError", "backbone_trains", "cell_step",
+           "head_parameters", "train_cell", "validate"]

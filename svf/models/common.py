@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import build_backbone
+from ..backbones.base import STAGES
 
-STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 IGNORE_INDEX = 255
 # Weighted_GAP's area epsilon and the prior's cosine epsilon in PFENet/BAM/SVF code.
 GAP_EPS = 5e-4

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from svf.engine.batching import check_grouping, grouped_loss, micro_batches, slice_batch
+from svf.engine.batching import Grouping, check_grouping, grouped_loss, micro_batches, slice_batch
 from svf.engine.build import build_cell_model
 from svf.engine.precision import Precision
 from svf.engine.train import forward
@@ -85,6 +85,11 @@ def test_grouping_errors_name_the_setting():
         check_grouping(8, 3, None)
     with pytest.raises(ValueError, match="micro_batch=3 must be a multiple of the group size 2"):
         check_grouping(8, 4, 3)
+    # a recipe's grouping: loss_groups defaults to 1 (one mean), micro_batch to one group
+    assert Grouping.of({"batch_size": 8}) == Grouping(8, 8, 1)
+    assert Grouping.of({"batch_size": 12, "loss_groups": 4, "micro_batch": 6}) == Grouping(3, 6, 4)
+    with pytest.raises(ValueError, match="micro_batch=3"):
+        Grouping.of({"batch_size": 8, "loss_groups": 4, "micro_batch": 3})
 
 
 def test_bf16_autocast_agrees_with_fp32_within_the_stated_tolerance():
