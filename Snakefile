@@ -80,7 +80,7 @@ rule table8:
 rule study:
     input:
         [f for name in config["study"]["tables"] for f in table_outputs(name)],
-        f"{paths.STUDY_DIR}/study.md",
+        paths.STUDY_FILES,
 
 
 rule estimate:

@@ -93,6 +93,28 @@ class Policy:
         return base + ("-bntrain" if self.bn_train else "")
 
     @property
+    def description(self) -> str:
+        """What trains, in words (tables and figures): e.g. "S of layers 2-4", "3×3 convs of layers 2-4"."""
+        if self.include:
+            where = ", ".join(self.include)
+        elif len(self.layers) > 1 and self.layers == tuple(range(self.layers[0], self.layers[-1] + 1)):
+            where = f"layers {self.layers[0]}-{self.layers[-1]}"
+        else:
+            where = ("layer " if len(self.layers) == 1 else "layers ") + ", ".join(map(str, self.layers))
+        if self.kind == "frozen":
+            text = "frozen backbone"
+        elif self.kind == "bn":
+            text = f"BN of {where}"
+        elif self.kind == "svf":
+            text = " + ".join(self.subspaces) + (" + BN" if self.bn_affine else "") + f" of {where}"
+        elif self.name.removesuffix("-bntrain") == "full":
+            text = "full fine-tuning"
+        else:
+            convs = {("kxk",): "3×3 convs", ("1x1",): "1×1 convs"}.get(tuple(self.kernels), "all convs")
+            text = f"{convs} of {where}"
+        return text + (", BN in train mode" if self.bn_train else "")
+
+    @property
     def extra_state(self) -> tuple[str, ...]:
         """State-dict patterns a checkpoint needs besides the trainable tensors (BN statistics drift in train mode);
         pass them as ``extra`` to :func:`svf.decompose.trainable_state_dict`."""

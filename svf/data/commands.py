@@ -92,7 +92,7 @@ def _add_synth(subparsers) -> None:
         import json
 
         from ..data.datasets import NUM_CLASSES
-        from ..data.synthetic import SynthConfig, guaranteed_pool_size, synth
+        from ..synthetic.raw import SynthConfig, guaranteed_pool_size, synth
 
         dataset = _dataset_of(args, "synth")
         n = NUM_CLASSES[dataset]
@@ -147,7 +147,7 @@ def _add_prepare(subparsers) -> None:
         import json
 
         from ..data.splits import DEFAULT_REFERENCE_DIR
-        from ..data.synthetic import is_synthetic
+        from ..synthetic.raw import is_synthetic
 
         dataset = _dataset_of(args, "prepare")
         raw = args.raw

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write, write_text
+from ..labels import IGNORE_LABEL
 
 DATASETS = ("pascal", "coco")
 SETTINGS = ("dagger", "original")  # dagger = BAM's filtered train lists (the paper's †), original = PFENet's
@@ -31,7 +32,6 @@ SPLITS_SUMMARY = "splits_summary.json"  # written last by `svf splits`: the fold
 COCO_SPLITS = ("interleaved", "contiguous")
 NUM_FOLDS = 4
 MIN_PIXELS = 2 * 32 * 32  # Shaban's rule kept by PFENet/BAM: a class counts for an image from 2048 pixels on
-IGNORE_LABEL = 255
 
 PASCAL_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -297,11 +297,13 @@ def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: Tr
 
 def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: int, n_episodes: int,
                   size: int | None = None, coco_split: str = "interleaved",
-                  image_classes: dict | None = None, exif_orientation: str = "apply") -> EvalEpisodes:
+                  image_classes: dict | None = None, exif_orientation: str = "apply",
+                  split: str = "val") -> EvalEpisodes:
     """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`. ``size=None``: the
-    authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8)."""
+    authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8). ``split``: ``val`` (the test
+    list) or ``holdout`` (the study's model-selection list, disjoint from every test episode; svf/data/splits.py)."""
     source = open_dataset(root, exif_orientation=exif_orientation)
-    images, pools, info = _fold_inputs(splits_dir, setting, "val", fold)
+    images, pools, info = _fold_inputs(splits_dir, setting, split, fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     novel = fold_classes(source.name, fold, coco_split).novel
     size = VAL_SIZE[source.name] if size is None else size

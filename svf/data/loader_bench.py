@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..labels import IGNORE_LABEL
+
 
 def _draw_scene(rng: np.random.Generator, h: int, w: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """A textured background with 1-3 filled ellipses; returns (uint8 H x W x 3 image, uint8 H x W mask)."""
@@ -32,7 +34,7 @@ def _draw_scene(rng: np.random.Generator, h: int, w: int, num_classes: int) -> t
         cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
         ry, rx = rng.uniform(0.08, 0.35) * h, rng.uniform(0.08, 0.35) * w
         d = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
-        mask[(d >= 1.0) & (d < 1.15)] = 255  # void ring, like VOC object boundaries
+        mask[(d >= 1.0) & (d < 1.15)] = IGNORE_LABEL  # void ring, like VOC object boundaries
         inside = d < 1.0
         mask[inside] = cls
         img[inside] = img[inside] * 0.3 + rng.uniform(0, 255, size=3).astype(np.float32) * 0.7

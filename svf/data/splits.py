@@ -11,6 +11,11 @@ Every mask is read once (``scan_masks``: one ``np.bincount`` per mask) into ``im
 - setting ``dagger`` (BAM's ``filter_intersection=True``, the paper's dagger) drops, before that, every training
   image whose classes are not all base classes (any novel pixel removes it); ``original`` (PFENet) does not;
 - val lists use the novel classes and no intersection filter, so both settings have the same val lists;
+- holdout lists (not in PFENet/BAM: the study's model selection, docs/study.md) apply the val rule to the *train*
+  list: training images with a novel class of the fold. The dagger setting never trains on them (any novel pixel
+  drops an image) and no test episode uses them (test episodes come from the val list), so validation episodes
+  drawn from them select a model without seeing the test set; in the original setting they are training images
+  in which the novel objects are labelled background;
 - the image list keeps the order of ``lists/<split>.txt``; a class pool lists the images registered for the
   class (sorted ids, as in the authors' published lists reduced to ids).
 
@@ -33,6 +38,10 @@ from .datasets import (
     IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, SPLITS_SUMMARY, PreparedDataset, base_classes, novel_classes,
     read_id_list, read_mask, write_id_list,
 )
+
+HOLDOUT = "holdout"  # the study's validation list: train-list images holding a novel class (module docstring)
+FOLD_LISTS = (*SPLITS, HOLDOUT)  # every list `svf splits` writes per setting and fold
+SOURCE_LIST = {"train": "train", "val": "val", HOLDOUT: "train"}  # the dataset list each fold list is drawn from
 
 # The authors' published PASCAL lists reduced to ids (shipped in the repository, see config/reference_splits/).
 DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "config" / "reference_splits"
@@ -106,16 +115,17 @@ def build_fold_list(ids, image_classes: dict[str, dict[int, int]], classes, filt
 
 def fold_list_for(setting: str, split: str, dataset: str, fold: int, ids, image_classes, min_pixels: int = MIN_PIXELS,
                   coco_split: str = "interleaved") -> FoldList:
-    """The list of (setting, split, fold): train = base classes (dagger: intersection filter), val = novel."""
+    """The list of (setting, split, fold): train = base classes (dagger: intersection filter), val = novel;
+    holdout = novel classes in the training images (``ids`` = the train list)."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of {SETTINGS}")
     if split == "train":
         return build_fold_list(ids, image_classes, base_classes(dataset, fold, coco_split),
                                filter_intersection=(setting == "dagger"), min_pixels=min_pixels)
-    if split == "val":
+    if split in ("val", HOLDOUT):
         return build_fold_list(ids, image_classes, novel_classes(dataset, fold, coco_split),
                                filter_intersection=False, min_pixels=min_pixels)
-    raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    raise ValueError(f"unknown split {split!r}; choose one of {FOLD_LISTS}")
 
 
 # --- files --------------------------------------------------------------------------------------------------------
@@ -247,9 +257,9 @@ def make_splits(dataset: PreparedDataset, out_dir, settings=SETTINGS, folds=rang
 
     files = {}
     for setting in settings:
-        for split in SPLITS:
+        for split in FOLD_LISTS:
             for fold in folds:
-                fl = fold_list_for(setting, split, dataset.name, fold, lists[split], image_classes,
+                fl = fold_list_for(setting, split, dataset.name, fold, lists[SOURCE_LIST[split]], image_classes,
                                    min_pixels=min_pixels, coco_split=coco_split)
                 write_fold_list(out_dir, setting, split, fold, fl)
                 files[f"{setting}/{split}/fold{fold}"] = fl.summary()

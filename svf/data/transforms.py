@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from ..labels import IGNORE_LABEL
+
 MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
 _MEAN_T = torch.tensor(MEAN).view(3, 1, 1)
@@ -157,7 +158,7 @@ def _warp_label(label: np.ndarray, g: _Geometry) -> np.ndarray:
     cv2 = cv2_module()
     return cv2.warpAffine(label, _index_map(_canvas_to_source(g), 0.0, 0.0), (g.ws, g.hs),
                           flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=IGNORE)
+                          borderValue=IGNORE_LABEL)
 
 
 def _pick_crop(protected: np.ndarray, g: _Geometry, ch: int, cw: int, keep_fraction: float) -> int:
@@ -306,7 +307,7 @@ def train_transform(image: np.ndarray, label: np.ndarray | None, rng: np.random.
     # Crop window in canvas coordinates (may stick out of the canvas: that part is padding).
     top, left = int(g.tops[pick]) - g.pad_top, int(g.lefts[pick]) - g.pad_left
     if label is not None:
-        out_label = np.full((ch, cw), IGNORE, dtype=np.uint8)
+        out_label = np.full((ch, cw), IGNORE_LABEL, dtype=np.uint8)
         r0, r1, c0, c1 = max(top, 0), min(top + ch, g.hs), max(left, 0), min(left + cw, g.ws)
         out_label[r0 - top:r1 - top, c0 - left:c1 - left] = canvas[r0:r1, c0:c1]
 
@@ -348,7 +349,7 @@ def eval_transform(image: np.ndarray, label: np.ndarray | None, size: int) -> tu
     out[:, :nh, nw:] = (-_MEAN_T * _INV_STD_T)
     out_label = None
     if label is not None:
-        out_label = np.full((size, size), IGNORE, dtype=np.uint8)
+        out_label = np.full((size, size), IGNORE_LABEL, dtype=np.uint8)
         lab = torch.from_numpy(label)[None, None]
         out_label[:nh, :nw] = F.interpolate(lab, size=(nh, nw), mode="nearest")[0, 0].numpy()
     return out, out_label
@@ -357,11 +358,11 @@ def eval_transform(image: np.ndarray, label: np.ndarray | None, size: int) -> tu
 def binarize(label: np.ndarray, class_id: int) -> np.ndarray:
     """class_id -> 1, 255 kept, everything else -> 0 (uint8; comparisons are much faster than a table lookup)."""
     out = (label == class_id).view(np.uint8)
-    out |= (label == IGNORE).view(np.uint8) * np.uint8(IGNORE)
+    out |= (label == IGNORE_LABEL).view(np.uint8) * np.uint8(IGNORE_LABEL)
     return out
 
 
-def lookup(values: dict[int, int], default: int, ignore: int = IGNORE) -> np.ndarray:
+def lookup(values: dict[int, int], default: int, ignore: int = IGNORE_LABEL) -> np.ndarray:
     """A 256-entry uint8 table: ``values`` (label value -> new value), ``default`` elsewhere, 255 kept.
     Apply with ``np.take(table, label)`` (faster than fancy indexing)."""
     lut = np.full(256, default, dtype=np.uint8)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from .. import files as atomic
 from ..backbones.base import STAGES
+from ..labels import IGNORE_LABEL
 from ..data.episodes import base_datasets, collate_episodes
 from ..models import build_base_learner
 from ..models.common import cross_entropy
@@ -49,7 +50,7 @@ def segmentation_counts(model: nn.Module, loader, device: torch.device, num_clas
         batch = to_device(batch, device)
         pred = model(batch["image"]).argmax(1)
         label = batch["label"]
-        valid = label != 255
+        valid = label != IGNORE_LABEL
         p, t = pred[valid], label[valid]
 
         def count(values):

@@ -1,4 +1,4 @@
-"""``svf`` commands of the engine: train, train-base, import-base-learner, pretrain, evaluate, estimate, bench,
+"""``svf`` commands of the engine: train, train-base, import-base-learner, pretrain, evaluate, probe, estimate, bench,
 check-checkpoint. Each ``_add_<command>`` defines its arguments and points ``func`` at the code; torch and the
 engine are imported inside the command functions only, so ``svf --help`` starts fast."""
 from __future__ import annotations
@@ -131,6 +131,24 @@ def _add_evaluate(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _add_probe(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "probe", help="the paper's mechanism: linear-probe accuracy of a fold's novel classes on a cell's backbone "
+                      "before and after base training (svf/engine/probe.py)")
+    _add_cell_arguments(parser)
+    parser.add_argument("--model", required=True, help="the cell's model.pt (the backbone after base training)")
+    parser.add_argument("--out", required=True, help="JSON to write: accuracy per feature before and after")
+
+    def run(args):
+        from ..engine.probe import probe_cell
+        from ..pipeline.specs import load_spec
+
+        probe_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                   base_learner=args.base_learner, threads=args.threads, device=args.device)
+
+    parser.set_defaults(func=run)
+
+
 def _add_estimate(subparsers) -> None:
     parser = subparsers.add_parser(
         "estimate", help="time every kind of cell on this device (synthetic tensors) and project device-hours")
@@ -254,7 +272,8 @@ def _add_check_checkpoint(subparsers) -> None:
 
 
 COMMANDS = (
-    _add_train, _add_train_base, _add_import_base_learner, _add_pretrain, _add_evaluate, _add_estimate, _add_bench,
+    _add_train, _add_train_base, _add_import_base_learner, _add_pretrain, _add_evaluate, _add_probe, _add_estimate,
+    _add_bench,
     _add_check_checkpoint,
 )
 

@@ -20,6 +20,7 @@ from .device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
 from .precision import Precision
 from .loop import out_of_memory
+from .metrics import FewShotScore
 from .scoring import score_episodes
 
 
@@ -44,13 +45,14 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
         loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=episodes, seed=seed,
                              batch_size=int(evaluation.get("batch_size", 8)))
         try:
+            trivial = FewShotScore(classes, evaluation.get("absent_class", "zero"))
             score = score_episodes(model, loader, dev, classes, evaluation.get("absent_class", "zero"),
-                                   f"{spec['cell_id']} seed {seed}", precision).summary()
+                                   f"{spec['cell_id']} seed {seed}", precision, trivial).summary()
         except torch.cuda.OutOfMemoryError:
             raise out_of_memory(spec["cell_id"], dev, f"lower evaluation.batch_size (now "
                                                       f"{evaluation.get('batch_size', 8)})") from None
         per_seed.append({"seed": seed, "miou": score["miou"], "fb_iou": score["fb_iou"],
-                         "episodes": score["episodes"]})
+                         "episodes": score["episodes"], "all_foreground_miou": 100.0 * trivial.miou()})
         for c, v in score["class_iou"].items():
             class_ious.setdefault(c, []).append(v)
     summary_file = Path(model_file).with_name(TRAIN_SUMMARY)
@@ -60,6 +62,8 @@ def evaluate_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str |
         "cell_id": spec["cell_id"],
         "miou": _mean([s["miou"] for s in per_seed]),
         "fb_iou": _mean([s["fb_iou"] for s in per_seed]),
+        # the all-foreground predictor on the same episodes: a cell at or below it has learnt nothing
+        "all_foreground_miou": _mean([s["all_foreground_miou"] for s in per_seed]),
         "class_iou": {c: _mean(v) for c, v in class_ious.items()},
         "episodes": sum(s["episodes"] for s in per_seed),
         "seeds": [s["seed"] for s in per_seed],

@@ -47,18 +47,35 @@ def train_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
 
 
 def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int, seed: int,
-                batch_size: int | None = None) -> DataLoader:
+                batch_size: int | None = None, split: str = "val") -> DataLoader:
+    """Episodes of the fold's test list (``split="val"``) or of its held-out selection list (``"holdout"``)."""
     cell = spec["cell"]
     dataset = episodes.eval_episodes(
         dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), seed=int(seed),
         n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec),
-        exif_orientation=exif_orientation(spec))
+        exif_orientation=exif_orientation(spec), split=split)
     size = batch_size or int(spec["evaluation"].get("batch_size", 8))
     workers = loader_workers()
     # A fixed episode list: its workers can live across the validations of every epoch (no restart per pass).
     return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=workers,
                       collate_fn=episodes.collate_episodes, pin_memory=torch.cuda.is_available(),
                       persistent_workers=workers > 0)
+
+
+# Where a cell's in-training validation episodes come from (recipe key ``val_source``): ``test`` = the first
+# ``val_episodes`` of the test list, as the authors' validate(); ``holdout`` = the fold's held-out list, which no test
+# episode uses (the study's selection; svf/data/splits.py).
+VAL_SOURCES = {"test": "val", "holdout": "holdout"}
+
+
+def validation_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
+    """The in-training validation episodes of a cell: the same for every training seed (``val_seed``)."""
+    recipe = spec["recipe"]
+    source = recipe.get("val_source", "test")
+    if source not in VAL_SOURCES:
+        raise ValueError(f"recipe {recipe.get('name')!r}: val_source {source!r} is not one of {sorted(VAL_SOURCES)}")
+    return eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]),
+                       seed=int(spec.get("val_seed", spec["seed"])), split=VAL_SOURCES[source])
 
 
 def fold_novel_classes(spec: dict) -> list[int]:

@@ -136,6 +136,7 @@ class Run:
     precision: Precision = Precision()
     micro_batch: int | None = None       # images per forward/backward (None: the whole batch); see batching.py
     nan_check_every: int = 50            # steps between the (host-syncing) checks for a non-finite loss
+    val_every: int = 1                   # validate after every k-th epoch and the last (1: every epoch, theirs)
     device: torch.device = torch.device("cpu")
 
 
@@ -226,7 +227,8 @@ def fit(run: Run, hooks: list[Hook] | None = None) -> TrainState:
                 validation(epoch, mid=True)
                 run.on_epoch_start()
         mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
-        score = validation(epoch, mid=False)
+        validates = (epoch + 1) % max(1, run.val_every) == 0 or epoch + 1 == run.epochs
+        score = validation(epoch, mid=False) if validates else float("nan")
         elapsed = time.time() - started
         state.wall_time_s += elapsed
         lrs = group_lrs(run.optimizer)  # the rates of the epoch's last step

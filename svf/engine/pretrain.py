@@ -1,5 +1,5 @@
 """The demo's stand-in for ImageNet pretraining: a tiny backbone learns to name the object of an object-centric
-synthetic image (:class:`svf.data.objects.ObjectImages`; single-label cross-entropy over every class look, as
+synthetic image (:class:`svf.synthetic.objects.ObjectImages`; single-label cross-entropy over every class look, as
 ImageNet classification), so the few-shot methods start from features that already separate the synthetic classes,
 novel ones included, as ImageNet features do for PASCAL's.
 
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .. import files as atomic
 from ..backbones import build_backbone
-from ..data.objects import ObjectImages
+from ..synthetic.objects import ObjectImages
 from .device import setup_process
 from .loop import seed_everything
 

@@ -24,7 +24,7 @@ from .batching import Grouping
 from .feature_cache import ValidationCache, backbone_is_frozen, backbone_trains
 from .build import build_cell_model, trained_state
 from .device import library_versions, setup_process
-from .loaders import eval_loader, fold_novel_classes, train_loader
+from .loaders import fold_novel_classes, train_loader, validation_loader
 from .precision import Precision
 from .loop import (DeviceMemoryError, NonFiniteLossError, Run, final_state, fit, out_of_memory, seed_everything,
                    write_log)
@@ -81,9 +81,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
     schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], backbone_trains(model)),
                           max_iter=epochs * len(loader), power=recipe["poly_power"], scale=recipe["poly_scale"])
     classes = fold_novel_classes(spec)
-    # Validation episodes are the same for every training seed (older specs have no val_seed: the one seed).
-    val_loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]),
-                             seed=int(spec.get("val_seed", seed)))
+    val_loader = validation_loader(spec, dataset_root, splits_dir)
     absent = spec["evaluation"].get("absent_class", "zero")
     if cell["method"] == "bam":
         model.share_frozen_backbone()  # frozen BAM: the base learner reads the query's layer4 (same tensors)
@@ -108,6 +106,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         on_epoch_start=on_epoch_start, epochs=epochs, seed=seed, checkpoint=Path(checkpoint_dir) / "last.pt",
         early_stop=recipe.get("early_stop"), mid_epoch_val=bool(recipe.get("mid_epoch_val")),
         mid_val_resets_early_stop=MID_VAL_RESETS_EARLY_STOP[cell["method"]], precision=precision,
+        val_every=int(recipe.get("val_every", 1)),
         micro_batch=grouping.micro, device=dev)
     try:
         state = fit(run)

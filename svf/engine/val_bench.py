@@ -37,7 +37,7 @@ def synthetic_pascal(directory: Path) -> tuple[str, str]:
     from ..data.datasets import open_dataset
     from ..data.pascal import PascalRaw, prepare_pascal
     from ..data.splits import make_splits
-    from ..data.synthetic import SynthConfig, synth
+    from ..synthetic.raw import SynthConfig, synth
 
     synth(directory / "raw", SynthConfig("pascal"))
     prepare_pascal(PascalRaw.under(directory / "raw"), directory / "data", progress=False)

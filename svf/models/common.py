@@ -14,8 +14,8 @@ from torch import nn
 
 from ..backbones import build_backbone
 from ..backbones.base import STAGES
+from ..labels import IGNORE_LABEL
 
-IGNORE_INDEX = 255
 # Weighted_GAP's area epsilon and the prior's cosine epsilon in PFENet/BAM/SVF code.
 GAP_EPS = 5e-4
 COSINE_EPS = 1e-7
@@ -145,11 +145,11 @@ def base_label_table(base_classes: Sequence[int], size: int = 256) -> torch.Tens
     """Lookup table raw class id -> BAM base label: base class -> its index in ``base_classes`` + 1, other
     classes -> 0, 255 kept."""
     ids = [int(c) for c in base_classes]
-    if len(set(ids)) != len(ids) or any(c <= 0 or c >= IGNORE_INDEX for c in ids):
+    if len(set(ids)) != len(ids) or any(c <= 0 or c >= IGNORE_LABEL for c in ids):
         raise ValueError(f"base_classes must be distinct class ids in 1..254, got {ids}")
     table = torch.zeros(size, dtype=torch.long)
     table[torch.tensor(ids, dtype=torch.long)] = torch.arange(1, len(ids) + 1)
-    table[IGNORE_INDEX] = IGNORE_INDEX
+    table[IGNORE_LABEL] = IGNORE_LABEL
     return table
 
 
@@ -161,7 +161,7 @@ def check_label(logits: torch.Tensor, label: torch.Tensor, key: str) -> torch.Te
 
 
 def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits, label, ignore_index=IGNORE_LABEL)
 
 
 def batch_item(batch: dict, key: str) -> torch.Tensor:

@@ -48,8 +48,8 @@ class BaseLabelMixin:
         if self._base_lut is None:
             raise ValueError(f"{type(self).__name__} was built with num_base_classes only; pass base_classes (the "
                              "fold's base class ids) to map raw labels to base labels")
-        if raw_label.numel() and (int(raw_label.min()) < 0 or int(raw_label.max()) > 255):
-            raise ValueError(f"raw labels must be class ids in 0..255, got range "
+        if raw_label.numel() and (int(raw_label.min()) < 0 or int(raw_label.max()) >= len(self._base_lut)):
+            raise ValueError(f"raw labels must be class ids in 0..{len(self._base_lut) - 1}, got range "
                              f"[{int(raw_label.min())}, {int(raw_label.max())}]")
         return self._base_lut.to(raw_label.device)[raw_label.long()]
 

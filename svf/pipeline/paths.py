@@ -11,6 +11,7 @@ and the reports (docs/architecture.md).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..data.datasets import DATASET_FILE, SPLITS_SUMMARY
@@ -33,20 +34,84 @@ STUDY_DIR = "<results>/study"
 FIGURES_DIR = "<figures>"
 DOWNLOADS_DIR = "<resources>/downloads"
 
-# Data: downloads or the synthetic stand-in -> a prepared dataset -> its fold splits.
+# Data: downloads or the synthetic stand-in -> a prepared dataset -> its fold splits; weights: ImageNet (downloaded)
+# or the demo's stand-in pretraining; BAM's stage-1 PSPNet per fold. Everything that derives from the synthetic data or
+# the stand-in pretraining lives under a *world* root: ``<resources>`` itself or, when every training seed draws its
+# own synthetic world (``data.synthetic.worlds: per_seed``, the study), ``<resources>/world{seed}``.
 DOWNLOAD_MARKER = DOWNLOADS_DIR + "/{artifact}.done"  # touched once `svf download` has fetched and checked it
-RAW_DIR = "<resources>/raw/{dataset}"  # the synthetic stand-in, in the real archives' layout (`svf synth`)
-RAW_MARKER = RAW_DIR + "/.complete"
-DATASET_ROOT = "<resources>/data/{dataset}"  # PFENet's data-root layout (`svf prepare`)
-DATASET_JSON = f"{DATASET_ROOT}/{DATASET_FILE}"  # written last: the dataset is complete
-SPLITS_DIR = "<resources>/splits/{dataset}"  # fold lists and support pools of both settings (`svf splits`)
-SPLITS_JSON = f"{SPLITS_DIR}/{SPLITS_SUMMARY}"  # written last, with the check against the published lists
+SHARED_WORLD = "<resources>"
+WORLD_PER_SEED = "<resources>/world{seed}"
 
-# Weights: ImageNet (downloaded) or the demo's stand-in pretraining; BAM's stage-1 PSPNet per fold.
-WEIGHTS_FILE = "<resources>/weights/{backbone}.pth"
-BASE_LEARNER_DIR = "<resources>/base_learners/{dataset}/{backbone}/fold{fold}"
+
+@dataclass(frozen=True)
+class ResourceLayout:
+    """The templates of a world's resources; under ``WORLD_PER_SEED`` each one holds the ``{seed}`` wildcard, so the
+    rules that make them run once per world."""
+
+    root: str = SHARED_WORLD
+
+    @property
+    def log_prefix(self) -> str:
+        """Prefix of the world's jobs' log and benchmark names (they must hold the same wildcards)."""
+        return "" if self.root == SHARED_WORLD else "world{seed}/"
+
+    @property
+    def raw_dir(self) -> str:  # the synthetic stand-in, in the real archives' layout (`svf synth`)
+        return f"{self.root}/raw/{{dataset}}"
+
+    @property
+    def raw_marker(self) -> str:
+        return f"{self.raw_dir}/.complete"
+
+    @property
+    def dataset_root(self) -> str:  # PFENet's data-root layout (`svf prepare`)
+        return f"{self.root}/data/{{dataset}}"
+
+    @property
+    def dataset_json(self) -> str:  # written last: the dataset is complete
+        return f"{self.dataset_root}/{DATASET_FILE}"
+
+    @property
+    def splits_dir(self) -> str:  # fold lists and support pools of both settings (`svf splits`)
+        return f"{self.root}/splits/{{dataset}}"
+
+    @property
+    def splits_json(self) -> str:  # written last, with the check against the published lists
+        return f"{self.splits_dir}/{SPLITS_SUMMARY}"
+
+    @property
+    def weights_file(self) -> str:
+        return f"{self.root}/weights/{{backbone}}.pth"
+
+    @property
+    def base_learner_dir(self) -> str:
+        return f"{self.root}/base_learners/{{dataset}}/{{backbone}}/fold{{fold}}"
+
+    @property
+    def base_learner_checkpoints(self) -> str:  # outside the outputs, as the cells' checkpoints
+        return f"{self.root}/checkpoints/base_learners/{{dataset}}/{{backbone}}/fold{{fold}}"
+
+    def inputs_of_cell(self, cell: Mapping[str, Any]) -> dict[str, str]:
+        inputs = {"dataset": self.dataset_json.format(**cell), "splits": self.splits_json.format(**cell),
+                  "weights": self.weights_file.format(**cell)}
+        if cell["method"] == "bam":
+            inputs["base_learner"] = f"{self.base_learner_dir.format(**cell)}/{MODEL}"
+        return inputs
+
+
+def resource_layout(config: Mapping[str, Any]) -> ResourceLayout:
+    """The config's layout: one world per training seed when ``data.synthetic.worlds`` is ``per_seed``."""
+    per_seed = ((config.get("data") or {}).get("synthetic") or {}).get("worlds") == "per_seed"
+    return ResourceLayout(WORLD_PER_SEED if per_seed else SHARED_WORLD)
+
+
+SHARED = ResourceLayout()
+RAW_DIR, RAW_MARKER = SHARED.raw_dir, SHARED.raw_marker
+DATASET_ROOT, DATASET_JSON = SHARED.dataset_root, SHARED.dataset_json
+SPLITS_DIR, SPLITS_JSON = SHARED.splits_dir, SHARED.splits_json
+WEIGHTS_FILE = SHARED.weights_file
+BASE_LEARNER_DIR, BASE_LEARNER_CHECKPOINTS = SHARED.base_learner_dir, SHARED.base_learner_checkpoints
 # Checkpoints live outside the outputs: Snakemake's clean-up of a killed job keeps them and the rerun resumes.
-BASE_LEARNER_CHECKPOINTS = "<resources>/checkpoints/base_learners/{dataset}/{backbone}/fold{fold}"
 CELL_CHECKPOINTS = "<resources>/checkpoints/cells/" + CELL_ID_FORMAT
 
 # Reports.
@@ -61,7 +126,12 @@ FIGURE4_FILE = FIGURES_DIR + "/figure4_fold{fold}.png"
 FIGURE6_FILES = (f"{FIGURES_DIR}/figure6_singular_values.png", f"{FIGURES_DIR}/figure6_singular_values.pdf")
 FIGURE6_DATA = f"{FIGURES_DIR}/figure6_singular_values.csv"
 OVERVIEW_PNG = f"{FIGURES_DIR}/overview.png"
-STUDY_FIGURE = FIGURES_DIR + "/study_{table}.png"
+# The study (docs/study.md): its cells collected, the verdicts, the rows, the probe of the paper's mechanism.
+STUDY_CELLS = f"{STUDY_DIR}/cells.csv"
+STUDY_FILES = tuple(f"{STUDY_DIR}/{name}" for name in ("study.md", "study.csv", "study_rows.csv"))
+STUDY_FIGURES = tuple(f"{FIGURES_DIR}/study_{name}.png" for name in ("claims", "rows"))
+STUDY_PROBE_FIGURE = f"{FIGURES_DIR}/study_probe.png"
+STUDY_PROBE = f"{STUDY_DIR}/probe/{CELL_ID_FORMAT}.json"  # `svf probe` of one cell (before/after base training)
 ESTIMATE_CSV, ESTIMATE_MD = f"{RESULTS_DIR}/estimate.csv", f"{RESULTS_DIR}/estimate.md"  # svf estimate writes both
 
 
@@ -93,16 +163,9 @@ def imagenet_artifact(config: Mapping[str, Any], backbone: str) -> str:
     return weights_artifact(backbone, config["weights"]["resnet50"])
 
 
-def inputs_of_cell(cell: Mapping[str, Any]) -> dict[str, str]:
-    """Everything a cell's training (and evaluation) reads besides its own outputs."""
-    inputs = {
-        "dataset": DATASET_JSON.format(**cell),
-        "splits": SPLITS_JSON.format(**cell),
-        "weights": WEIGHTS_FILE.format(**cell),
-    }
-    if cell["method"] == "bam":
-        inputs["base_learner"] = f"{BASE_LEARNER_DIR.format(**cell)}/{MODEL}"
-    return inputs
+def inputs_of_cell(cell: Mapping[str, Any], layout: "ResourceLayout | None" = None) -> dict[str, str]:
+    """Everything a cell's training (and evaluation) reads besides its own outputs (``layout``: its world's)."""
+    return (layout or SHARED).inputs_of_cell(cell)
 
 
 def published_base_learner(root: str, dataset: str, backbone: str, fold: int | str) -> str:

@@ -120,14 +120,15 @@ def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fo
     }
 
 
-def pretrain_spec(config: Mapping[str, Any], backbone: str) -> dict:
-    """Specification of the demo's stand-in pretraining of one backbone (``weights.source: pretrain``)."""
+def pretrain_spec(config: Mapping[str, Any], backbone: str, world_seed: int | None = None) -> dict:
+    """Specification of the demo's stand-in pretraining of one backbone (``weights.source: pretrain``), seeded by
+    its world's seed (per-seed worlds) or the config's seed (one shared world)."""
     model = config["model"]
     return {
         "model": {"backbone": backbone, "width": model["width"], "depths": backbone_depths(config, backbone),
                   "stem": backbone_stem(config, backbone), **backbone_extra(config, backbone)},
         **config["weights"]["pretrain"],
-        "seed": int(config["seed"]),
+        "seed": int(config["seed"] if world_seed is None else world_seed),
         "deterministic": bool(config.get("deterministic", False)),
     }
 

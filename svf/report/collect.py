@@ -28,7 +28,7 @@ METRICS_KEYS = ("cell", "cell_id", "miou", "fb_iou", "class_iou", "episodes", "s
 VERSIONED = ("python", "torch", "torchvision", "numpy", "cuda", "cudnn")
 
 #: Columns of results.csv before the per-class ``class_iou_<k>`` columns.
-RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "fb_iou", "miou_seed_std", "n_seeds", "episodes", "protocol",
+RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "fb_iou", "all_foreground_miou", "miou_seed_std", "n_seeds", "episodes", "protocol",
                   "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "train_bench_s",
                   "eval_bench_s", "device", "device_hours", "gpu_hours", "trainable_params", "config_hash",
                   "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
@@ -77,6 +77,8 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
         "cell_id": cid,
         "miou": float(metrics["miou"]),
         "fb_iou": float(metrics["fb_iou"]),
+        # absent in metrics made before it was recorded
+        "all_foreground_miou": float(metrics.get("all_foreground_miou") or "nan"),
         "miou_seed_std": float(np.std(per_seed)) if len(per_seed) > 1 else float("nan"),
         "n_seeds": len(seeds) if isinstance(seeds, list) else int(seeds),
         "episodes": metrics["episodes"],

@@ -179,26 +179,34 @@ def _add_overview(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-STUDY_HELP = "Tables 4-8 over several seeds: 95%% intervals, differences to the reference rows, claims"
+STUDY_HELP = ("the study of Tables 4-8 (docs/study.md): every distinct claim tested on paired runs (Holm, "
+              "equivalence tests), rows with failure rates, the novel-class probe")
 
 
 def _add_study(subparsers) -> None:
-    parser = subparsers.add_parser("study", help=STUDY_HELP)
+    parser = subparsers.add_parser("study", help=STUDY_HELP, description=STUDY_HELP)
     _add_table_arguments(parser)
-    parser.add_argument("--figures-dir", required=True, help="directory for study_<table>.png")
-    parser.add_argument("--out", required=True, help="directory for study.md and study.csv")
+    parser.add_argument("--figures-dir", required=True, help="directory for study_claims.png, study_rows.png, ...")
+    parser.add_argument("--out", required=True, help="directory for study.md, study.csv and study_rows.csv")
     parser.add_argument("--references", nargs="*", default=[], metavar="TABLE=ROW",
                         help="reference row of a table (defaults: frozen for tables 4-6, svf for 7-8)")
+    parser.add_argument("--primary", nargs="*", metavar="'ROW vs REFERENCE'",
+                        help="the primary claims (default: svf vs frozen, full vs frozen, svf vs full, svf-U vs "
+                             "svf, svf-V vs svf)")
+    parser.add_argument("--margin", type=float, default=1.0,
+                        help="equivalence margin in mIoU points (default 1.0)")
+    parser.add_argument("--probes", nargs="*", default=[], help="probe JSON files written by `svf probe`")
 
     def run(args):
-        from ..report.study import write_study
+        from ..report.study import DEFAULT_PRIMARY, write_study
 
         def go():
             references = dict(item.split("=", 1) for item in args.references)
             tables, results, paper = _load_table_inputs(args)
             names = args.only or ["table4", "table5", "table6", "table7", "table8"]
-            written = write_study(tables, results, paper, args.out, args.figures_dir, names, seeds=args.seeds,
-                                  folds=args.folds, references=references, demo=args.demo)
+            written = write_study(tables, results, paper, args.out, args.figures_dir, names, folds=args.folds,
+                                  references=references, primary=args.primary or DEFAULT_PRIMARY,
+                                  margin=args.margin, probes=args.probes, demo=args.demo)
             print(f"svf study: wrote {len(written)} files")
 
         return _report_call("study", go)

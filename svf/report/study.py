@@ -1,23 +1,15 @@
-"""The small-scale study of the paper's claims: row means with 95% intervals over training seeds, differences to
-each table's reference row, and a verdict per claim (agrees, disagrees, cannot tell).
+"""The study of the paper's claims (docs/study.md): every distinct claim of Tables 4-8 tested on paired runs, with
+the analysis fixed in advance; the statistics are in svf/report/claims.py.
 
-Estimator. A row's value is, as in the paper's Mean column, the mean over the (fixed) folds of each fold's mean over
-seeds. The folds are strata, not a sample: the interval covers the training-seed variation (initialisation, data
-order, augmentation; the test episodes of a fold are fixed). With x[f, s] the mIoU of fold f and seed s, n_f seeds in
-fold f and F folds:
+Inputs: the collected cells of the study (any seeds; a claim pairs the runs of its two rows with the same fold and
+seed), the tables (which rows exist, their cells), the paper's numbers (each claim's direction and size) and,
+optionally, the probe results of svf/engine/probe.py (the paper's mechanism). Outputs: ``study.md`` (the verdicts,
+the rows with their failure rates, the probe), ``study.csv`` (one row per claim), ``study_rows.csv`` and the
+figures ``study_claims.png`` (a forest plot), ``study_rows.png`` and ``study_probe.png``.
 
-    estimate = mean_f mean_s x[f, s]
-    variance = (1 / F^2) sum_f s2 / n_f,   s2 = pooled within-fold variance, df = sum_f (n_f - 1)
-    interval = estimate +- t(0.975, df) * sqrt(variance)
-
-A difference to the reference row uses the same estimator on d[f, s] = x_row[f, s] - x_ref[f, s]: the same fold and
-seed (same data order and head initialisation) are paired, which removes the fold and much of the seed effect. With
-one seed per fold (df = 0) there is no interval and every claim reads "cannot tell".
-
-Claims: every non-reference row of a table against its reference (``study.references`` in the config: frozen for
-Tables 4-6, S for Tables 7-8), with the sign the paper's means give. Verdict: ``agrees`` when the interval of the
-difference excludes 0 on the paper's side, ``disagrees`` when it excludes 0 on the other side, ``cannot tell``
-otherwise (or when the paper prints no difference).
+A row's value is, as the paper's Mean column, the mean over folds of each fold's mean over seeds, with a 95%
+interval over training seeds (claims.stratified_mean). A run *fails* when its test mIoU is no better than the
+all-foreground predictor's on the same episodes (metrics.json ``all_foreground_miou``).
 """
 from __future__ import annotations
 
@@ -28,198 +20,373 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..pipeline.cells import DEFAULT_SEED, cell_id
 from ..pipeline.tables import table_entries, tables_of
+from ..policy import parse_policy
 from . import atomic_write, atomic_write_text
+from .claims import (AGREES, ALPHA, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENCE_THRESHOLD, EQUIVALENT,
+                     NOT_EQUIVALENT, Claim, decide, stratified_mean)
 
-AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 DEFAULT_REFERENCES = {"table4": "frozen", "table5": "frozen", "table6": "frozen", "table7": "svf", "table8": "svf"}
-LEVEL = 0.95
+# The paper's central ordering (SVF > frozen > fine-tuning; S > U, V): claims named primary in docs/study.md.
+DEFAULT_PRIMARY = ("svf vs frozen", "full vs frozen", "svf vs full", "svf-U vs svf", "svf-V vs svf")
+VERDICT_ORDER = (AGREES, EQUIVALENT, DISAGREES, NOT_EQUIVALENT, CANNOT_TELL)
 
 
 class StudyError(ValueError):
     """A study input is missing or inconsistent; the message names what."""
 
 
-def stratified_interval(values: pd.DataFrame, level: float = LEVEL) -> dict[str, float]:
-    """Estimate and interval of the mean over folds of per-fold means, from a frame with columns fold, value."""
-    from scipy import stats
-
-    values = values.dropna(subset=["value"])
-    if values.empty:
-        return {"estimate": math.nan, "half_width": math.nan, "low": math.nan, "high": math.nan, "df": 0, "n": 0}
-    groups = values.groupby("fold")["value"]
-    means, counts = groups.mean(), groups.count()
-    df = int((counts - 1).sum())
-    estimate = float(means.mean())
-    if df == 0:
-        half = math.nan
-    else:
-        pooled = float(((values["value"] - values["fold"].map(means)) ** 2).sum() / df)
-        se = math.sqrt(pooled * float((1.0 / counts).sum())) / len(means)
-        half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return {"estimate": estimate, "half_width": half, "low": estimate - half, "high": estimate + half, "df": df,
-            "n": int(counts.sum())}
-
-
-def verdict(low: float, high: float, paper_difference: float) -> str:
-    """agrees / disagrees / cannot tell for an interval [low, high] of (row - reference) and the paper's sign."""
-    if any(map(math.isnan, (low, high, paper_difference))) or paper_difference == 0:
-        return CANNOT_TELL
-    if low > 0 or high < 0:
-        return AGREES if (low > 0) == (paper_difference > 0) else DISAGREES
-    return CANNOT_TELL
-
-
-def display_labels(table: Mapping[str, Any]) -> dict[str, str]:
-    """A unique readable label per row: the row's label, with its group when labels repeat ("+SVF 2, 3, 4" beside
-    "+part fine-tune 2, 3, 4"), and its id when even that repeats (Table 6's conv kinds)."""
-    rows = table["rows"]
-    labels = {r["id"]: r["label"] for r in rows}
-    if len(set(labels.values())) < len(rows):
-        labels = {r["id"]: f"{r['group']} {r['label']}" for r in rows}
-    counts = pd.Series(list(labels.values())).value_counts()
-    return {k: (f"{v} [{k}]" if counts[v] > 1 else v) for k, v in labels.items()}
-
-
-def _per_seed(tables, name: str, results: pd.DataFrame, seeds, folds) -> pd.DataFrame:
-    """One row per (row, fold, seed) of a table's 1-shot cells with its mIoU (NaN when not run)."""
-    miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
-    labels = display_labels(tables[name])
-    records = [{"row": row["id"], "label": labels[row["id"]], "shot": shot, "fold": fold, "seed": cell["seed"],
-                "value": float(miou.get(cell_id(cell), math.nan))}
-               for row, shot, fold, cell in table_entries(tables[name], folds=folds, seeds=seeds)]
-    return pd.DataFrame.from_records(records)
-
-
-def study_frame(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, names: Sequence[str],
-                seeds: Sequence[int] = (DEFAULT_SEED,), folds: Sequence[int] | None = None,
-                references: Mapping[str, str] | None = None, level: float = LEVEL) -> pd.DataFrame:
-    """Per (table, row): estimate and interval, paper mean, difference to the reference row with its interval,
-    the paper's difference and the verdict."""
+def study_rows(tables: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict]:
+    """Row id -> {"label" (what trains, in words), "cell" (the row's cell parameters), "tables"} over the named
+    tables; a row id used by
+    several tables must name the same cell in each (Table 4's "svf" is Table 5's)."""
     tables = tables_of(tables)
-    references = {**DEFAULT_REFERENCES, **(references or {})}
-    paper_means = paper[paper["fold"] == "mean"].set_index(["table", "row", "shot"])["value"]
-    out = []
+    rows: dict[str, dict] = {}
     for name in names:
         if name not in tables:
             raise StudyError(f"unknown table {name!r}; tables.yaml has {list(tables)}")
+        for row, _, _, cell in table_entries(tables[name], folds=[tables[name]["folds"][0]]):
+            params = {k: v for k, v in cell.items() if k not in ("fold", "seed")}
+            if row["id"] in rows and rows[row["id"]]["cell"] != params:
+                raise StudyError(f"row {row['id']!r} names different cells in {rows[row['id']]['tables']} and "
+                                 f"{name}: {rows[row['id']]['cell']} vs {params}")
+            entry = rows.setdefault(row["id"], {"label": parse_policy(cell["policy"]).description, "cell": params,
+                                                "tables": []})
+            if name not in entry["tables"]:
+                entry["tables"].append(name)
+    return rows
+
+
+def runs_frame(rows: Mapping[str, dict], results: pd.DataFrame, folds: Sequence[int] | None = None) -> pd.DataFrame:
+    """One line per (row, fold, seed) run found in ``results``: value (mIoU) and the all-foreground floor."""
+    if results.empty:
+        return pd.DataFrame(columns=["row", "fold", "seed", "value", "floor"])
+    keyed = {tuple(sorted(r["cell"].items())): row_id for row_id, r in rows.items()}
+    params = [k for k in next(iter(rows.values()))["cell"]]
+    records = []
+    for r in results.to_dict("records"):
+        row_id = keyed.get(tuple(sorted((k, _plain(r[k])) for k in params)))
+        if row_id is None or (folds is not None and int(r["fold"]) not in folds):
+            continue
+        records.append({"row": row_id, "fold": int(r["fold"]), "seed": int(r["seed"]), "value": float(r["miou"]),
+                        "floor": float(r.get("all_foreground_miou", math.nan))})
+    return pd.DataFrame.from_records(records, columns=["row", "fold", "seed", "value", "floor"])
+
+
+def _plain(value):
+    """A results.csv value as the cell dicts hold it (numpy ints -> int)."""
+    return int(value) if isinstance(value, (np.integer,)) else value
+
+
+def claims_of(rows: Mapping[str, dict], tables: Mapping[str, Any], names: Sequence[str], paper: pd.DataFrame,
+              references: Mapping[str, str] | None = None, primary: Iterable[str] = DEFAULT_PRIMARY) -> list[Claim]:
+    """The distinct claims: every row of a table against the table's reference (once, however many tables print
+    it), plus the ``primary`` pairs ("row vs reference") the tables do not print; each with the paper's
+    difference of Mean values (1-shot)."""
+    references = {**DEFAULT_REFERENCES, **(references or {})}
+    means = paper[(paper["fold"] == "mean") & (paper["shot"] == 1)].set_index(["table", "row"])["value"]
+    primary = list(primary)
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for name in names:
         ref = references.get(name)
-        row_ids = [r["id"] for r in tables[name]["rows"]]
-        if ref not in row_ids:
-            raise StudyError(f"{name}: reference row {ref!r} is not one of its rows {row_ids}")
-        per_seed = _per_seed(tables, name, results, seeds, folds)
-        ref_values = per_seed[per_seed["row"] == ref].set_index(["shot", "fold", "seed"])["value"]
-        for (row, shot), d in per_seed.groupby(["row", "shot"], sort=False):
-            est = stratified_interval(d, level)
-            paper_value = paper_means.get((name, row, shot), math.nan)
-            paper_ref = paper_means.get((name, ref, shot), math.nan)
-            record = {"table": name, "row": row, "label": d["label"].iloc[0], "shot": shot, "reference": ref,
-                      "mean": est["estimate"], "low": est["low"], "high": est["high"], "df": est["df"],
-                      "n": est["n"], "paper": paper_value}
-            if row == ref:
-                record.update(diff=math.nan, diff_low=math.nan, diff_high=math.nan, paper_diff=math.nan,
-                              verdict="")
-            else:
-                paired = d.set_index(["shot", "fold", "seed"])["value"] - ref_values
-                diff = stratified_interval(paired.rename("value").reset_index(), level)
-                paper_diff = paper_value - paper_ref
-                record.update(diff=diff["estimate"], diff_low=diff["low"], diff_high=diff["high"],
-                              paper_diff=paper_diff, verdict=verdict(diff["low"], diff["high"], paper_diff))
-            out.append(record)
+        table_rows = [r["id"] for r in tables_of(tables)[name]["rows"]]
+        if ref not in table_rows:
+            raise StudyError(f"{name}: reference row {ref!r} is not one of its rows {table_rows}")
+        for row in table_rows:
+            if row != ref:
+                pairs.setdefault((row, ref), []).append(name)
+    for key in primary:
+        row, _, ref = key.partition(" vs ")
+        if row not in rows or ref not in rows:
+            raise StudyError(f"primary claim {key!r}: rows must be among {sorted(rows)}")
+        pairs.setdefault((row, ref), [])
+
+    def paper_value(row: str) -> float:
+        for name in rows[row]["tables"]:
+            if (name, row) in means.index:
+                return float(means[(name, row)])
+        return math.nan
+
+    return [Claim(row, ref, paper_value(row) - paper_value(ref), primary=f"{row} vs {ref}" in primary,
+                  tables=tuple(where)) for (row, ref), where in pairs.items()]
+
+
+def paired_differences(runs: pd.DataFrame, row: str, reference: str) -> pd.DataFrame:
+    """d = row - reference on the (fold, seed) pairs both rows ran."""
+    a = runs[runs["row"] == row].set_index(["fold", "seed"])["value"]
+    b = runs[runs["row"] == reference].set_index(["fold", "seed"])["value"]
+    d = (a - b).dropna()
+    return d.rename("value").reset_index()
+
+
+def rows_summary(rows: Mapping[str, dict], runs: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Per row: runs, mean over folds of fold means with its 95% interval, the failure rate, the paper's mean."""
+    means = paper[(paper["fold"] == "mean") & (paper["shot"] == 1)].set_index(["table", "row"])["value"]
+    out = []
+    for row_id, row in rows.items():
+        r = runs[runs["row"] == row_id]
+        est = stratified_mean(r[["fold", "value"]])
+        failed = int((r["value"] <= r["floor"]).sum())
+        paper_value = next((float(means[(t, row_id)]) for t in row["tables"] if (t, row_id) in means.index),
+                           math.nan)
+        out.append({"row": row_id, "label": row["label"], "tables": ", ".join(row["tables"]), "runs": len(r),
+                    "seeds": r["seed"].nunique(), "mean": est["estimate"], "low": est["low"], "high": est["high"],
+                    "failed": failed, "failure_rate": failed / len(r) if len(r) else math.nan,
+                    "floor": float(r["floor"].mean()) if len(r) else math.nan, "paper": paper_value})
     return pd.DataFrame.from_records(out)
 
 
-def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
-    if math.isnan(mean):
+def study_frames(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, names: Sequence[str],
+                 folds: Sequence[int] | None = None, references: Mapping[str, str] | None = None,
+                 primary: Iterable[str] = DEFAULT_PRIMARY, margin: float = EQUIVALENCE_THRESHOLD,
+                 alpha: float = ALPHA) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(claims, rows): the verdict of every distinct claim and the summary of every row."""
+    rows = study_rows(tables, names)
+    runs = runs_frame(rows, results, folds)
+    claims = claims_of(rows, tables, names, paper, references, primary)
+    diffs = {c.key: paired_differences(runs, c.row, c.reference) for c in claims}
+    decided = decide(claims, diffs, margin=margin, alpha=alpha)
+    decided["label"] = [rows[r]["label"] for r in decided["row"]]
+    decided["reference_label"] = [rows[r]["label"] for r in decided["reference"]]
+    decided["clustered_p"] = [world_clustered_p(diffs[k]) for k in decided["claim"]]
+    return decided, rows_summary(rows, runs, paper)
+
+
+def world_clustered_p(diffs: pd.DataFrame) -> float:
+    """Sensitivity check of the plan: the two-sided p of d = 0 when each seed's mean difference over folds is one
+    observation (seeds as independent worlds, folds of a world correlated); NaN below 2 seeds."""
+    from scipy import stats
+
+    per_seed = diffs.groupby("seed")["value"].mean()
+    if len(per_seed) < 2 or float(per_seed.std()) == 0.0:
+        return math.nan
+    return float(stats.ttest_1samp(per_seed, 0.0).pvalue)
+
+
+# --- the probe (svf/engine/probe.py) ------------------------------------------------------------------------------
+
+
+def probe_summary(probes: pd.DataFrame, feature: str = "mid") -> pd.DataFrame:
+    """Per row: probe mIoU (``feature``) before and after base training and the change, each the mean over folds of
+    fold means with its 95% interval over seeds."""
+    out = []
+    for row, p in probes.groupby("row", sort=False):
+        record = {"row": row, "runs": len(p)}
+        for what in ("before", "after", "change"):
+            est = stratified_mean(p[["fold", f"{what}_{feature}"]].rename(columns={f"{what}_{feature}": "value"}))
+            record.update({what: est["estimate"], f"{what}_low": est["low"], f"{what}_high": est["high"]})
+        out.append(record)
+    return pd.DataFrame.from_records(out)
+
+
+def read_probes(paths: Iterable[str | Path], rows: Mapping[str, dict]) -> pd.DataFrame:
+    """The probe JSON files (svf probe) as one frame: row, fold, seed, before_<f>, after_<f>, change_<f>."""
+    import json
+
+    keyed = {tuple(sorted(r["cell"].items())): row_id for row_id, r in rows.items()}
+    records = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        cell = data["cell"]
+        params = {k: cell[k] for k in next(iter(rows.values()))["cell"]}
+        row = keyed.get(tuple(sorted(params.items())), cell["policy"])
+        record = {"row": row, "fold": int(cell["fold"]), "seed": int(cell["seed"])}
+        for what in ("before", "after"):
+            record.update({f"{what}_{k}": v for k, v in data[what].items() if isinstance(v, float)})
+        record.update({f"change_{k}": v for k, v in data["change"].items()})
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+# --- writing ------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float, signed: bool = False, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    fmt = "{:+.2f}" if signed else "{:.2f}"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _interval(est: float, low: float, high: float, signed: bool = False) -> str:
     if math.isnan(low):
-        return fmt.format(mean)
-    return f"{fmt.format(mean)} [{low:.2f}, {high:.2f}]"
+        return _fmt(est, signed)
+    return f"{_fmt(est, signed)} [{_fmt(low, signed)}, {_fmt(high, signed)}]"
 
 
-def claim_text(label: str, ref_label: str, paper_diff: float) -> str:
-    sign = ">" if paper_diff > 0 else "<" if paper_diff < 0 else "="
-    return f"{label} {sign} {ref_label}"
+def _p(value: float) -> str:
+    return "—" if math.isnan(value) else ("<0.001" if value < 0.001 else f"{value:.3f}")
 
 
-def summary_markdown(frame: pd.DataFrame, seeds: Sequence[int], folds_used: Sequence[int], demo: bool) -> str:
-    counts = frame[frame["verdict"] != ""]["verdict"].value_counts()
-    lines = ["## Study of the paper's claims" + (" (demo scale — not comparable to the paper)" if demo else ""), "",
-             f"Seeds {', '.join(map(str, seeds))}; folds {', '.join(map(str, folds_used))}. Each value: mean over folds "
-             f"of the mean over seeds, [95% interval over training seeds]; a difference pairs the same fold and "
-             f"seed of the row and its reference (svf/report/study.py). Verdict: the interval of the difference "
-             f"excludes 0 on the paper's side (agrees), on the other side (disagrees), or contains 0 (cannot tell).",
-             "", f"Claims: {counts.get(AGREES, 0)} agree, {counts.get(DISAGREES, 0)} disagree, "
-                 f"{counts.get(CANNOT_TELL, 0)} cannot tell.", ""]
-    for name, t in frame.groupby("table", sort=False):
-        ref = t["reference"].iloc[0]
-        ref_label = t.loc[t["row"] == ref, "label"].iloc[0]
-        lines += [f"### {name} (reference: {ref_label})", "",
-                  "| Row | Ours | Paper | Ours − ref | Paper − ref | Claim | Verdict |",
-                  "|:--|--:|--:|--:|--:|:--|:--|"]
-        for r in t.itertuples():
-            claim = "" if r.row == ref or math.isnan(r.paper_diff) else claim_text(r.label, ref_label, r.paper_diff)
-            paper = "—" if math.isnan(r.paper) else f"{r.paper:.2f}"
-            paper_diff = "" if math.isnan(r.paper_diff) else f"{r.paper_diff:+.2f}"
-            lines.append(f"| {r.label} | {_interval(r.mean, r.low, r.high)} | {paper} | "
-                         f"{'' if r.row == ref else _interval(r.diff, r.diff_low, r.diff_high, signed=True)} | "
-                         f"{paper_diff} | {claim} | {r.verdict} |")
-        lines.append("")
-    return "\n".join(lines)
+def claim_sentence(r) -> str:
+    """The paper's statement of a claim, in words."""
+    if r.kind == EQUIVALENCE:
+        return f"{r.label} ≈ {r.reference_label} (paper {r.paper_diff:+.2f})"
+    sign = ">" if r.paper_diff > 0 else "<"
+    return f"{r.label} {sign} {r.reference_label} (paper {r.paper_diff:+.2f})"
 
 
-def plot_study_table(frame: pd.DataFrame, name: str, demo: bool):
-    """Left: each row's mean with its 95% interval (ours) and the paper's mean (hollow, own axis: the scales
-    differ). Right: the difference to the reference row, ours with its interval beside the paper's, on one axis."""
+def claims_table(claims: pd.DataFrame) -> list[str]:
+    lines = ["| Claim (paper's difference) | Ours: row − reference [95% CI] | n (folds) | Half-width | "
+             "Smallest detectable | p (Holm) | Paper's value in our CI | Verdict |",
+             "|:--|--:|--:|--:|--:|--:|:--:|:--|"]
+    for r in claims.itertuples():
+        lines.append(f"| {claim_sentence(r)} | {_interval(r.estimate, r.low, r.high, signed=True)} | {r.n} "
+                     f"({r.folds}) | {_fmt(r.half_width)} | {_fmt(r.detectable)} | {_p(r.p_adjusted)} | "
+                     f"{'yes' if r.paper_in_interval else 'no'} | **{r.verdict}** |")
+    return lines
+
+
+def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFrame | None, demo: bool,
+                     margin: float = EQUIVALENCE_THRESHOLD, alpha: float = ALPHA) -> str:
+    counts = claims["verdict"].value_counts()
+    primary, secondary = claims[claims["primary"]], claims[~claims["primary"]]
+    scale = " (demo scale — not comparable to the paper's numbers)" if demo else ""
+    seeds = sorted(set(rows["seeds"])) if len(rows) else []
+    lines = [f"## Study of the paper's claims{scale}", "",
+             f"{len(claims)} distinct claims of Tables 4-8 ({len(primary)} primary), tested as fixed in advance in "
+             f"docs/study.md: each claim pairs the two rows' runs of the same fold and seed; the estimate is the mean "
+             f"over folds of the per-fold mean difference (OLS with fold effects: pooled within-fold variance); a "
+             f"direction claim tests d = 0, an equivalence claim (paper |difference| < {EQUIVALENCE_THRESHOLD:g}) "
+             f"tests |d| ≥ {margin:g} mIoU with two one-sided tests; Holm's correction over all {len(claims)} "
+             f"claims at α = {alpha:g}. 'Smallest detectable': the |difference| found with 80% power at Holm's "
+             f"strictest level (α/{len(claims)}).", "",
+             "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICT_ORDER if counts.get(v, 0)) + ".",
+             "", "### Primary claims", "", *claims_table(primary), "", "### Secondary claims", "",
+             *claims_table(secondary), "",
+             "Sensitivity (plan, docs/study.md): with each seed's mean difference over folds as one observation "
+             "(worlds as the unit), the primary claims' two-sided p are " + ", ".join(
+                 f"{r.claim}: {_p(r.clustered_p)}" for r in primary.itertuples()) + ".", "",
+             "### Rows", "",
+             f"Runs per row: {', '.join(map(str, seeds))} seeds per fold. Mean over folds of the per-fold mean, "
+             f"[95% CI over seeds]; failed = runs whose test mIoU is no better than the all-foreground predictor "
+             f"on the same episodes (mean floor {_fmt(float(rows['floor'].mean()))}).", "",
+             "| Row | Tables | Runs | mIoU [95% CI] | Failed | Paper |", "|:--|:--|--:|--:|--:|--:|"]
+    for r in rows.itertuples():
+        lines.append(f"| {r.label} (`{r.row}`) | {r.tables} | {r.runs} | {_interval(r.mean, r.low, r.high)} | "
+                     f"{r.failed} ({_fmt(100 * r.failure_rate, digits=0)}%) | {_fmt(r.paper)} |")
+    if probe is not None and len(probe):
+        lines += ["", "### The paper's mechanism: the novel classes' linear probe (svf/engine/probe.py)", "",
+                  "Linear segmentation probe of the fold's novel classes on the backbone's layer2+3 features "
+                  "(mIoU over the novel classes, fitted on held-out images, scored on test images), on the backbone "
+                  "a cell starts from (before) and after base training, on seeds the rows above do not use. Mean "
+                  "over folds [95% CI over seeds].", "",
+                  "| Row | Runs | Before | After | After − before |", "|:--|--:|--:|--:|--:|"]
+        for r in probe.itertuples():
+            lines.append(f"| `{r.row}` | {r.runs} | {_interval(r.before, r.before_low, r.before_high)} | "
+                         f"{_interval(r.after, r.after_low, r.after_high)} | "
+                         f"{_interval(r.change, r.change_low, r.change_high, signed=True)} |")
+    return "\n".join(lines) + "\n"
+
+
+VERDICT_COLOURS = {AGREES: "#009E73", EQUIVALENT: "#009E73", DISAGREES: "#D55E00", NOT_EQUIVALENT: "#D55E00",
+                   CANNOT_TELL: "#7f7f7f"}  # Okabe-Ito: readable with colour-blindness
+
+
+def plot_claims(claims: pd.DataFrame, demo: bool):
+    """Forest plot: one line per claim (primary first), our 95% interval (thick) and the family-wise interval
+    (thin), the paper's difference (diamond), the equivalence margin (band) for equivalence claims."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = frame[frame["table"] == name].reset_index(drop=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 1.5 * len(t) + 3), 3.8))
-    x = np.arange(len(t))
-    err = np.nan_to_num(np.vstack([t["mean"] - t["low"], t["high"] - t["mean"]]))
-    left.errorbar(x - 0.1, t["mean"], yerr=err, fmt="o", capsize=4, label="ours, 95% interval")
-    paper_axis = left.twinx()
-    paper_axis.plot(x + 0.1, t["paper"], "D", mfc="none", color="tab:red", label="paper")
-    paper_axis.set_ylabel("paper mIoU (%)", color="tab:red")
-    left.set(ylabel="our mIoU (%)", title="mean over folds and seeds")
-    others = t[t["row"] != t["reference"]]
-    xo = np.arange(len(others))
-    derr = np.nan_to_num(np.vstack([others["diff"] - others["diff_low"], others["diff_high"] - others["diff"]]))
-    right.errorbar(xo - 0.1, others["diff"], yerr=derr, fmt="o", capsize=4, label="ours, 95% interval")
-    right.plot(xo + 0.1, others["paper_diff"], "D", mfc="none", color="tab:red", label="paper")
-    right.axhline(0.0, color="black", linewidth=0.7)
-    ref_label = t.loc[t["row"] == t["reference"], "label"].iloc[0]
-    right.set(ylabel="mIoU difference (points)", title=f"difference to {ref_label}")
-    for ax, d, pos in ((left, t, x), (right, others, xo)):
-        ax.set_xticks(pos, d["label"], rotation=20, ha="right", fontsize=8)
-    right.legend(fontsize=7)
-    fig.suptitle(f"{name}: study of the paper's claims" + (" (demo scale)" if demo else ""), fontsize=10)
+    c = pd.concat([claims[claims["primary"]], claims[~claims["primary"]]]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.34 * len(c) + 1.6))
+    y = np.arange(len(c))[::-1]
+    for yi, r in zip(y, c.itertuples()):
+        colour = VERDICT_COLOURS.get(r.verdict, "black")
+        if r.kind == EQUIVALENCE and not math.isnan(r.margin):
+            ax.add_patch(plt.Rectangle((-r.margin, yi - 0.4), 2 * r.margin, 0.8, color="#56B4E9", alpha=0.25, lw=0))
+        ax.plot([r.fw_low, r.fw_high], [yi, yi], color=colour, lw=1)
+        ax.plot([r.low, r.high], [yi, yi], color=colour, lw=3.5, solid_capstyle="butt")
+        ax.plot(r.estimate, yi, "o", color=colour, ms=4)
+        ax.plot(r.paper_diff, yi, "D", mfc="white", mec="black", ms=5)
+    ax.axvline(0, color="black", lw=0.7)
+    labels = [f"{'● ' if r.primary else ''}{r.row} − {r.reference}  ({r.verdict})" for r in c.itertuples()]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("mIoU difference, row − reference (points)")
+    ax.set_title("Study of the paper's claims: our paired differences (thick: 95% CI; thin: family-wise CI) "
+                 "and the paper's (◇)" + (" — demo scale" if demo else ""), fontsize=9, wrap=True)
+    if len(c) and c["primary"].any() and not c["primary"].all():
+        ax.axhline(y[int(c["primary"].sum()) - 1] - 0.5, color="grey", lw=0.5, ls=":")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rows(rows: pd.DataFrame, demo: bool):
+    """Each row's mIoU with its 95% interval (left axis) and failure rate (annotated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    x = np.arange(len(rows))
+    err = np.nan_to_num(np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]]))
+    ax.errorbar(x, rows["mean"], yerr=err, fmt="o", color="#0072B2", capsize=3, label="ours, 95% CI")
+    ax.axhline(float(rows["floor"].mean()), color="#D55E00", ls="--", lw=1, label="all-foreground predictor")
+    for xi, r in zip(x, rows.itertuples()):
+        if r.failed:
+            ax.annotate(f"{r.failed} failed", (xi, r.low), textcoords="offset points", xytext=(0, -12),
+                        ha="center", fontsize=7, color="#D55E00")
+    ax.set_ylim(0, max(1.0, float(np.nanmax(rows["high"].to_numpy(float)))) * 1.1)
+    ax.set_xticks(x, rows["row"], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title("Rows of Tables 4-8: mean over folds and seeds" + (" — demo scale" if demo else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe(probe: pd.DataFrame, demo: bool):
+    """Probe mIoU before and after base training per row, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    x = np.arange(len(probe))
+    for offset, what, colour, marker in ((-0.12, "before", "#0072B2", "o"), (0.12, "after", "#E69F00", "s")):
+        mean = probe[what].to_numpy(float)
+        err = np.nan_to_num(np.vstack([mean - probe[f"{what}_low"], probe[f"{what}_high"] - mean]))
+        ax.errorbar(x + offset, mean, yerr=err, fmt=marker, color=colour, capsize=3,
+                    label=f"{what} base training")
+    ax.set_xticks(x, probe["row"], fontsize=8)
+    ax.set_ylabel("novel-class probe mIoU (%)")
+    ax.set_title("Linear probe of the novel classes on the backbone's features" + (" — demo scale" if demo else ""),
+                 fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, out_dir: str | Path,
-                figures_dir: str | Path, names: Iterable[str], seeds: Sequence[int] = (DEFAULT_SEED,),
-                folds: Sequence[int] | None = None, references: Mapping[str, str] | None = None,
+                figures_dir: str | Path, names: Iterable[str], folds: Sequence[int] | None = None,
+                references: Mapping[str, str] | None = None, primary: Iterable[str] = DEFAULT_PRIMARY,
+                margin: float = EQUIVALENCE_THRESHOLD, probes: Iterable[str | Path] = (),
                 demo: bool = False) -> list[Path]:
-    """Write ``<out_dir>/study.{csv,md}`` and ``<figures_dir>/study_<table>.png``; returns the paths."""
+    """Write ``study.{md,csv}``, ``study_rows.csv`` (and ``study_probe.csv``) under ``out_dir`` and the figures
+    under ``figures_dir``; returns the paths."""
     from .figures import save_figure
 
     names = list(names)
-    frame = study_frame(tables, results, paper, names, seeds=seeds, folds=folds, references=references)
-    folds_used = sorted({f for n in names for f in tables_of(tables)[n]["folds"] if folds is None or f in folds})
+    claims, rows = study_frames(tables, results, paper, names, folds=folds, references=references,
+                                primary=primary, margin=margin)
+    probe_runs = read_probes(probes, study_rows(tables, names)) if probes else pd.DataFrame()
+    probe = probe_summary(probe_runs) if len(probe_runs) else None
     out_dir, figures_dir = Path(out_dir), Path(figures_dir)
-    written = [atomic_write(out_dir / "study.csv", lambda tmp: frame.round(4).to_csv(tmp, index=False)),
-               atomic_write_text(out_dir / "study.md", summary_markdown(frame, seeds, folds_used, demo))]
-    for name in names:
-        written.append(save_figure(plot_study_table(frame, name, demo), figures_dir / f"study_{name}.png"))
+    written = [atomic_write(out_dir / "study.csv", lambda tmp: claims.round(5).to_csv(tmp, index=False)),
+               atomic_write(out_dir / "study_rows.csv", lambda tmp: rows.round(4).to_csv(tmp, index=False)),
+               atomic_write_text(out_dir / "study.md", summary_markdown(claims, rows, probe, demo, margin)),
+               save_figure(plot_claims(claims, demo), figures_dir / "study_claims.png"),
+               save_figure(plot_rows(rows, demo), figures_dir / "study_rows.png")]
+    if probe is not None:
+        written += [atomic_write(out_dir / "study_probe.csv", lambda tmp: probe_runs.round(4).to_csv(tmp, index=False)),
+                    save_figure(plot_probe(probe, demo), figures_dir / "study_probe.png")]
     return written
 
 
-__all__ = ["AGREES", "CANNOT_TELL", "DISAGREES", "StudyError", "stratified_interval", "study_frame", "verdict",
-           "write_study"]
+__all__ = ["DEFAULT_PRIMARY", "DEFAULT_REFERENCES", "StudyError", "claims_of", "paired_differences",
+           "probe_summary", "read_probes", "rows_summary", "runs_frame", "study_frames", "study_rows",
+           "world_clustered_p", "write_study"]

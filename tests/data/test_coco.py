@@ -115,7 +115,7 @@ def test_test_queries_walk_the_val_list_in_pfenets_order(tmp_path):
     made-up reference order, the first episodes' queries follow that order (today's sorted ids would not)."""
     from svf.data.episodes import make_episode_list
     from svf.data.splits import load_fold, load_image_classes, make_splits
-    from svf.data.synthetic import SynthConfig, synth
+    from svf.synthetic.raw import SynthConfig, synth
     from svf.data.datasets import fold_classes
 
     synth(tmp_path / "raw", SynthConfig("coco", train_per_class=2, val_per_class=2, seed=4))

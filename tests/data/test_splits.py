@@ -108,6 +108,36 @@ def test_make_splits_writes_layout_and_summary(tmp_path):
     assert not check.applicable and "image set differs" in check.reason
 
 
+def test_holdout_lists_hold_training_images_with_a_novel_class(tmp_path):
+    masks = {"t0": np.pad(np.full((10, 20), 6, np.uint8), ((0, 10), (0, 0))),          # base only
+             "t1": np.pad(np.full((10, 20), 1, np.uint8), ((0, 10), (0, 0))),          # novel 1 (fold 0)
+             "t2": np.pad(np.full((10, 20), 2, np.uint8), ((0, 10), (0, 0))) + 0,      # novel 2
+             "v0": np.pad(np.full((10, 20), 1, np.uint8), ((0, 10), (0, 0)))}
+    masks["t2"][15:, :] = 6  # and a base object: still held out (a novel class is there)
+    ds = _tiny_pascal(tmp_path / "ds", masks, ["t0", "t1", "t2"], ["v0"])
+    make_splits(ds, tmp_path / "splits", folds=[0], min_pixels=100, progress=False)
+    out = tmp_path / "splits"
+    for setting in ("dagger", "original"):
+        assert read_id_list(out / setting / "holdout/fold0_images.txt") == ["t1", "t2"]
+        pools = json.loads((out / setting / "holdout/fold0_support_pools.json").read_text())
+        assert pools["1"] == ["t1"] and pools["2"] == ["t2"] and pools["3"] == []
+    assert read_id_list(out / "dagger/train/fold0_images.txt") == ["t0"]  # dagger never trains on them
+
+
+def test_no_validation_episode_of_the_holdout_shares_an_image_with_a_test_episode(pascal_data):
+    from svf.data.episodes import eval_episodes
+
+    for fold in range(4):
+        kwargs = dict(setting="dagger", fold=fold, shot=5, seed=321, n_episodes=300, size=64)
+        test = eval_episodes(pascal_data["root"], pascal_data["splits"], **kwargs).episodes
+        held = eval_episodes(pascal_data["root"], pascal_data["splits"], split="holdout", **kwargs).episodes
+        test_images = {i for e in test for i in (e.query_id, *e.support_ids)}
+        held_images = {i for e in held for i in (e.query_id, *e.support_ids)}
+        assert held_images and test_images and not held_images & test_images
+        train = set(read_id_list(Path(pascal_data["splits"]) / f"dagger/train/fold{fold}_images.txt"))
+        assert not held_images & train  # and the dagger setting never trains on them
+
+
 def _fake_real_pascal(tmp_path: Path):
     """A dataset with the real PASCAL id lists (no masks) and fold files copied from the reference."""
     train, val = _reference_ids()

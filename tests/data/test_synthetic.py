@@ -13,7 +13,7 @@ from svf.data.coco import prepare_coco
 from svf.data.datasets import COCO_CATEGORY_IDS, open_dataset, read_mask
 from svf.data.pascal import PascalRaw, prepare_pascal, read_sbd_mat
 from svf.data.splits import load_image_classes, make_splits
-from svf.data.synthetic import SynthConfig, class_look, guaranteed_pool_size, synth, voc_ring
+from svf.synthetic.raw import SynthConfig, class_look, guaranteed_pool_size, synth, voc_ring
 
 SETTINGS_FILES = [f"{s}/{p}/fold{k}" for s in ("dagger", "original") for p in ("train", "val") for k in range(4)]
 

@@ -175,7 +175,7 @@ class _Steps:
         return iter([{"x": torch.ones(1)}] * self.n)
 
 
-def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None):
+def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None, val_every=1):
     """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
     from svf.engine.schedule import LRSchedule
     from svf.engine.loop import Run, fit
@@ -196,7 +196,7 @@ def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, 
               loader=_Steps(steps), step=step, validate=validate, get_state=lambda: {"w": weight.detach().clone()},
               load_state=lambda t: None, on_epoch_start=lambda: None, epochs=epochs, seed=0,
               checkpoint=tmp_path / "last.pt", early_stop=early_stop, mid_epoch_val=mid,
-              mid_val_resets_early_stop=resets)
+              mid_val_resets_early_stop=resets, val_every=val_every)
     return points, fit(run)
 
 
@@ -206,6 +206,14 @@ def test_mid_epoch_validation_is_where_the_authors_scripts_put_it(tmp_path):
     assert points == [(0, 5), (1, 8), (1, 10)]
     points, _ = _fit_recording(tmp_path / "b", [1.0, 2.0, 3.0, 4.0, 5.0], epochs=3, steps=4)
     assert points == [(0, 4), (1, 7), (1, 8), (2, 11), (2, 12)]  # round(2.0) = 2: after the third step
+
+
+def test_validation_every_kth_epoch_and_the_last(tmp_path):
+    points, state = _fit_recording(tmp_path, [1.0, 3.0, 2.0], epochs=7, steps=2, mid=False, val_every=3)
+    assert [epoch for epoch, _ in points] == [2, 5, 6]  # after epochs 3 and 6 and the last (0-based 2, 5, 6)
+    assert state.best_epoch == 5 and state.best_miou == 3.0
+    logged = [row["val_miou"] for row in state.log_rows]
+    assert [v == v for v in logged] == [False, False, True, False, False, True, True]  # NaN where not validated
 
 
 @pytest.mark.parametrize("resets, stopped_after", [(False, 3), (True, 4)])

@@ -1,4 +1,4 @@
-"""The study's statistics on made-up results: the stratified interval, paired differences and claim verdicts."""
+"""The study's statistics and verdicts on constructed results whose answer is known (docs/study.md)."""
 from __future__ import annotations
 
 import math
@@ -9,13 +9,16 @@ import pytest
 from scipy import stats
 
 from svf.cli import main
-from svf.report.study import AGREES, CANNOT_TELL, DISAGREES, stratified_interval, study_frame, verdict
-from svf.report.tables import read_paper
 from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import cells_of, load_tables
+from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
+                               claim_statistics, decide, holm, stratified_mean)
+from svf.report.study import claims_of, study_frames, study_rows, world_clustered_p
+from svf.report.tables import read_paper
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
-SEEDS = (321, 322, 323)
+NAMES = ["table4", "table5", "table6", "table7", "table8"]
+SEEDS = (1, 2, 3)
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +26,15 @@ def tables():
     return load_tables(TABLES_YAML, schema=SCHEMA)
 
 
-def test_interval_is_the_pooled_within_fold_t_interval():
+@pytest.fixture(scope="module")
+def paper():
+    return read_paper(PAPER_CSV)
+
+
+def test_stratified_mean_is_the_pooled_within_fold_t_interval():
     values = pd.DataFrame({"fold": [0, 0, 0, 1, 1, 1], "value": [10.0, 12.0, 14.0, 20.0, 21.0, 22.0]})
-    got = stratified_interval(values)
-    # fold means 12 and 21; pooled variance (8 + 2) / 4 = 2.5 with 4 df; var of the mean of two fold means
+    got = stratified_mean(values)
+    # fold means 12 and 21; pooled variance (8 + 2) / 4 = 2.5 on 4 df; var of the mean of the fold means
     # = (2.5/3 + 2.5/3) / 4
     half = stats.t.ppf(0.975, 4) * math.sqrt((2.5 / 3 + 2.5 / 3) / 4)
     assert got["estimate"] == pytest.approx(16.5) and got["df"] == 4 and got["n"] == 6
@@ -34,76 +42,126 @@ def test_interval_is_the_pooled_within_fold_t_interval():
 
 
 def test_one_seed_per_fold_has_no_interval():
-    got = stratified_interval(pd.DataFrame({"fold": [0, 1], "value": [1.0, 2.0]}))
+    got = stratified_mean(pd.DataFrame({"fold": [0, 1], "value": [1.0, 2.0]}))
     assert got["estimate"] == 1.5 and math.isnan(got["half_width"]) and got["df"] == 0
 
 
-@pytest.mark.parametrize("low, high, paper, expected", [
-    (0.5, 2.0, 2.07, AGREES), (-3.0, -1.0, -1.95, AGREES), (0.5, 2.0, -0.87, DISAGREES),
-    (-3.0, -0.1, 2.07, DISAGREES), (-0.5, 1.0, 2.07, CANNOT_TELL), (math.nan, math.nan, 2.0, CANNOT_TELL),
-    (0.5, 1.0, math.nan, CANNOT_TELL),
-])
-def test_verdicts(low, high, paper, expected):
-    assert verdict(low, high, paper) == expected
+def test_with_one_fold_the_tests_are_scipys_paired_t_and_statsmodels_tost():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(40, 3, 10)
+    b = a - 0.3 + rng.normal(0, 0.8, 10)
+    got = claim_statistics(pd.DataFrame({"fold": 0, "value": a - b}), margin=1.0)
+    assert got["p_zero"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
+    assert got["p_tost"] == pytest.approx(ttost_paired(a, b, -1.0, 1.0)[0], rel=1e-9)
 
 
-def _results(tables, effect, noise=0.3, seed=0):
-    """Table 4's cells for three seeds: fold level + the row's effect + per-seed noise (the seed effect is shared
-    by the rows of a seed, as the same seed gives the same data order)."""
+def test_holm_adjusts_as_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.01, math.nan])[1] == 1.0  # a claim that could not be tested counts as p = 1
+
+
+def test_distinct_claims_count_each_comparison_once(tables, paper):
+    rows = study_rows(tables, NAMES)
+    claims = {c.key: c for c in claims_of(rows, tables, NAMES, paper)}
+    # 21 printed comparisons: SVF vs frozen three times, part 2-4 vs frozen twice; plus SVF vs full (primary)
+    assert len(claims) == 19 and len(rows) == 19
+    assert claims["svf vs frozen"].tables == ("table4", "table5", "table6")
+    assert claims["part-l234 vs frozen"].tables == ("table5", "table6")
+    assert claims["svf vs full"].tables == () and claims["svf vs full"].paper_diff == pytest.approx(67.14 - 60.90)
+    assert sorted(k for k, c in claims.items() if c.primary) == sorted(
+        ["svf vs frozen", "full vs frozen", "svf vs full", "svf-U vs svf", "svf-V vs svf"])
+    assert sorted(k for k, c in claims.items() if c.kind == EQUIVALENCE) == sorted(
+        ["svf-bn vs frozen", "svf-l4 vs svf", "svf-l34 vs svf", "svf-l1234 vs svf"])
+
+
+def _results(tables, effect, noise, seeds=SEEDS, floor=15.0, seed=0):
+    """Every study cell: fold level + a seed (world) effect shared by the rows of a seed + the row's effect +
+    independent noise of SD ``noise[row]`` (default 0.2)."""
     rng = np.random.default_rng(seed)
-    fold_level = {f: 40.0 + 5 * f for f in range(4)}
-    seed_effect = {s: rng.normal(0, 2.0) for s in SEEDS}
-    rows = []
-    for cell in cells_of(tables, ["table4"], seeds=SEEDS):
-        value = fold_level[cell["fold"]] + seed_effect[cell["seed"]] + effect[cell["policy"]] + rng.normal(0, noise)
-        rows.append({"cell_id": cell_id(cell), "miou": value})
-    return pd.DataFrame(rows)
+    seed_effect = {s: rng.normal(0, 3.0) for s in seeds}
+    records = []
+    for cell in cells_of(tables, NAMES, seeds=seeds):
+        value = 40 + 3 * cell["fold"] + seed_effect[cell["seed"]] + effect.get(cell["policy"], 0.0) + rng.normal(
+            0, noise.get(cell["policy"], 0.2))
+        records.append({**cell, "cell_id": cell_id(cell), "miou": value, "all_foreground_miou": floor})
+    return pd.DataFrame.from_records(records)
 
 
-def _no_effect(results: pd.DataFrame, policy: str) -> pd.DataFrame:
-    """Make ``policy`` equal frozen plus +1, -1, 0 over the seeds of each fold: a mean difference of exactly 0."""
-    out = results.set_index("cell_id")["miou"].copy()
-    for cid in out.index:
-        if f"/{policy}/" in cid:
-            seed = int(cid.rsplit("seed", 1)[1])
-            out[cid] = out[cid.replace(f"/{policy}/", "/frozen/")] + {321: 1.0, 322: -1.0, 323: 0.0}[seed]
-    return out.rename("miou").reset_index()
+def test_verdicts_on_results_with_a_known_answer(tables, paper):
+    effect = {"svf": 3.0, "bn": 3.0, "full": -4.0, "svf-l4": 5.0, "svf-U": 2.0}  # others: 0
+    noise = {"part-l34": 6.0}
+    claims, rows = study_frames(tables, _results(tables, effect, noise), paper, NAMES)
+    verdicts = claims.set_index("claim")["verdict"]
+    assert verdicts["svf vs frozen"] == AGREES            # +3, paper +2.07
+    assert verdicts["bn vs frozen"] == DISAGREES          # +3, paper -1.95
+    assert verdicts["full vs frozen"] == AGREES           # -4, paper -4.17
+    assert verdicts["svf vs full"] == AGREES              # +7, paper +6.24
+    assert verdicts["svf-U vs svf"] == AGREES             # -1 (2 - 3), paper -6.05: the sign decides
+    assert verdicts["svf-bn vs frozen"] == EQUIVALENT     # 0 within +-1, paper -0.87
+    assert verdicts["svf-l4 vs svf"] == NOT_EQUIVALENT    # +2, paper -0.93: outside the margin
+    assert verdicts["part-l34 vs frozen"] == CANNOT_TELL  # no effect, large noise
+    svf = claims.set_index("claim").loc["svf vs frozen"]
+    assert svf["estimate"] == pytest.approx(3.0, abs=0.3) and svf["n"] == 12 and svf["folds"] == 4
+    assert svf["half_width"] < 0.5 and svf["detectable"] > svf["half_width"]
+    assert not svf["paper_in_interval"]  # 2.07 is outside [2.7, 3.3]
+    assert (rows["failed"] == 0).all() and (rows["runs"] == 12).all()
 
 
-def test_claims_on_made_up_results(tables):
-    # paper: BN -1.95, BN+S -0.87, S +2.07 against frozen
-    results = _no_effect(_results(tables, {"frozen": 0.0, "bn": -3.0, "svf-bn": 3.0, "svf": 0.0}), "svf")
-    frame = study_frame(tables, results, read_paper(PAPER_CSV), ["table4"], seeds=SEEDS).set_index("row")
-    assert frame.loc["bn", "verdict"] == AGREES and frame.loc["bn", "diff"] == pytest.approx(-3.0, abs=0.5)
-    assert frame.loc["svf-bn", "verdict"] == DISAGREES
-    assert frame.loc["svf", "verdict"] == CANNOT_TELL  # no effect: the interval holds 0
-    assert frame.loc["frozen", "verdict"] == "" and frame.loc["frozen", "paper"] == pytest.approx(65.07)
-    assert frame.loc["svf", "paper_diff"] == pytest.approx(2.07)
-    # pairing removes the shared seed effect: the difference's interval is much narrower than the row's
-    assert (frame.loc["bn", "diff_high"] - frame.loc["bn", "diff_low"]) < (frame.loc["bn", "high"]
-                                                                         - frame.loc["bn", "low"]) / 2
+def test_the_paired_design_removes_the_shared_seed_effect(tables, paper):
+    claims, rows = study_frames(tables, _results(tables, {"svf": 3.0}, {}), paper, NAMES)
+    row = rows.set_index("row").loc["svf"]
+    claim = claims.set_index("claim").loc["svf vs frozen"]
+    assert claim["half_width"] < (row["high"] - row["low"]) / 4
 
 
-def test_missing_cells_leave_the_row_undecided(tables):
-    results = _results(tables, {"frozen": 0.0, "bn": -3.0, "svf-bn": 3.0, "svf": 3.0})
-    results = results[~results["cell_id"].str.contains("/svf/")]
-    frame = study_frame(tables, results, read_paper(PAPER_CSV), ["table4"], seeds=SEEDS).set_index("row")
-    assert math.isnan(frame.loc["svf", "mean"]) and frame.loc["svf", "verdict"] == CANNOT_TELL
+def test_failed_runs_are_counted_against_the_all_foreground_floor(tables, paper):
+    results = _results(tables, {}, {})
+    frozen_fold0 = (results["policy"] == "frozen") & (results["fold"] == 0)
+    results.loc[frozen_fold0, "miou"] = 10.0  # below the floor of 15
+    _, rows = study_frames(tables, results, paper, NAMES)
+    frozen = rows.set_index("row").loc["frozen"]
+    assert frozen["failed"] == 3 and frozen["failure_rate"] == pytest.approx(0.25)
 
 
-def test_cli_writes_summary_csv_and_figures(tables, tmp_path):
-    results = _results(tables, {"frozen": 0.0, "bn": -3.0, "svf-bn": 3.0, "svf": 3.0})
-    results.assign(config_hash="abc").to_csv(tmp_path / "r.csv", index=False)
+def test_extra_seeds_of_some_rows_pair_only_where_both_ran(tables, paper):
+    results = _results(tables, {"svf": 3.0}, {}, seeds=(1, 2, 3, 4, 5))
+    keep = results["seed"].isin([1, 2, 3]) | results["policy"].isin(["svf", "frozen"])
+    claims, _ = study_frames(tables, results[keep], paper, NAMES)
+    claims = claims.set_index("claim")
+    assert claims.loc["svf vs frozen", "n"] == 20 and claims.loc["bn vs frozen", "n"] == 12
+
+
+def test_missing_rows_leave_their_claims_undecided(tables, paper):
+    results = _results(tables, {"svf": 3.0}, {})
+    claims, rows = study_frames(tables, results[results["policy"] != "svf-U"], paper, NAMES)
+    assert claims.set_index("claim").loc["svf-U vs svf", "verdict"] == CANNOT_TELL
+    assert rows.set_index("row").loc["svf-U", "runs"] == 0
+
+
+def test_world_clustered_sensitivity_uses_one_value_per_seed():
+    d = pd.DataFrame({"fold": [0, 1] * 3, "seed": [1, 1, 2, 2, 3, 3], "value": [1.0, 3, 2, 4, 5, 1]})
+    assert world_clustered_p(d) == pytest.approx(stats.ttest_1samp([2.0, 3.0, 3.0], 0).pvalue)
+    same = pd.DataFrame({"fold": [0, 1] * 2, "seed": [1, 1, 2, 2], "value": [1.0, 3, 2, 2]})
+    assert math.isnan(world_clustered_p(same))  # identical seed means: no variance to test with
+
+
+def test_decide_with_a_single_claim_and_no_data_cannot_tell():
+    frame = decide([Claim("a", "b", 2.0)], {})
+    assert frame.loc[0, "verdict"] == CANNOT_TELL and frame.loc[0, "n"] == 0
+
+
+def test_cli_writes_the_study(tables, tmp_path):
+    results = _results(tables, {"svf": 3.0}, {}).assign(config_hash="abc")
+    results.to_csv(tmp_path / "r.csv", index=False)
     code = main(["study", "--results", str(tmp_path / "r.csv"), "--tables", str(TABLES_YAML), "--paper",
                  str(PAPER_CSV), "--out", str(tmp_path / "study"), "--figures-dir", str(tmp_path / "fig"),
-                 "--only", "table4", "--seeds", *map(str, SEEDS), "--references", "table4=frozen", "--demo"])
+                 "--demo"])
     assert code == 0
     md = (tmp_path / "study" / "study.md").read_text()
-    assert "Claims: 2 agree, 1 disagree, 0 cannot tell." in md
-    assert "| S > none | agrees |" in md
-    assert (tmp_path / "fig" / "study_table4.png").stat().st_size > 10_000
-    assert len(pd.read_csv(tmp_path / "study" / "study.csv")) == 4
-    code = main(["study", "--results", str(tmp_path / "r.csv"), "--tables", str(TABLES_YAML), "--paper",
-                 str(PAPER_CSV), "--out", str(tmp_path / "s2"), "--figures-dir", str(tmp_path / "f2"),
-                 "--only", "table4", "--references", "table4=no-such-row"])
-    assert code == 1
+    assert "19 distinct claims" in md and "Primary claims" in md and "demo scale" in md
+    assert len(pd.read_csv(tmp_path / "study" / "study.csv")) == 19
+    assert (tmp_path / "fig" / "study_claims.png").stat().st_size > 10_000
+    assert (tmp_path / "fig" / "study_rows.png").is_file()

@@ -54,10 +54,29 @@ def test_seeds_multiply_cells_but_not_base_learners(tmp_path):
     assert counts["train_base"] == 8
 
 
-def test_the_study_trains_tables_4_to_8_on_every_fold_with_three_seeds():
-    counts = dry_run("study", extra=("--forceall", "--configfile", "config/demo.yaml", "config/study.yaml"))
-    assert counts["train"] == 19 * 4 * 3 and counts["evaluate"] == 228 and counts["study_report"] == 1
+STUDY = ("config/demo.yaml", "config/study.yaml", "config/study-cpu.yaml")
+
+
+def test_the_study_trains_every_row_alike_with_more_seeds_for_the_primary_rows_and_one_world_per_seed():
+    counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY))
+    # 19 rows x 4 folds x seeds 1-3, the 5 primary rows x 4 folds x seeds 4-5, the probe's 3 rows x 4 folds x 2
+    assert counts["train"] == 19 * 4 * 3 + 5 * 4 * 2 + 3 * 4 * 2 and counts["evaluate"] == 268
+    assert counts["probe"] == 24 and counts["study_cells"] == 1 and counts["study_report"] == 1
+    # one synthetic world per training seed: seeds 1-5 and the probe's 101, 102
+    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 7
     assert "train_base" not in counts and counts["table"] == 5
+
+
+def test_the_study_design_runs_on_the_paper_config():
+    counts = dry_run("study", extra=("--configfile", "config/config.yaml", "config/study.yaml"))
+    assert counts["train"] == counts["evaluate"] == 268 and "probe" not in counts and "synthesize" not in counts
+
+
+def test_probe_seeds_must_differ_from_the_rows_seeds(tmp_path):
+    overlay = tmp_path / "clash.yaml"
+    overlay.write_text(yaml.safe_dump({"study": {"probe_seeds": [3, 101]}}))
+    result = snakemake("-n", "study", "--configfile", *STUDY, str(overlay))
+    assert result.returncode != 0 and "probe_seeds [3]" in result.stdout + result.stderr
 
 
 def test_the_demo_covers_fold_0_one_shot_of_every_table():

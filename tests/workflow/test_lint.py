@@ -13,7 +13,8 @@ from test_dag import ROOT, snakemake
 RULES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
 
 
-@pytest.mark.parametrize("configs", [(), ("config/demo.yaml", "config/study.yaml")], ids=["paper", "study"])
+@pytest.mark.parametrize("configs", [(), ("config/demo.yaml", "config/study.yaml", "config/study-cpu.yaml")],
+                         ids=["paper", "study"])
 def test_snakemake_lint_is_clean(configs):
     result = snakemake("--lint", *(("--configfile", *configs) if configs else ()))
     assert result.returncode == 0 and "good condition" in result.stdout + result.stderr, result.stdout + result.stderr

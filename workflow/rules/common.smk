@@ -29,7 +29,10 @@ SVF = "python -m svf" if USE_CONDA else f"{shlex.quote(sys.executable)} -m svf"
 shell.prefix(f'set -euo pipefail; svf() {{{{ {SVF} "$@"; }}}}; export SVF_CONFIG_HASH={CONFIG_HASH}; ')
 TABLE_NAMES = tuple(TABLES["tables"])
 CELL = cell_id(WILDCARDS)  # the cell-id pattern with every field a wildcard (logs)
-BASE_LEARNER = paths.BASE_LEARNER_DIR
+# Where the data, splits and (pre)trained weights of a cell's world live: one shared world, or one per training seed
+# (data.synthetic.worlds: per_seed, the study's synthetic worlds).
+WORLD = paths.resource_layout(config)
+BASE_LEARNER = WORLD.base_learner_dir
 # Training seeds: every cell once per seed (default: the config's seed, the paper's 321).
 SEEDS = config["tables"].get("seeds") or [config["seed"]]
 
@@ -102,6 +105,26 @@ wildcard_constraints:
     seed=r"[0-9]+",
     table="|".join(TABLE_NAMES),
     artifact=r"[a-z0-9_]+",
+
+
+def world_seed(wildcards):
+    """The seed a resource's world is drawn with: the training seed when every seed has its own world, else the
+    shared world's (synthetic data: data.synthetic.seed; the stand-in pretraining: the config's seed)."""
+    return int(wildcards.seed) if "seed" in wildcards.keys() else None
+
+
+def synthetic_seed(wildcards):
+    seed = world_seed(wildcards)
+    return config["data"]["synthetic"]["seed"] if seed is None else seed
+
+
+if WORLD.root == paths.WORLD_PER_SEED and (
+    config["data"]["source"] != "synthetic" or config["weights"]["source"] != "pretrain"
+):
+    raise ValueError(
+        "data.synthetic.worlds: per_seed draws synthetic data and a stand-in pretraining per training seed; it "
+        "needs data.source: synthetic and weights.source: pretrain"
+    )
 
 
 # ---- paths (templates in svf/pipeline/paths.py) ------------------------------------------------------------------
@@ -179,7 +202,7 @@ def base_spec_json(wildcards):
 
 
 def cell_inputs(wildcards):
-    return paths.inputs_of_cell(dict(wildcards))
+    return WORLD.inputs_of_cell(dict(wildcards))
 
 
 def figure_cell(fold):
@@ -189,7 +212,7 @@ def figure_cell(fold):
 def figure4_inputs(wildcards):
     cell = figure_cell(wildcards.fold)
     return {
-        **paths.inputs_of_cell(cell),
+        **WORLD.inputs_of_cell(cell),
         "model": paths.cell_file(cell, paths.MODEL),
         "singular_values": paths.cell_file(cell, paths.SINGULAR_VALUES),
     }
@@ -207,19 +230,67 @@ def res(kind, key):
     return config.get("resources", {}).get(kind, {}).get(key)
 
 
+# ---- the study (docs/study.md) -----------------------------------------------------------------------------------
+STUDY = config["study"]
+
+
+def _rows_of(names, row_ids, seeds):
+    """The cells of the named tables' rows ``row_ids`` for ``seeds`` (a row id counts in every table that has it)."""
+    cells = {}
+    for name in names:
+        ids = [r["id"] for r in TABLES["tables"][name]["rows"] if r["id"] in row_ids]
+        if ids:
+            for cell in _restrict(cells_of(TABLES, [name], row_ids=ids, seeds=seeds)):
+                cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
+
+
+def primary_rows():
+    return {row for claim in STUDY["primary"] for row in claim.split(" vs ")}
+
+
+def study_cells():
+    """Every row of the study's tables for tables.seeds, plus the primary claims' rows for study.primary_seeds."""
+    cells = {cell_id(c): c for c in cells_for(STUDY["tables"])}
+    for cell in _rows_of(STUDY["tables"], primary_rows(), STUDY["primary_seeds"]):
+        cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
+
+
+def probe_cells():
+    """The probe's cells: study.probe_rows for study.probe_seeds, seeds no row of the study uses."""
+    return _rows_of(STUDY["tables"], set(STUDY["probe_rows"]), STUDY["probe_seeds"])
+
+
+def study_probes():
+    return [paths.STUDY_PROBE.format(**c) for c in probe_cells()]
+
+
+def study_figures():
+    return list(paths.STUDY_FIGURES) + ([paths.STUDY_PROBE_FIGURE] if probe_cells() else [])
+
+
+_shared_seeds = set(STUDY["probe_seeds"]) & (set(SEEDS) | set(STUDY["primary_seeds"]))
+if _shared_seeds:
+    raise ValueError(
+        f"study.probe_seeds {sorted(_shared_seeds)} are also training seeds of the study's rows; the probe must "
+        f"use seeds (and worlds) of its own"
+    )
+
+
 # ---- data, tables and figures helpers ------------------------------------------------------------------------
 
 
 def raw_inputs(wildcards):
     """What `svf prepare` reads for a dataset: downloaded archives or the synthetic raw dataset."""
     if config["data"]["source"] == "synthetic":
-        return {"raw": paths.RAW_MARKER}
+        return {"raw": WORLD.raw_marker}
     return {"archives": paths.raw_downloads(wildcards.dataset)}
 
 
 def raw_dir_of(wildcards):
     source = config["data"]["source"]
-    return pv(paths.RAW_DIR.format(dataset=wildcards.dataset) if source == "synthetic" else paths.DOWNLOADS_DIR)
+    return pv(WORLD.raw_dir.format(**dict(wildcards)) if source == "synthetic" else paths.DOWNLOADS_DIR)
 
 
 def cell_ids_arg(cells):

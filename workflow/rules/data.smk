@@ -20,17 +20,17 @@ rule download:
 
 rule synthesize:
     output:
-        touch(paths.RAW_MARKER),
+        touch(WORLD.raw_marker),
     log:
-        "<logs>/synthesize/{dataset}.log",
+        f"<logs>/synthesize/{WORLD.log_prefix}{{dataset}}.log",
     localrule: True
     conda:
         CONDA_ENV
     params:
         sizes=lambda w: config["data"]["synthetic"][w.dataset],
-        seed=config["data"].get("synthetic", {}).get("seed", 0),
+        seed=synthetic_seed,
         min_pixels=config["data"]["min_pixels"],
-        out=expanded(paths.RAW_DIR),
+        out=expanded(WORLD.raw_dir),
     shell:
         "svf synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
         "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
@@ -41,15 +41,15 @@ rule prepare:
     input:
         unpack(raw_inputs),
     output:
-        paths.DATASET_JSON,
+        WORLD.dataset_json,
     log:
-        "<logs>/prepare/{dataset}.log",
+        f"<logs>/prepare/{WORLD.log_prefix}{{dataset}}.log",
     conda:
         CONDA_ENV
     threads: res("cpu", "threads")
     params:
         raw=raw_dir_of,
-        out=expanded(paths.DATASET_ROOT),
+        out=expanded(WORLD.dataset_root),
         aug=lambda w: (
             f"--segmentation-class-aug {shlex.quote(config['data']['segmentation_class_aug'])}"
             if w.dataset == "pascal" and config["data"]["segmentation_class_aug"]
@@ -63,11 +63,11 @@ rule prepare:
 
 rule splits:
     input:
-        paths.DATASET_JSON,
+        WORLD.dataset_json,
     output:
-        paths.SPLITS_JSON,
+        WORLD.splits_json,
     log:
-        "<logs>/splits/{dataset}.log",
+        f"<logs>/splits/{WORLD.log_prefix}{{dataset}}.log",
     conda:
         CONDA_ENV
     threads: res("cpu", "threads")
@@ -75,8 +75,8 @@ rule splits:
         min_pixels=config["data"]["min_pixels"],
         min_pool=config["data"]["min_pool_size"],
         coco_split=config["data"]["coco_split"],
-        root=expanded(paths.DATASET_ROOT),
-        out=expanded(paths.SPLITS_DIR),
+        root=expanded(WORLD.dataset_root),
+        out=expanded(WORLD.splits_dir),
     shell:
         "svf splits --dataset-root {params.root} --out {params.out} "
         "--min-pixels {params.min_pixels} --min-pool-size {params.min_pool} --coco-split {params.coco_split} "
@@ -87,9 +87,9 @@ if config["weights"]["source"] == "download":
 
     rule imagenet_weights:
         output:
-            paths.WEIGHTS_FILE,
+            WORLD.weights_file,
         log:
-            "<logs>/weights/{backbone}.log",
+            f"<logs>/weights/{WORLD.log_prefix}{{backbone}}.log",
         retries: 2
         localrule: True
         conda:
@@ -106,15 +106,15 @@ else:
 
     rule pretrain_weights:
         output:
-            paths.WEIGHTS_FILE,
+            WORLD.weights_file,
         log:
-            "<logs>/weights/{backbone}.log",
+            f"<logs>/weights/{WORLD.log_prefix}{{backbone}}.log",
         benchmark:
-            "<benchmarks>/weights/{backbone}.tsv"
+            f"<benchmarks>/weights/{WORLD.log_prefix}{{backbone}}.tsv"
         conda:
             CONDA_ENV
         threads: res("train", "threads")
         params:
-            spec=lambda w: canonical_json(pretrain_spec(config, w.backbone)),
+            spec=lambda w: canonical_json(pretrain_spec(config, w.backbone, world_seed(w))),
         shell:
             "svf pretrain --spec {params.spec:q} --out {output} --threads {threads} > {log} 2>&1"

@@ -23,8 +23,8 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
     params:
         spec=cell_spec_json,
-        root=expanded(paths.DATASET_ROOT),
-        splits=expanded(paths.SPLITS_DIR),
+        root=expanded(WORLD.dataset_root),
+        splits=expanded(WORLD.splits_dir),
         base_learner=base_learner_arg,
     shell:
         "svf evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "

@@ -40,8 +40,8 @@ rule figure4_plot:
         CONDA_ENV
     params:
         spec=figure4_spec_json,
-        root=lambda w: pv(paths.DATASET_ROOT.format(**figure_cell(w.fold))),
-        splits=lambda w: pv(paths.SPLITS_DIR.format(**figure_cell(w.fold))),
+        root=lambda w: pv(WORLD.dataset_root.format(**figure_cell(w.fold))),
+        splits=lambda w: pv(WORLD.splits_dir.format(**figure_cell(w.fold))),
         images=config["figures"]["figure4_images"],
     shell:
         "svf figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "

@@ -78,15 +78,63 @@ rule summary:
         "> {log} 2>&1"
 
 
+rule study_cells:
+    input:
+        metrics_of(study_cells()),
+    output:
+        paths.STUDY_CELLS,
+    log:
+        "<logs>/tables/study_cells.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    params:
+        cells_root=expanded(paths.CELLS_ROOT),
+        benchmarks=expanded(paths.BENCHMARKS_DIR),
+        ids=cell_ids_arg(study_cells()),
+        mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
+    shell:
+        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "--cells {params.ids} {params.mixed} > {log} 2>&1"
+
+
+rule probe:
+    input:
+        unpack(cell_inputs),
+        model=paths.cell_file(WILDCARDS, paths.MODEL),
+    output:
+        paths.STUDY_PROBE,
+    log:
+        f"<logs>/probe/{CELL}.log",
+    conda:
+        CONDA_ENV
+    threads: res("evaluate", "threads")
+    resources:
+        gpu=1,
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    params:
+        spec=cell_spec_json,
+        root=expanded(WORLD.dataset_root),
+        splits=expanded(WORLD.splits_dir),
+        base_learner=base_learner_arg,
+    shell:
+        "svf probe --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "--weights {input.weights} --model {input.model} {params.base_learner} --out {output} "
+        "--threads {threads} > {log} 2>&1"
+
+
 rule study_report:
     input:
-        cells=expand(paths.TABLE_CELLS, table=config["study"]["tables"]),
+        cells=paths.STUDY_CELLS,
+        probes=study_probes(),
         tables=config["tables"]["file"],
         paper="config/paper_results.csv",
     output:
-        md=report(f"{paths.STUDY_DIR}/study.md", caption="../report/table.rst", category="Study"),
-        csv=f"{paths.STUDY_DIR}/study.csv",
-        figures=expand(paths.STUDY_FIGURE, table=config["study"]["tables"]),
+        md=report(paths.STUDY_FILES[0], caption="../report/table.rst", category="Study"),
+        csv=paths.STUDY_FILES[1],
+        rows=paths.STUDY_FILES[2],
+        figures=study_figures(),
     log:
         "<logs>/tables/study.log",
     localrule: True
@@ -97,10 +145,13 @@ rule study_report:
         figures=expanded(paths.FIGURES_DIR),
         only=" ".join(config["study"]["tables"]),
         references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
+        primary=" ".join(shlex.quote(c) for c in config["study"]["primary"]),
+        margin=config["study"]["margin"],
         options=table_filter_args(),
     shell:
         "svf study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
+        "--figures-dir {params.figures} --only {params.only} --references {params.references} "
+        "--primary {params.primary} --margin {params.margin} --probes {input.probes} {params.options} "
         "> {log} 2>&1"
 
 

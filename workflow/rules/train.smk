@@ -7,16 +7,16 @@ if config["weights"]["bam_base_learner"] == "train":
 
     rule train_base:
         input:
-            dataset=paths.DATASET_JSON,
-            splits=paths.SPLITS_JSON,
-            weights=paths.WEIGHTS_FILE,
+            dataset=WORLD.dataset_json,
+            splits=WORLD.splits_json,
+            weights=WORLD.weights_file,
         output:
             model=f"{BASE_LEARNER}/{paths.MODEL}",
             log_csv=f"{BASE_LEARNER}/{paths.TRAIN_LOG}",
         log:
-            "<logs>/train_base/{dataset}/{backbone}/fold{fold}.log",
+            f"<logs>/train_base/{WORLD.log_prefix}{{dataset}}/{{backbone}}/fold{{fold}}.log",
         benchmark:
-            "<benchmarks>/train_base/{dataset}/{backbone}/fold{fold}.tsv"
+            f"<benchmarks>/train_base/{WORLD.log_prefix}{{dataset}}/{{backbone}}/fold{{fold}}.tsv"
         conda:
             CONDA_ENV
         threads: res("train_base", "threads")
@@ -26,9 +26,9 @@ if config["weights"]["bam_base_learner"] == "train":
             runtime=res("train_base", "runtime"),
         params:
             spec=base_spec_json,
-            root=expanded(paths.DATASET_ROOT),
-            splits=expanded(paths.SPLITS_DIR),
-            checkpoint=expanded(paths.BASE_LEARNER_CHECKPOINTS),
+            root=expanded(WORLD.dataset_root),
+            splits=expanded(WORLD.splits_dir),
+            checkpoint=expanded(WORLD.base_learner_checkpoints),
         shell:
             "svf train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
             "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
@@ -42,7 +42,7 @@ else:
         output:
             model=f"{BASE_LEARNER}/{paths.MODEL}",
         log:
-            "<logs>/import_base_learner/{dataset}/{backbone}/fold{fold}.log",
+            f"<logs>/import_base_learner/{WORLD.log_prefix}{{dataset}}/{{backbone}}/fold{{fold}}.log",
         localrule: True
         conda:
             CONDA_ENV
@@ -71,8 +71,8 @@ rule train:
         runtime=res("train", "runtime"),
     params:
         spec=cell_spec_json,
-        root=expanded(paths.DATASET_ROOT),
-        splits=expanded(paths.SPLITS_DIR),
+        root=expanded(WORLD.dataset_root),
+        splits=expanded(WORLD.splits_dir),
         base_learner=base_learner_arg,
         out=expanded(paths.CELL_DIR),
         checkpoint=expanded(paths.CELL_CHECKPOINTS),

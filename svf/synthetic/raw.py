@@ -12,7 +12,7 @@ Looks (:func:`class_look`): a class is one of 5 shapes, one of 6 textures and on
 shared by many classes (two neighbouring classes share a colour), only the combination unique (over all 80). Each
 object gets a random rotation, scale and aspect, brightness, texture phase and period. So colour alone does not
 identify a class, and the backbone's shape and texture features decide an episode, as real features do on PASCAL.
-The demo's stand-in for ImageNet (:mod:`svf.data.objects`) draws object-centric images of the same looks, so frozen
+The demo's stand-in for ImageNet (:mod:`svf.synthetic.objects`) draws object-centric images of the same looks, so frozen
 pretrained features already know the novel classes, as ImageNet's know PASCAL's.
 
 Images are a 2x2 grid of cells (two cells, side by side or stacked, when four large objects do not fit, e.g. 96 px at
@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES
+from ..data.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES
+from ..labels import IGNORE_LABEL
 from .looks import FILL, MAX_ROTATION, background, class_look, finish, paint_object, polygons_at, rasterise
 
 MIXED_LARGE_ROUND = 1  # per-class round whose image gets a large object of another group
@@ -232,7 +233,7 @@ def voc_ring(labels: np.ndarray) -> np.ndarray:
     near[:, 1:] |= obj[:, :-1]
     near[:, :-1] |= obj[:, 1:]
     out = labels.copy()
-    out[near & ~obj] = 255
+    out[near & ~obj] = IGNORE_LABEL
     return out
 
 

@@ -1,7 +1,7 @@
 """The demo's stand-in for ImageNet: object-centric images of every synthetic class look, drawn on the fly.
 
 ImageNet teaches a backbone the concepts PASCAL later asks about (its classes cover PASCAL's), one object per
-image. Here each item is one object of a class in 1..``classes`` (the looks of :mod:`svf.data.synthetic`, so the
+image. Here each item is one object of a class in 1..``classes`` (the looks of :mod:`svf.synthetic.raw`, so the
 80 COCO looks include PASCAL's 20) on the same kind of background, centred with jitter, at a random scale, aspect
 and rotation, in one of its class's colours, with its label: single-label classification, as ImageNet. Nothing is
 written to disk; item ``i`` is a pure function of (seed, i).
@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .looks import MAX_ROTATION, background, class_look, finish, paint_object, rotated_polygons
-from .transforms import MEAN, STD
+from ..data.transforms import MEAN, STD
 
 _OBJECTS = 3  # seed-sequence tag, apart from the other users of (seed, index)
 

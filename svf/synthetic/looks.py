@@ -1,4 +1,4 @@
-"""The looks of the synthetic classes (svf/data/synthetic.py writes them into datasets, svf/data/objects.py into
+"""The looks of the synthetic classes (svf/synthetic/raw.py writes them into datasets, svf/synthetic/objects.py into
 the stand-in pretraining): shapes, textures, colours, rotation, rasterisation and painting.
 
 A class is one of 5 shapes, one of 6 textures and one of 6 colours, each attribute shared by many classes (two

@@ -1,0 +1,160 @@
+"""The statistics of the study's claims (docs/study.md, "Analysis plan"): a paired test stratified by fold, two
+one-sided tests for equivalence claims, Holm's correction over the distinct claims, and the verdicts.
+
+A claim compares a row with a reference row on the same (fold, seed) pairs: d[f, s] = x_row[f, s] - x_ref[f, s].
+The estimate is, as the paper's Mean column, the mean over folds of each fold's mean difference; its standard error
+comes from an ordinary least-squares fit of d on fold indicators (sum-to-zero coding, so the intercept is that mean
+of fold means), i.e. the residual variance pooled within folds, with n - F degrees of freedom (statsmodels). With
+one fold this is exactly the paired t-test (scipy's ``ttest_rel``, statsmodels' ``ttost_paired``: the tests check).
+
+- A *direction* claim (the paper's |difference| >= ``EQUIVALENCE_THRESHOLD``) tests d = 0, two-sided; after Holm's
+  correction over every claim it ``agrees`` (significant, our sign is the paper's), ``disagrees`` (significant, the
+  other sign) or ``cannot tell``.
+- An *equivalence* claim (the paper's |difference| < the threshold) tests |d| >= margin with two one-sided tests
+  (p = the larger of the two); after Holm it is ``equivalent`` when rejected, ``not equivalent`` when the
+  Bonferroni interval (level 1 - alpha/m) lies wholly outside [-margin, margin], else ``cannot tell``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
+EQUIVALENT, NOT_EQUIVALENT = "equivalent", "not equivalent"
+DIRECTION, EQUIVALENCE = "direction", "equivalence"
+EQUIVALENCE_THRESHOLD = 1.0  # mIoU points: a paper difference below it is read as "about equal"
+ALPHA = 0.05
+POWER = 0.8  # the power at which the smallest detectable difference is stated
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The paper's statement that ``row`` differs from ``reference`` by ``paper_diff`` (row - reference)."""
+
+    row: str
+    reference: str
+    paper_diff: float
+    primary: bool = False
+    tables: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return EQUIVALENCE if abs(self.paper_diff) < EQUIVALENCE_THRESHOLD else DIRECTION
+
+    @property
+    def key(self) -> str:
+        return f"{self.row} vs {self.reference}"
+
+
+def stratified_mean(values: pd.DataFrame, level: float = 1 - ALPHA) -> dict:
+    """Mean over folds of per-fold means of ``values`` (columns fold, value) with its standard error, degrees of
+    freedom and ``level`` interval; se and the interval are NaN when no fold has two values."""
+    import statsmodels.formula.api as smf
+    from scipy import stats
+
+    values = values.dropna(subset=["value"])
+    n, folds = len(values), values["fold"].nunique()
+    empty = {"estimate": math.nan, "se": math.nan, "df": 0, "n": n, "folds": folds, "low": math.nan,
+             "high": math.nan, "half_width": math.nan}
+    if n == 0:
+        return empty
+    estimate = float(values.groupby("fold")["value"].mean().mean())
+    df = n - folds
+    if df < 1:
+        return {**empty, "estimate": estimate}
+    formula = "value ~ C(fold, Sum)" if folds > 1 else "value ~ 1"
+    fit = smf.ols(formula, data=values.assign(fold=values["fold"].astype(int))).fit()
+    se = float(fit.bse["Intercept"])
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return {"estimate": estimate, "se": se, "df": int(df), "n": n, "folds": folds, "low": estimate - half,
+            "high": estimate + half, "half_width": half}
+
+
+def claim_statistics(diffs: pd.DataFrame, margin: float) -> dict:
+    """The stratified paired statistics of one claim's differences (columns fold, value): estimate, se, df, 95%
+    interval, two-sided p of d = 0 and the two-one-sided-tests p of |d| >= margin."""
+    from scipy import stats
+
+    est = stratified_mean(diffs)
+    if math.isnan(est["se"]) or est["se"] == 0:
+        return {**est, "p_zero": math.nan, "p_tost": math.nan}
+    t = est["estimate"] / est["se"]
+    p_zero = float(2 * stats.t.sf(abs(t), est["df"]))
+    p_above = float(stats.t.sf((est["estimate"] + margin) / est["se"], est["df"]))   # H0: d <= -margin
+    p_below = float(stats.t.cdf((est["estimate"] - margin) / est["se"], est["df"]))  # H0: d >= +margin
+    return {**est, "p_zero": p_zero, "p_tost": max(p_above, p_below)}
+
+
+def holm(pvalues: Sequence[float], alpha: float = ALPHA) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels); a missing p (no test possible) counts as 1."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.nan_to_num(np.asarray(pvalues, float), nan=1.0)
+    if p.size == 0:
+        return p
+    return multipletests(p, alpha=alpha, method="holm")[1]
+
+
+def detectable_difference(se: float, df: int, m: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest |d| the two-sided test detects with ``power`` at the Bonferroni level alpha / m (the strictest
+    step of Holm's procedure), for a standard error ``se`` on ``df`` degrees of freedom."""
+    from scipy import stats
+
+    if math.isnan(se) or df < 1:
+        return math.nan
+    return float((stats.t.ppf(1 - alpha / (2 * m), df) + stats.t.ppf(power, df)) * se)
+
+
+def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: float = EQUIVALENCE_THRESHOLD,
+           alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per claim: the statistics of :func:`claim_statistics`, the Holm-adjusted p of the claim's own hypothesis,
+    the verdict, the smallest detectable difference and whether the paper's difference lies in our 95% interval.
+    ``diffs`` maps a claim's key to its paired differences (columns fold, seed, value)."""
+    from scipy import stats
+
+    claims = list(claims)
+    m = max(1, len(claims))
+    records = []
+    for claim in claims:
+        d = diffs.get(claim.key, pd.DataFrame(columns=["fold", "seed", "value"]))
+        records.append({"claim": claim.key, "row": claim.row, "reference": claim.reference,
+                        "primary": claim.primary, "kind": claim.kind, "tables": ", ".join(claim.tables),
+                        "paper_diff": claim.paper_diff, **claim_statistics(d, margin)})
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return frame
+    own_p = np.where(frame["kind"] == EQUIVALENCE, frame["p_tost"], frame["p_zero"])
+    frame["p_adjusted"] = holm(own_p, alpha)
+    bonferroni_t = [stats.t.ppf(1 - alpha / (2 * m), df) if df >= 1 else math.nan for df in frame["df"]]
+    frame["fw_low"] = frame["estimate"] - np.asarray(bonferroni_t) * frame["se"]
+    frame["fw_high"] = frame["estimate"] + np.asarray(bonferroni_t) * frame["se"]
+    frame["detectable"] = [detectable_difference(se, df, m, alpha) for se, df in zip(frame["se"], frame["df"])]
+    frame["paper_in_interval"] = (frame["low"] <= frame["paper_diff"]) & (frame["paper_diff"] <= frame["high"])
+    frame["verdict"] = [verdict(r, margin, alpha) for r in frame.itertuples()]
+    frame["margin"] = np.where(frame["kind"] == EQUIVALENCE, margin, math.nan)
+    return frame
+
+
+def verdict(r, margin: float, alpha: float = ALPHA) -> str:
+    """The verdict of one claim's row of :func:`decide` (see the module docstring)."""
+    if math.isnan(r.p_adjusted) or math.isnan(r.se):
+        return CANNOT_TELL
+    significant = r.p_adjusted < alpha
+    if r.kind == EQUIVALENCE:
+        if significant:
+            return EQUIVALENT
+        if r.fw_low > margin or r.fw_high < -margin:
+            return NOT_EQUIVALENT
+        return CANNOT_TELL
+    if not significant:
+        return CANNOT_TELL
+    return AGREES if (r.estimate > 0) == (r.paper_diff > 0) else DISAGREES
+
+
+__all__ = ["AGREES", "ALPHA", "CANNOT_TELL", "Claim", "DIRECTION", "DISAGREES", "EQUIVALENCE", "EQUIVALENT",
+           "EQUIVALENCE_THRESHOLD", "NOT_EQUIVALENT", "decide", "detectable_difference", "holm", "stratified_mean",
+           "claim_statistics", "verdict"]
