@@ -237,6 +237,8 @@ STUDY = config["study"]
 def _rows_of(names, row_ids, seeds):
     """The cells of the named tables' rows ``row_ids`` for ``seeds`` (a row id counts in every table that has it)."""
     cells = {}
+    if not seeds:
+        return []
     for name in names:
         ids = [r["id"] for r in TABLES["tables"][name]["rows"] if r["id"] in row_ids]
         if ids:
