@@ -169,6 +169,22 @@ def cells_of(tables: Mapping[str, Any], names: Iterable[str] | None = None, *,
     return list(cells.values())
 
 
+def training_seeds(config: Mapping[str, Any]) -> list[int]:
+    """The config's training seeds: ``tables.seeds``, else the one ``seed`` (the paper's 321)."""
+    return list(config["tables"].get("seeds") or [config.get("seed", DEFAULT_SEED)])
+
+
+def config_cells(config: Mapping[str, Any], tables: Mapping[str, Any], names: Iterable[str]) -> list[dict[str, Any]]:
+    """The cells the workflow runs for the named tables under ``config``: every training seed, restricted to the
+    config's ``tables.folds`` / ``tables.shots`` (the Snakefile's cells, also those a results bundle holds)."""
+    known = list(tables_of(tables))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {known}")
+    return cells_of(tables, names, seeds=training_seeds(config), folds=config["tables"].get("folds"),
+                    shots=config["tables"].get("shots"))
+
+
 def base_learners_of(cells: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, int]]:
     """The (dataset, backbone, fold) PSPNet base learners the BAM cells need, in first-appearance order.
 

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from svf.pipeline import paths
 from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
 from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
-from svf.pipeline.tables import cells_of, load_tables
+from svf.pipeline.tables import cells_of, config_cells, load_tables, training_seeds
 from svf.policy import POLICY_PATTERN, is_canonical
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -31,21 +31,13 @@ TABLE_NAMES = tuple(TABLES["tables"])
 CELL = cell_id(WILDCARDS)  # the cell-id pattern with every field a wildcard (logs)
 BASE_LEARNER = paths.BASE_LEARNER_DIR
 # Training seeds: every cell once per seed (default: the config's seed, the paper's 321).
-SEEDS = config["tables"].get("seeds") or [config["seed"]]
-
-
-def _restrict(cells):
-    """Apply the config's optional fold/shot restriction (quick runs, tests)."""
-    folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
-    return [c for c in cells if (folds is None or c["fold"] in folds) and (shots is None or c["shot"] in shots)]
+SEEDS = training_seeds(config)
 
 
 def cells_for(names):
-    """Cells (dicts) of the named tables, deduplicated: a cell shared by several tables trains once."""
-    unknown = [n for n in names if n not in TABLE_NAMES]
-    if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {list(TABLE_NAMES)}")
-    return _restrict(cells_of(TABLES, names, seeds=SEEDS))
+    """Cells (dicts) of the named tables, deduplicated (a cell shared by several tables trains once), every seed,
+    restricted to the config's folds/shots."""
+    return config_cells(config, TABLES, names)
 
 
 def _check_cells(cells):
@@ -88,6 +80,17 @@ def stop_warm_server():
 
 ALL_CELLS = cells_for(config["tables"]["build"])
 _check_cells(cells_for(TABLE_NAMES))
+
+# Results bundle to import (svf/bundle/): its cells' training comes from the archive (rule import_bundle), only their
+# evaluation runs here. The plan reads the archive's manifest alone and refuses, before any job, a bundled cell whose
+# spec differs from the one this config gives it, naming the keys.
+RESULTS_FROM = config.get("results_from")
+IMPORT_PLAN = None
+if RESULTS_FROM:
+    from svf.bundle.manifest import describe_plan, plan_import, read_manifest
+
+    IMPORT_PLAN = plan_import(read_manifest(RESULTS_FROM), config, TABLES, RESULTS_FROM)
+    print(describe_plan(IMPORT_PLAN), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -136,7 +139,9 @@ def figure_cells():
     """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
     fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
-    cells = [c for c in _restrict(cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1])) if c["shot"] == 1]
+    folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
+    cells = [c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], folds=folds, shots=shots)
+             if c["shot"] == 1]
     if not cells:
         raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
     return cells
@@ -220,6 +225,13 @@ def raw_inputs(wildcards):
 def raw_dir_of(wildcards):
     source = config["data"]["source"]
     return pv(paths.RAW_DIR.format(dataset=wildcards.dataset) if source == "synthetic" else paths.DOWNLOADS_DIR)
+
+
+def reevaluation_arg():
+    """`svf tables`' tolerance between a bundle's recorded mIoU and the one re-evaluated here (imports only, so that
+    the tables of a run that imports nothing keep their parameters)."""
+    tolerance = config["tables"]["reevaluation_tolerance"]
+    return f"--reevaluation-tolerance {tolerance}" if RESULTS_FROM else ""
 
 
 def cell_ids_arg(cells):
