@@ -102,3 +102,13 @@ def write_fake_trained_cell(cells_root: Path, cell: Mapping[str, Any], miou: flo
                "config_hash": kwargs.get("config_hash", "cafe00000000"), "device": "cpu"}
     (cell_dir / "train_summary.json").write_text(json.dumps(summary))
     return cell_dir
+
+
+def write_fake_base_learner(directory: Path) -> Path:
+    """BAM's stage-1 outputs as rule train_base leaves them: model.pt (a state dict) and train_log.csv."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"cls.4.weight": torch.zeros(3, 4, 1, 1)}, directory / "model.pt")
+    (directory / "train_log.csv").write_text("epoch,step,loss\n0,0,1.0\n")
+    return directory
