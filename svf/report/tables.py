@@ -366,8 +366,11 @@ def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     shown["col"] = shown["shot"].astype(str) + "shot_" + np.where(shown["fold"] == "mean", "mean",
                                                                   "fold" + shown["fold"])
     values = ["reproduced", "paper", "delta"] + (["reproduced_std"] if (shown["n_seeds"] > 1).any() else [])
-    values += ["recorded", "not_reproduced"] if shown["recorded"].notna().any() else []
-    wide = shown.pivot(index="row", columns="col", values=values)
+    imported = shown["recorded"].notna().any()
+    wide = shown.pivot(index="row", columns="col", values=values + (["recorded"] if imported else []))
+    if imported:  # the flag pivoted apart, so the numbers stay floats (and get rounded)
+        wide = wide.join(shown.pivot(index="row", columns="col", values=["not_reproduced"]).astype(bool))
+        values += ["recorded", "not_reproduced"]
     wide.columns = [f"{col}_{what}" for what, col in wide.columns]
     gains = shown[(shown["fold"] == "mean") & shown["delta_to"].notna()]
     if not gains.empty:

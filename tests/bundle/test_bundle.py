@@ -277,3 +277,48 @@ def test_an_existing_file_with_other_contents_is_kept_unless_overwrite(exported)
     assert files_under(target) == [mine]
     import_bundle(exported["archive"], target, overwrite=True, log=lambda line: None)
     assert mine.read_text().startswith("epoch,step,loss")
+
+
+# --- size at paper scale ------------------------------------------------------------------------------------------
+
+def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_path, capsys):
+    """Table 7's S row at paper size (ResNet-50 baseline†, untrained: trained tensors have the same shapes; no data
+    needed). The backbone's share of the cell's entry is its 12,544 singular values, under 100 KiB; the entry as a
+    whole is dominated by the baseline head (4.9 M parameters, trained in every cell), which no bundle can leave out
+    if the cell is to be re-evaluated. The breakdown is printed (README, "Results bundles")."""
+    from svf.decompose import singular_values
+    from svf.engine.build import build_cell_model, trained_state
+    from svf.files import torch_save, write_json
+
+    config = make_config(tmp_path, "paper", tables={"file": str(TABLES_YAML), "build": ["table7"], "folds": [0]})
+    cell = next(c for c in config_cells(config, load_tables(TABLES_YAML), ["table7"])
+                if c["policy"] == "svf" and c["shot"] == 1)
+    spec = cell_spec(config, Cell.from_mapping(cell))
+    cell_dir = write_fake_trained_cell(Path(config["pathvars"]["results"]) / "cells", cell, 50.0, spec)
+    model, policy = build_cell_model(spec, None, None)
+    state = trained_state(model, policy)
+    torch_save(cell_dir / "model.pt", {"cell_id": cell_id(cell), "cell": cell, "policy": "svf", "epoch": 1,
+                                       "state": state})
+    values = {k: v.tolist() for k, v in singular_values(model).items()}
+    write_json(cell_dir / "singular_values.json", {"before": values, "after": values})
+    manifest = export_bundle(config, tmp_path / "paper.tar.gz", log=lambda line: None)
+
+    backbone = {k: v for k, v in state.items() if k.startswith("layer")}
+    assert backbone and all(k.endswith("vector_S") for k in backbone)  # no U, V or conv weight travels
+    assert sum(v.numel() for v in backbone.values()) == 12_544
+    buffer = io.BytesIO()
+    torch.save(backbone, buffer)
+    s_bytes = buffer.tell()
+    assert s_bytes < 100 * 1024
+    head = {k: v for k, v in state.items() if not k.startswith("layer")}
+    buffer = io.BytesIO()
+    torch.save(head, buffer)
+    head_bytes = buffer.tell()
+    sizes = {name.rsplit("/", 1)[1]: entry["bytes"] for name, entry in manifest["files"].items()}
+    assert sizes["model.pt"] <= s_bytes + head_bytes + 16 * 1024  # the trained tensors and nothing else
+    assert manifest["totals"]["by_kind"]["svf"]["bytes"] == sum(sizes.values())
+    with capsys.disabled():
+        print(f"\npaper-size S-only cell entry: {sum(sizes.values()) / 1024:.0f} KiB = S {s_bytes / 1024:.1f} KiB + "
+              f"head {head_bytes / 1024:.0f} KiB (model.pt {sizes['model.pt'] / 1024:.0f} KiB) + singular_values.json "
+              f"{sizes['singular_values.json'] / 1024:.0f} KiB + metrics, log, summary; archive "
+              f"{manifest['archive_bytes'] / 1024:.0f} KiB")
