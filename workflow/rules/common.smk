@@ -139,9 +139,8 @@ def figure_cells():
     """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
     fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
-    folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
-    cells = [c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], folds=folds, shots=shots)
-             if c["shot"] == 1]
+    restrict = {"folds": config["tables"].get("folds"), "shots": config["tables"].get("shots")}
+    cells = [c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], **restrict) if c["shot"] == 1]
     if not cells:
         raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
     return cells
