@@ -30,8 +30,8 @@ METRICS_KEYS = ("cell", "cell_id", "miou", "fb_iou", "class_iou", "episodes", "s
 VERSIONED = ("python", "torch", "torchvision", "numpy", "cuda", "cudnn")
 
 #: Columns of results.csv before the per-class ``class_iou_<k>`` columns.
-RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "recorded_miou", "fb_iou", "miou_seed_std", "n_seeds", "episodes", "protocol",
-                  "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "train_bench_s",
+RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "recorded_miou", "fb_iou", "miou_seed_std", "n_seeds", "episodes",
+                  "protocol", "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "train_bench_s",
                   "eval_bench_s", "device", "device_hours", "gpu_hours", "trainable_params", "config_hash",
                   "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
 

@@ -322,3 +322,19 @@ def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_pat
               f"head {head_bytes / 1024:.0f} KiB (model.pt {sizes['model.pt'] / 1024:.0f} KiB) + singular_values.json "
               f"{sizes['singular_values.json'] / 1024:.0f} KiB + metrics, log, summary; archive "
               f"{manifest['archive_bytes'] / 1024:.0f} KiB")
+
+
+def test_planning_an_import_is_light(exported):
+    """The Snakefile reads the manifest and plans the import while it builds the DAG: no torch, pandas or matplotlib
+    (and only the archive's first member)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from svf.bundle.manifest import plan_import, read_manifest; "
+            "from svf.pipeline.tables import load_tables; config = json.loads(sys.argv[2]); "
+            "tables = load_tables(config['tables']['file']); "
+            "plan = plan_import(read_manifest(sys.argv[1]), config, tables, sys.argv[1]); "
+            "assert len(plan.cells) == 4, plan; "
+            "bad = [m for m in ('pandas', 'torch', 'matplotlib') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code, str(exported["archive"]), json.dumps(exported["target"])], check=True,
+                   cwd=ROOT)
