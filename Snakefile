@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/bundle.smk"
 
 
 onstart:
@@ -81,6 +82,12 @@ rule study:
     input:
         [f for name in config["study"]["tables"] for f in table_outputs(name)],
         paths.STUDY_FILES,
+
+
+rule bundle:
+    # every finished cell of the config in one archive (svf bundle export; docs/bundles.md)
+    input:
+        paths.BUNDLE_FILE,
 
 
 rule estimate:

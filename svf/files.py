@@ -2,8 +2,11 @@
 reads of torch files (tensors and plain data only; errors name the file and how to remake it)."""
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +45,29 @@ def torch_save(path: str | os.PathLike, value: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(value, tmp))
+
+
+def move_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Put a finished file under its final name: a rename on the same file system, else an atomic copy (see
+    ``atomic_write``) and the source removed. Either way no reader sees a partial file under ``path``."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, final)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        atomic_write(final, lambda tmp: shutil.copyfile(source, tmp))
+        Path(source).unlink()
+    return final
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_document(path: str | os.PathLike, parse: Callable[[str], Any], parse_error: type[Exception] | tuple,

@@ -81,3 +81,34 @@ def write_fake_cells(cells_root: Path, benchmarks: Path | None, cells: Iterable[
                      miou: Callable[[Mapping[str, Any]], float], **kwargs: Any) -> list[str]:
     """Write every cell with mIoU ``miou(cell)``; returns the cell ids."""
     return [cell_id(c) for c in cells if write_fake_cell(cells_root, benchmarks, c, miou(c), **kwargs)]
+
+
+def write_fake_trained_cell(cells_root: Path, cell: Mapping[str, Any], miou: float, spec: Mapping[str, Any],
+                            **kwargs: Any) -> Path:
+    """A finished cell as rules train and evaluate leave it: write_fake_cell's files plus a small model.pt (the
+    trained-tensors layout of svf/engine/train.py) and train_summary.json holding ``spec``."""
+    import torch
+
+    cell_dir = write_fake_cell(cells_root, None, cell, miou, **kwargs)
+    cid = cell_id(cell)
+    generator = torch.Generator().manual_seed(_seed_of(cid))
+    state = {"layer4.0.conv2.vector_S": torch.rand(8, generator=generator),
+             "cls_meta.3.weight": torch.randn(2, 8, 1, 1, generator=generator)}
+    torch.save({"cell_id": cid, "cell": dict(cell), "policy": cell["policy"], "epoch": 2, "state": state},
+               cell_dir / "model.pt")
+    if not (cell_dir / "singular_values.json").exists():
+        (cell_dir / "singular_values.json").write_text(json.dumps({"before": {}, "after": {}}))
+    summary = {"cell": dict(cell), "cell_id": cid, "epochs_run": kwargs.get("epochs", 3), "spec": dict(spec),
+               "config_hash": kwargs.get("config_hash", "cafe00000000"), "device": "cpu"}
+    (cell_dir / "train_summary.json").write_text(json.dumps(summary))
+    return cell_dir
+
+
+def write_fake_base_learner(directory: Path) -> Path:
+    """BAM's stage-1 outputs as rule train_base leaves them: model.pt (a state dict) and train_log.csv."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({"cls.4.weight": torch.zeros(3, 4, 1, 1)}, directory / "model.pt")
+    (directory / "train_log.csv").write_text("epoch,step,loss\n0,0,1.0\n")
+    return directory

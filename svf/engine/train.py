@@ -129,6 +129,7 @@ def train_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
         "device": dev.type, "config_hash": config_hash, "code_version": code_version,
         "versions": library_versions(dev),
         "steps_per_epoch": len(loader), "schedule": schedule.kind,
+        "spec": spec,  # what a results bundle records as the cell's spec (svf/bundle/export.py)
     }
     # The checkpoint stays: a rerun with the same spec (outputs lost) finishes at once instead of retraining.
     files.write_json(out / TRAIN_SUMMARY, summary)

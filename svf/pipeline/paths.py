@@ -24,9 +24,14 @@ TRAIN_LOG = "train_log.csv"
 SINGULAR_VALUES = "singular_values.json"
 TRAIN_SUMMARY = "train_summary.json"
 METRICS = "metrics.json"
+#: What rule train writes: an imported cell (``results_from``) gets these from the bundle instead.
+TRAIN_OUTPUTS = (MODEL, TRAIN_LOG, SINGULAR_VALUES, TRAIN_SUMMARY)
+#: An imported cell's metrics.json as the bundle recorded it (metrics.json is then this machine's re-evaluation).
+RECORDED_METRICS = "recorded_metrics.json"
 
 # Roots.
 RESULTS_DIR = "<results>"
+RESOURCES_DIR = "<resources>"
 BENCHMARKS_DIR = "<benchmarks>"
 CELLS_ROOT = "<results>/cells"
 TABLES_DIR = "<results>/tables"
@@ -132,7 +137,27 @@ STUDY_FILES = tuple(f"{STUDY_DIR}/{name}" for name in ("study.md", "study.csv", 
 STUDY_FIGURES = tuple(f"{FIGURES_DIR}/study_{name}.png" for name in ("claims", "rows"))
 STUDY_PROBE_FIGURE = f"{FIGURES_DIR}/study_probe.png"
 STUDY_PROBE = f"{STUDY_DIR}/probe/{CELL_ID_FORMAT}.json"  # `svf probe` of one cell (before/after base training)
+BUNDLE_FILE = f"{RESULTS_DIR}/bundle.tar.gz"  # `snakemake bundle`: every finished cell (svf bundle export)
 ESTIMATE_CSV, ESTIMATE_MD = f"{RESULTS_DIR}/estimate.csv", f"{RESULTS_DIR}/estimate.md"  # svf estimate writes both
+
+
+#: Snakemake's defaults of the path variables (the config's ``pathvars`` override them).
+DEFAULT_PATHVARS = {"results": "results", "resources": "resources", "logs": "logs", "benchmarks": "benchmarks",
+                    "figures": "figures"}
+
+
+def expand_pathvars(template: str, config: Mapping[str, Any], **roots: str) -> str:
+    """A template's ``<results>``, ``<resources>``, ... replaced as Snakemake would under ``config`` (for commands
+    run by hand); ``roots`` (e.g. ``results="out"``) win over the config's ``pathvars``."""
+    values = {**DEFAULT_PATHVARS, **(config.get("pathvars") or {}), **{k: v for k, v in roots.items() if v}}
+    for name, value in values.items():
+        template = template.replace(f"<{name}>", str(value))
+    return template
+
+
+def base_learner_file(dataset: str, backbone: str, fold: int | str, name: str = MODEL) -> str:
+    """``name`` (MODEL, TRAIN_LOG) of BAM's stage-1 base learner of (dataset, backbone, fold)."""
+    return f"{BASE_LEARNER_DIR.format(dataset=dataset, backbone=backbone, fold=fold)}/{name}"
 
 
 def cell_file(cell: Mapping[str, Any], name: str) -> str:

@@ -146,6 +146,24 @@ def merge_configs(configs: list[dict]) -> dict:
     return merged
 
 
+#: The workflow's config schema (Snakemake validates the config with it and fills in its defaults).
+CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_config(configfiles: list[str] | None = None, config_json: str | None = None) -> dict:
+    """The config a command run by hand works under: ``configfiles`` merged as Snakemake merges ``--configfile``
+    and validated by the workflow's schema with its defaults filled in, as Snakemake does (so specs and the config
+    hash match the workflow's); or ``config_json``, the merged config a rule passes (already validated)."""
+    if config_json is not None:
+        return json.loads(config_json)
+    import yaml
+    from snakemake.utils import validate
+
+    config = merge_configs([yaml.safe_load(Path(path).read_text(encoding="utf-8")) for path in configfiles or []])
+    validate(config, str(CONFIG_SCHEMA))
+    return config
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 

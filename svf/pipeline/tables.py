@@ -169,6 +169,61 @@ def cells_of(tables: Mapping[str, Any], names: Iterable[str] | None = None, *,
     return list(cells.values())
 
 
+def training_seeds(config: Mapping[str, Any]) -> list[int]:
+    """The config's training seeds: ``tables.seeds``, else the one ``seed`` (the paper's 321)."""
+    return list(config["tables"].get("seeds") or [config.get("seed", DEFAULT_SEED)])
+
+
+def config_cells(config: Mapping[str, Any], tables: Mapping[str, Any], names: Iterable[str]) -> list[dict[str, Any]]:
+    """The cells the workflow runs for the named tables under ``config``: every training seed, restricted to the
+    config's ``tables.folds`` / ``tables.shots`` (the Snakefile's cells, also those a results bundle holds)."""
+    known = list(tables_of(tables))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {known}")
+    return cells_of(tables, names, seeds=training_seeds(config), folds=config["tables"].get("folds"),
+                    shots=config["tables"].get("shots"))
+
+
+def _rows_cells(config: Mapping[str, Any], tables: Mapping[str, Any], names: Iterable[str], row_ids: set[str],
+                seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """The cells of the named tables' rows ``row_ids`` (in every table that has them) for ``seeds``."""
+    cells: dict[str, dict[str, Any]] = {}
+    for name in names if seeds else ():
+        ids = [r["id"] for r in tables_of(tables)[name]["rows"] if r["id"] in row_ids]
+        for cell in cells_of(tables, [name], row_ids=ids, seeds=seeds, folds=config["tables"].get("folds"),
+                             shots=config["tables"].get("shots")) if ids else ():
+            cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
+
+
+def primary_rows(config: Mapping[str, Any]) -> set[str]:
+    """The rows of the study's primary claims ("ROW vs REFERENCE", docs/study.md)."""
+    return {row for claim in config["study"]["primary"] for row in claim.split(" vs ")}
+
+
+def study_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The study's runs: every row of its tables for the training seeds, and the primary claims' rows also for
+    ``study.primary_seeds``."""
+    study = config["study"]
+    cells = {cell_id(c): c for c in config_cells(config, tables, study["tables"])}
+    for cell in _rows_cells(config, tables, study["tables"], primary_rows(config), study.get("primary_seeds") or []):
+        cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
+
+
+def probe_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cells the novel-class probe measures: ``study.probe_rows`` for ``study.probe_seeds``, which must not be
+    training seeds of the study's rows (the mechanism is measured on runs the verdicts do not use)."""
+    study = config["study"]
+    seeds = list(study.get("probe_seeds") or [])
+    shared = set(seeds) & (set(training_seeds(config)) | set(study.get("primary_seeds") or []))
+    if shared:
+        raise ValueError(f"study.probe_seeds {sorted(shared)} are also training seeds of the study's rows; the "
+                         f"probe must use seeds (and worlds) of its own")
+    return _rows_cells(config, tables, study["tables"], set(study.get("probe_rows") or []), seeds)
+
+
 def base_learners_of(cells: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, int]]:
     """The (dataset, backbone, fold) PSPNet base learners the BAM cells need, in first-appearance order.
 

@@ -3,7 +3,9 @@
 Inputs (written by the training/evaluation engine and by Snakemake):
 - ``<cells_root>/<cell_id>/metrics.json`` (the contract in docs/architecture.md and docs/report.md);
 - ``<benchmarks>/train/<cell_id>.tsv`` and ``<benchmarks>/evaluate/<cell_id>.tsv`` (Snakemake ``benchmark:``
-  files; optional: a cell run by hand has none and gets empty device-hours).
+  files; optional: a cell run by hand has none and gets empty device-hours);
+- ``<cells_root>/<cell_id>/recorded_metrics.json`` of a cell imported from a results bundle (svf/bundle/): the
+  bundle's own number, ``recorded_miou`` beside the one re-evaluated here.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pandas as pd
 
 from ..files import read_document
 from ..pipeline.cells import CELL_KEYS, cell_id
-from ..pipeline.paths import METRICS, benchmark_name
+from ..pipeline.paths import METRICS, RECORDED_METRICS, benchmark_name
 from . import atomic_write
 
 #: Keys every metrics.json must have.
@@ -28,8 +30,9 @@ METRICS_KEYS = ("cell", "cell_id", "miou", "fb_iou", "class_iou", "episodes", "s
 VERSIONED = ("python", "torch", "torchvision", "numpy", "cuda", "cudnn")
 
 #: Columns of results.csv before the per-class ``class_iou_<k>`` columns.
-RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "fb_iou", "all_foreground_miou", "miou_seed_std", "n_seeds", "episodes", "protocol",
-                  "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s", "train_bench_s",
+RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "recorded_miou", "fb_iou", "all_foreground_miou", "miou_seed_std",
+                  "n_seeds", "episodes", "protocol", "epochs_run", "best_epoch", "train_wall_time_s", "eval_wall_time_s",
+                  "train_bench_s",
                   "eval_bench_s", "device", "device_hours", "gpu_hours", "trainable_params", "config_hash",
                   "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
 
@@ -65,8 +68,21 @@ def benchmark_seconds(path: Path) -> float:
     return float(pd.to_numeric(bench["s"], errors="raise").mean())
 
 
-def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
-    """Flatten one cell's metrics (+ its benchmark seconds) into a results.csv row."""
+def recorded_miou(cell_dir: Path) -> float:
+    """The mIoU a results bundle recorded for an imported cell (``recorded_metrics.json``); NaN for a cell trained
+    here."""
+    path = cell_dir / RECORDED_METRICS
+    if not path.is_file():
+        return float("nan")
+    recorded = read_document(path, json.loads, json.JSONDecodeError, CollectError, "not found", "JSON")
+    if "miou" not in recorded:
+        raise CollectError(f"{path}: missing key 'miou'")
+    return float(recorded["miou"])
+
+
+def metrics_row(metrics: Mapping[str, Any], benchmarks: Path, recorded: float = float("nan")) -> dict[str, Any]:
+    """Flatten one cell's metrics (+ its benchmark seconds, + the mIoU a bundle recorded for it) into a results.csv
+    row."""
     cid = metrics["cell_id"]
     per_seed = [float(s["miou"]) for s in metrics["per_seed"]]
     seeds = metrics["seeds"]
@@ -76,6 +92,7 @@ def metrics_row(metrics: Mapping[str, Any], benchmarks: Path) -> dict[str, Any]:
     row.update({
         "cell_id": cid,
         "miou": float(metrics["miou"]),
+        "recorded_miou": recorded,
         "fb_iou": float(metrics["fb_iou"]),
         # absent in metrics made before it was recorded
         "all_foreground_miou": float(metrics.get("all_foreground_miou") or "nan"),
@@ -123,7 +140,8 @@ def collect(cells_root: str | Path, benchmarks: str | Path, cells: Iterable[str]
     """One row per cell, columns RESULT_COLUMNS then class_iou_<k> (numeric order)."""
     cells_root, benchmarks = Path(cells_root), Path(benchmarks)
     ids = find_cells(cells_root) if cells is None else list(dict.fromkeys(cells))
-    rows = [metrics_row(read_metrics(cells_root / cid / METRICS, cells_root), benchmarks) for cid in ids]
+    rows = [metrics_row(read_metrics(cells_root / cid / METRICS, cells_root), benchmarks,
+                        recorded_miou(cells_root / cid)) for cid in ids]
     results = pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
     if results.empty:
         return results

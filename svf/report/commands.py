@@ -88,11 +88,14 @@ def _add_tables(subparsers) -> None:
     parser.add_argument("--summary", help="summary markdown to write (default: <out>/summary.md unless --only)")
     parser.add_argument("--comparison", help="long comparison csv to write (default: <out>/comparison.csv "
                         "unless --only)")
+    parser.add_argument("--reevaluation-tolerance", type=float, default=None,
+                        help="cells imported from a results bundle: |re-evaluated - recorded| mIoU beyond which a "
+                             "value is flagged 'not reproduced from weights' (default 0.05)")
 
     def run(args):
         from pathlib import Path
 
-        from ..report.tables import write_tables
+        from ..report.tables import REEVALUATION_TOLERANCE, write_tables
 
         def go():
             tables, results, paper = _load_table_inputs(args)
@@ -101,7 +104,9 @@ def _add_tables(subparsers) -> None:
             comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
             written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
                                    demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
-                                   comparison=comparison, seeds=args.seeds)
+                                   comparison=comparison, seeds=args.seeds,
+                                   reevaluation_tolerance=(REEVALUATION_TOLERANCE if args.reevaluation_tolerance is None
+                                                           else args.reevaluation_tolerance))
             print(f"svf tables: wrote {len(written)} files to {args.out}")
 
         return _report_call("tables", go)

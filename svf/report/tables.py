@@ -2,7 +2,9 @@
 
 The core is ``compare``: one long frame with, for every value a table shows (a fold or the mean, per row and shot),
 the reproduced mIoU, the paper's number and their difference, plus the gain over the row's ``delta_to`` reference
-(the paper's "(+x.xx)"). The renderers only lay that frame out as the paper does.
+(the paper's "(+x.xx)"). The renderers only lay that frame out as the paper does. Cells imported from a results
+bundle (svf/bundle/) also carry the number the bundle recorded; a value whose re-evaluation here differs from it by
+more than the re-evaluation tolerance is flagged "not reproduced from weights".
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from . import atomic_write, atomic_write_text
 DEMO_NOTE = "demo scale — not comparable to the paper"
 MISSING = "—"
 PAPER_FOLDS = ("0", "1", "2", "3", "mean")
+NOT_REPRODUCED = "not reproduced from weights"
+#: |re-evaluated - recorded| in mIoU points an imported cell may differ by (GPU nondeterminism; CPU runs give 0).
+REEVALUATION_TOLERANCE = 0.05
 
 
 class TablesError(ValueError):
@@ -79,6 +84,8 @@ def _over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out["reproduced"] = _complete_mean(grouped["reproduced"]).to_numpy()
     out["reproduced_std"] = grouped["reproduced"].std(ddof=1).to_numpy()
     out["n_seeds"] = grouped["reproduced"].count().to_numpy()
+    out["recorded"] = _complete_mean(grouped["recorded"]).to_numpy()
+    out["not_reproduced"] = grouped["not_reproduced"].any().to_numpy()
     out["cell_id"] = grouped["cell_id"].agg(" ".join).to_numpy()
     return out
 
@@ -86,14 +93,17 @@ def _over_seeds(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, paper: pd.DataFrame,
             names: Iterable[str] | None = None, shots: Sequence[int] | None = None,
             folds: Sequence[int] | None = None, tolerance: float = 1.0,
-            seeds: Sequence[int] = (DEFAULT_SEED,)) -> pd.DataFrame:
+            seeds: Sequence[int] = (DEFAULT_SEED,),
+            reevaluation_tolerance: float = REEVALUATION_TOLERANCE) -> pd.DataFrame:
     """Long frame, one row per (table, row, shot, fold-or-'mean'): reproduced, paper, delta, gains, flags.
 
     With several ``seeds`` a fold's value is the mean over its seeds and ``reproduced_std`` their sample std; a
     mean's std is the std over seeds of each seed's fold mean. ``cell_id`` lists the cells behind a fold value.
     ``shown`` says whether the paper's layout displays the value (folds only in ``folds+mean`` tables);
     ``comparable`` is False for a mean over a restricted fold set (it is not the paper's 4-fold mean);
-    ``within`` = comparable and |reproduced - paper| <= tolerance.
+    ``within`` = comparable and |reproduced - paper| <= tolerance. ``recorded`` is what a results bundle recorded
+    for imported cells (NaN otherwise), ``not_reproduced`` whether any cell behind the value re-evaluated here
+    differs from it by more than ``reevaluation_tolerance``.
     """
     tables = tables_of(tables)
     names = list(tables) if names is None else list(names)
@@ -103,6 +113,11 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
     entries = _entries(tables, names, shots, folds, seeds)
     miou = results.set_index("cell_id")["miou"] if len(results) else pd.Series(dtype=float)
     entries["reproduced"] = entries["cell_id"].map(miou).astype(float)
+    recorded = (results.set_index("cell_id")["recorded_miou"] if "recorded_miou" in results.columns and len(results)
+                else pd.Series(dtype=float))
+    entries["recorded"] = entries["cell_id"].map(recorded).astype(float)
+    entries["not_reproduced"] = (entries["reproduced"] - entries["recorded"]).abs() > reevaluation_tolerance + 1e-9
+    entries["reevaluation_tolerance"] = float(reevaluation_tolerance)
     for column in ("device_hours", "device"):  # cost of the table's cells, for the summary
         entries[column] = (entries["cell_id"].map(results.set_index("cell_id")[column])
                            if column in results.columns and len(results) else np.nan)
@@ -112,14 +127,18 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
     by_fold["device_hours"] = entries.groupby([*keys, "fold"], sort=False)["device_hours"].sum(
         min_count=1).to_numpy()
     # Mean over the folds the table asks for, per seed; only when every fold has a result (as the paper's mean).
-    seed_means = entries.groupby([*keys, "seed"], sort=False).first().reset_index()
-    seed_means["reproduced"] = _complete_mean(entries.groupby([*keys, "seed"], sort=False)["reproduced"]).to_numpy()
+    per_seed = entries.groupby([*keys, "seed"], sort=False)
+    seed_means = per_seed.first().reset_index()
+    seed_means["reproduced"] = _complete_mean(per_seed["reproduced"]).to_numpy()
+    seed_means["recorded"] = _complete_mean(per_seed["recorded"]).to_numpy()
+    seed_means["not_reproduced"] = per_seed["not_reproduced"].any().to_numpy()
     means = _over_seeds(seed_means, keys)
     means["fold"] = "mean"
     means["cell_id"] = ""
     means[["device_hours", "device"]] = np.nan  # a mean is no cell: its cost is in the fold entries
     n_folds = entries.groupby("table")["fold"].nunique()
     frame = pd.concat([by_fold.drop(columns=["seed"]), means.drop(columns=["seed"])], ignore_index=True)
+    frame["not_reproduced"] = frame["not_reproduced"].astype(bool)
 
     frame = frame.merge(paper, on=["table", "row", "shot", "fold"], how="left")
     frame = frame.rename(columns={"value": "paper", "delta": "paper_printed_gain"})
@@ -155,7 +174,9 @@ def summarise(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     summary = shown.groupby("table", sort=False).agg(
         shown=("shown", "size"), reproduced=("has", "sum"), compared=("counted", "sum"),
         within=("within", "sum"), mean_abs_delta=("absdelta", "mean"), max_abs_delta=("absdelta", "max"),
-        gains=("gain_counted", "sum"), gains_same_sign=("gain_agrees", "sum"))
+        gains=("gain_counted", "sum"), gains_same_sign=("gain_agrees", "sum"),
+        recorded=("recorded", "count"), not_reproduced=("not_reproduced", "sum"),
+        reevaluation_tolerance=("reevaluation_tolerance", "first"))
     summary["missing"] = summary["shown"] - summary["reproduced"]
     summary["tolerance"] = tolerance
     # Each cell once per table (a cell appears in one fold entry per table; shared cells count in every table).
@@ -173,15 +194,18 @@ def _fmt(x: float, signed: bool = False) -> str:
     return MISSING if pd.isna(x) else (f"{x:+.2f}" if signed else f"{x:.2f}")
 
 
-def _value_cell(reproduced: float, paper: float, delta: float, std: float = float("nan"), n_seeds: int = 1) -> str:
+def _value_cell(reproduced: float, paper: float, delta: float, std: float = float("nan"), n_seeds: int = 1,
+                recorded: float = float("nan"), not_reproduced: bool = False) -> str:
     """'reproduced (paper, delta)', 'mean ± std (paper, delta)' over several seeds; a missing result shows the paper
-    value only: '— (paper)'."""
+    value only: '— (paper)'. An imported value adds the bundle's number, 'reproduced (paper, delta; recorded r)',
+    and ', not reproduced from weights' when the two differ by more than the re-evaluation tolerance."""
     if pd.isna(reproduced):
         return MISSING if pd.isna(paper) else f"{MISSING} ({paper:.2f})"
     value = f"{reproduced:.2f} ± {std:.2f}" if n_seeds > 1 and pd.notna(std) else f"{reproduced:.2f}"
-    if pd.isna(paper):
-        return f"{value} (n/a)"
-    return f"{value} ({paper:.2f}, {delta:+.2f})"
+    comparison = "n/a" if pd.isna(paper) else f"{paper:.2f}, {delta:+.2f}"
+    if pd.notna(recorded):
+        comparison += f"; recorded {recorded:.2f}" + (f", {NOT_REPRODUCED}" if not_reproduced else "")
+    return f"{value} ({comparison})"
 
 
 def _gain_cell(gain: float, paper_gain: float) -> str:
@@ -222,7 +246,7 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
                 cells.append(_gain_cell(rec["gain"], rec["paper_gain"]) if pd.notna(rec["delta_to"]) else "")
             else:
                 cells.append(_value_cell(rec["reproduced"], rec["paper"], rec["delta"], rec["reproduced_std"],
-                                         int(rec["n_seeds"])))
+                                         int(rec["n_seeds"]), rec["recorded"], bool(rec["not_reproduced"])))
         group = row["group"] if row["group"] != previous else ""
         previous = row["group"]
         groups.append(row["group"])
@@ -233,6 +257,8 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
 def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -> list[str]:
     shown = frame[frame["shown"]]
     notes = ["Each value: reproduced mIoU (paper, reproduced − paper), in %."]
+    if shown["recorded"].notna().any():
+        notes.append(_imported_sentence(shown))
     if (shown["n_seeds"] > 1).any():
         notes[0] = ("Each value: reproduced mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
                     "mean's std is over each seed's mean of the folds.")
@@ -248,6 +274,15 @@ def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -
     summary = summarise(frame, tolerance).iloc[0]
     notes.append(_summary_sentence(summary))
     return notes
+
+
+def _imported_sentence(shown: pd.DataFrame) -> str:
+    """What 'recorded' means in a table of imported cells, and how many values are flagged."""
+    flagged = int(shown["not_reproduced"].sum())
+    return (f"Imported from a results bundle (results_from): each value is re-evaluated here from the bundle's "
+            f"trained weights; 'recorded' is the bundle's own number; '{NOT_REPRODUCED}' marks a value whose "
+            f"re-evaluation differs from it by more than {shown['reevaluation_tolerance'].iloc[0]:.2f} mIoU "
+            f"({flagged} of {int(shown['recorded'].notna().sum())} values).")
 
 
 def _summary_sentence(s: pd.Series) -> str:
@@ -331,7 +366,11 @@ def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     shown["col"] = shown["shot"].astype(str) + "shot_" + np.where(shown["fold"] == "mean", "mean",
                                                                   "fold" + shown["fold"])
     values = ["reproduced", "paper", "delta"] + (["reproduced_std"] if (shown["n_seeds"] > 1).any() else [])
-    wide = shown.pivot(index="row", columns="col", values=values)
+    imported = shown["recorded"].notna().any()
+    wide = shown.pivot(index="row", columns="col", values=values + (["recorded"] if imported else []))
+    if imported:  # the flag pivoted apart, so the numbers stay floats (and get rounded)
+        wide = wide.join(shown.pivot(index="row", columns="col", values=["not_reproduced"]).astype(bool))
+        values += ["recorded", "not_reproduced"]
     wide.columns = [f"{col}_{what}" for what, col in wide.columns]
     gains = shown[(shown["fold"] == "mean") & shown["delta_to"].notna()]
     if not gains.empty:
@@ -361,9 +400,14 @@ def summary_markdown(summary: pd.DataFrame, tolerance: float, demo: bool) -> str
         hours = MISSING if pd.isna(s.device_hours) else f"{s.device_hours:.2f} ({s.devices})"
         lines.append(f"| {s.table} | {s.shown} | {s.reproduced} | {s.within} of {s.compared} | {s.missing} | "
                      f"{_fmt(s.mean_abs_delta)} | {_fmt(s.max_abs_delta)} | {gains} | {hours} |")
-    total = summary[["shown", "reproduced", "compared", "within", "missing"]].sum()
+    total = summary[["shown", "reproduced", "compared", "within", "missing", "recorded", "not_reproduced"]].sum()
     lines += ["", f"All tables: {total['within']} of {total['compared']} compared values within tolerance; "
                   f"{total['missing']} of {total['shown']} shown values not reproduced yet."]
+    if total["recorded"]:
+        lines += ["", f"Imported from a results bundle: {total['recorded'] - total['not_reproduced']} of "
+                      f"{total['recorded']} shown values re-evaluated here within "
+                      f"±{summary['reevaluation_tolerance'].iloc[0]:.2f} mIoU of the bundle's recorded number; "
+                      f"{total['not_reproduced']} {NOT_REPRODUCED}."]
     return "\n".join(lines) + "\n"
 
 
@@ -371,13 +415,15 @@ def write_tables(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Dat
                  names: Iterable[str] | None = None, tolerance: float = 1.0, demo: bool = False,
                  shots: Sequence[int] | None = None, folds: Sequence[int] | None = None,
                  summary: str | Path | None = None, comparison: str | Path | None = None,
-                 seeds: Sequence[int] = (DEFAULT_SEED,)) -> list[Path]:
+                 seeds: Sequence[int] = (DEFAULT_SEED,),
+                 reevaluation_tolerance: float = REEVALUATION_TOLERANCE) -> list[Path]:
     """Write ``<out_dir>/tableN.{csv,md,tex}`` per table; ``summary`` (markdown, the named tables) and
     ``comparison`` (the long frame of ``compare`` as csv) when given. Returns the paths written."""
     out_dir = Path(out_dir)
     tables = tables_of(tables)
     names = list(tables) if names is None else list(names)
-    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance, seeds=seeds)
+    frame = compare(tables, results, paper, names=names, shots=shots, folds=folds, tolerance=tolerance, seeds=seeds,
+                    reevaluation_tolerance=reevaluation_tolerance)
     written = []
     for name in names:
         sub = frame[frame["table"] == name]

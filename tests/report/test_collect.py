@@ -135,3 +135,15 @@ def test_fake_cell_follows_the_metrics_contract(tmp_path):
     sv = json.loads((cell_dir / "singular_values.json").read_text())
     assert set(sv) == {"before", "after"} and set(sv["before"]) == set(SV_LAYERS)
     assert (tmp_path / "bench" / "train" / f"{cell_id(cell)}.tsv").read_text().startswith("s\th:m:s")
+
+
+def test_an_imported_cell_carries_the_bundles_recorded_miou(tmp_path, table4_cells):
+    write_fake_cells(tmp_path / "cells", None, table4_cells, _miou)
+    imported = tmp_path / "cells" / cell_id(table4_cells[0])
+    (imported / "recorded_metrics.json").write_text(json.dumps({"miou": 12.5}))
+    results = collect(tmp_path / "cells", tmp_path / "bench").set_index("cell_id")
+    assert results.loc[cell_id(table4_cells[0]), "recorded_miou"] == 12.5
+    assert results["recorded_miou"].isna().sum() == len(table4_cells) - 1
+    (imported / "recorded_metrics.json").write_text("{}")
+    with pytest.raises(CollectError, match="recorded_metrics.json: missing key 'miou'"):
+        collect(tmp_path / "cells", tmp_path / "bench")

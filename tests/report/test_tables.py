@@ -134,3 +134,31 @@ def test_cli_all_tables_and_mixed_config_guard(tables, paper, tmp_path, capsys):
     assert main(args + ["--only", "table4", "--allow-mixed-config"]) == 0
     assert main(args + ["--only", "table3", "--allow-mixed-config"]) == 1
     assert "table3" in capsys.readouterr().err
+
+
+def test_imported_cells_show_the_recorded_number_and_flag_what_weights_did_not_reproduce(tables, paper, tmp_path):
+    """Cells from a results bundle: the re-evaluated value, the paper's, and the bundle's recorded number; a value
+    whose re-evaluation strays beyond the re-evaluation tolerance is flagged, one within it is not."""
+    results = paper_results(tables, paper, ["table4"])
+    results["recorded_miou"] = results["miou"]
+    strays = results["cell_id"].str.contains("/bn/")  # Table 4's BN row, every fold
+    results.loc[strays, "recorded_miou"] += 0.3
+    results.loc[~strays & results["cell_id"].str.endswith("fold1/seed321"), "recorded_miou"] += 0.04
+    args = dict(names=["table4"], tolerance=1.0, summary=tmp_path / "summary.md", comparison=tmp_path / "c.csv")
+    write_tables(tables, results, paper, tmp_path, reevaluation_tolerance=0.05, **args)
+    markdown = (tmp_path / "table4.md").read_text()
+    bn = next(line for line in markdown.splitlines() if line.startswith("|") and "| BN | ✓ | - |" in line)
+    assert "; recorded" in bn and "not reproduced from weights" in bn
+    others = [line for line in markdown.splitlines() if "; recorded" in line and line != bn]
+    assert len(others) == 3 and not any("not reproduced" in line for line in others)
+    assert "1 of 4 values" in markdown and "more than 0.05 mIoU" in markdown
+    wide = pd.read_csv(tmp_path / "table4.csv").set_index("row")
+    assert wide["1shot_mean_not_reproduced"].tolist().count(True) == 1
+    assert wide.loc["bn", "1shot_mean_recorded"] == pytest.approx(wide.loc["bn", "1shot_mean_reproduced"] + 0.3)
+    assert "3 of 4 shown values re-evaluated here within ±0.05" in (tmp_path / "summary.md").read_text()
+    write_tables(tables, results, paper, tmp_path, reevaluation_tolerance=0.5, **args)
+    assert "not reproduced from weights" not in (tmp_path / "table4.md").read_text().split("- Imported")[0]
+    plain = results.drop(columns=["recorded_miou"])  # a run that imported nothing: no trace of bundles
+    write_tables(tables, plain, paper, tmp_path, **args)
+    assert "recorded" not in (tmp_path / "table4.md").read_text()
+    assert "recorded" not in pd.read_csv(tmp_path / "table4.csv").columns.str.cat()

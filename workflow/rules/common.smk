@@ -11,7 +11,8 @@ from snakemake.utils import validate
 from svf.pipeline import paths
 from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
 from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
-from svf.pipeline.tables import cells_of, load_tables
+from svf.pipeline.tables import cells_of, config_cells, load_tables, training_seeds
+from svf.pipeline.tables import probe_cells as tables_probe_cells, study_cells as tables_study_cells
 from svf.policy import POLICY_PATTERN, is_canonical
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -34,21 +35,13 @@ CELL = cell_id(WILDCARDS)  # the cell-id pattern with every field a wildcard (lo
 WORLD = paths.resource_layout(config)
 BASE_LEARNER = WORLD.base_learner_dir
 # Training seeds: every cell once per seed (default: the config's seed, the paper's 321).
-SEEDS = config["tables"].get("seeds") or [config["seed"]]
-
-
-def _restrict(cells):
-    """Apply the config's optional fold/shot restriction (quick runs, tests)."""
-    folds, shots = config["tables"].get("folds"), config["tables"].get("shots")
-    return [c for c in cells if (folds is None or c["fold"] in folds) and (shots is None or c["shot"] in shots)]
+SEEDS = training_seeds(config)
 
 
 def cells_for(names):
-    """Cells (dicts) of the named tables, deduplicated: a cell shared by several tables trains once."""
-    unknown = [n for n in names if n not in TABLE_NAMES]
-    if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; {config['tables']['file']} defines {list(TABLE_NAMES)}")
-    return _restrict(cells_of(TABLES, names, seeds=SEEDS))
+    """Cells (dicts) of the named tables, deduplicated (a cell shared by several tables trains once), every seed,
+    restricted to the config's folds/shots."""
+    return config_cells(config, TABLES, names)
 
 
 def _check_cells(cells):
@@ -91,6 +84,17 @@ def stop_warm_server():
 
 ALL_CELLS = cells_for(config["tables"]["build"])
 _check_cells(cells_for(TABLE_NAMES))
+
+# Results bundle to import (svf/bundle/): its cells' training comes from the archive (rule import_bundle), only their
+# evaluation runs here. The plan reads the archive's manifest alone and refuses, before any job, a bundled cell whose
+# spec differs from the one this config gives it, naming the keys.
+RESULTS_FROM = config.get("results_from")
+IMPORT_PLAN = None
+if RESULTS_FROM:
+    from svf.bundle.manifest import describe_plan, plan_import, read_manifest
+
+    IMPORT_PLAN = plan_import(read_manifest(RESULTS_FROM), config, TABLES, RESULTS_FROM)
+    print(describe_plan(IMPORT_PLAN), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -160,7 +164,8 @@ def figure_cells():
     """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
     fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
-    cells = [c for c in _restrict(cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1])) if c["shot"] == 1]
+    restrict = {"folds": config["tables"].get("folds"), "shots": config["tables"].get("shots")}
+    cells = [c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], **restrict) if c["shot"] == 1]
     if not cells:
         raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
     return cells
@@ -232,37 +237,14 @@ def res(kind, key):
 
 
 # ---- the study (docs/study.md) -----------------------------------------------------------------------------------
-STUDY = config["study"]
-
-
-def _rows_of(names, row_ids, seeds):
-    """The cells of the named tables' rows ``row_ids`` for ``seeds`` (a row id counts in every table that has it)."""
-    cells = {}
-    if not seeds:
-        return []
-    for name in names:
-        ids = [r["id"] for r in TABLES["tables"][name]["rows"] if r["id"] in row_ids]
-        if ids:
-            for cell in _restrict(cells_of(TABLES, [name], row_ids=ids, seeds=seeds)):
-                cells.setdefault(cell_id(cell), cell)
-    return list(cells.values())
-
-
-def primary_rows():
-    return {row for claim in STUDY["primary"] for row in claim.split(" vs ")}
 
 
 def study_cells():
-    """Every row of the study's tables for tables.seeds, plus the primary claims' rows for study.primary_seeds."""
-    cells = {cell_id(c): c for c in cells_for(STUDY["tables"])}
-    for cell in _rows_of(STUDY["tables"], primary_rows(), STUDY["primary_seeds"]):
-        cells.setdefault(cell_id(cell), cell)
-    return list(cells.values())
+    return tables_study_cells(config, TABLES)
 
 
 def probe_cells():
-    """The probe's cells: study.probe_rows for study.probe_seeds, seeds no row of the study uses."""
-    return _rows_of(STUDY["tables"], set(STUDY["probe_rows"]), STUDY["probe_seeds"])
+    return tables_probe_cells(config, TABLES)
 
 
 def study_probes():
@@ -273,12 +255,7 @@ def study_figures():
     return list(paths.STUDY_FIGURES) + ([paths.STUDY_PROBE_FIGURE] if probe_cells() else [])
 
 
-_shared_seeds = set(STUDY["probe_seeds"]) & (set(SEEDS) | set(STUDY["primary_seeds"]))
-if _shared_seeds:
-    raise ValueError(
-        f"study.probe_seeds {sorted(_shared_seeds)} are also training seeds of the study's rows; the probe must "
-        f"use seeds (and worlds) of its own"
-    )
+probe_cells()  # refuses, before any job, probe seeds that the study's rows also train with
 
 
 # ---- data, tables and figures helpers ------------------------------------------------------------------------
@@ -294,6 +271,13 @@ def raw_inputs(wildcards):
 def raw_dir_of(wildcards):
     source = config["data"]["source"]
     return pv(WORLD.raw_dir.format(**dict(wildcards)) if source == "synthetic" else paths.DOWNLOADS_DIR)
+
+
+def reevaluation_arg():
+    """`svf tables`' tolerance between a bundle's recorded mIoU and the one re-evaluated here (imports only, so that
+    the tables of a run that imports nothing keep their parameters)."""
+    tolerance = config["tables"]["reevaluation_tolerance"]
+    return f"--reevaluation-tolerance {tolerance}" if RESULTS_FROM else ""
 
 
 def cell_ids_arg(cells):

@@ -47,12 +47,13 @@ rule table:
         ids=lambda w: cell_ids_arg(cells_for([w.table])),
         out=expanded(paths.TABLES_DIR),
         options=table_filter_args(),
+        reevaluation=reevaluation_arg(),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
         "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
         "--cells {params.ids} {params.mixed} && "
         "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {wildcards.table} {params.options}) > {log} 2>&1"
+        "--only {wildcards.table} {params.options} {params.reevaluation}) > {log} 2>&1"
 
 
 rule summary:
@@ -72,10 +73,11 @@ rule summary:
         out=expanded(paths.TABLES_DIR),
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),
+        reevaluation=reevaluation_arg(),
     shell:
         "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
-        "> {log} 2>&1"
+        "{params.reevaluation} > {log} 2>&1"
 
 
 rule study_cells:
