@@ -4,6 +4,7 @@ engine are imported inside the command functions only, so ``svf --help`` starts 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import __version__
 
@@ -82,13 +83,24 @@ def _add_train_base(subparsers) -> None:
 def _add_import_base_learner(subparsers) -> None:
     parser = subparsers.add_parser(
         "import-base-learner", help="convert a published BAM base learner (best.pth) to this project's layout")
-    parser.add_argument("--source", required=True, help="BAM's initmodel/PSPNet/<dataset>/split<k>/<backbone>/best.pth")
-    parser.add_argument("--out", required=True, help="model.pt to write")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--source", help="BAM's initmodel/PSPNet/<dataset>/split<k>/<backbone>/best.pth")
+    what.add_argument("--missing", metavar="PATH",
+                      help="say where BAM's published base learners come from and exit 1 (the workflow's rule for "
+                           "a checkpoint that is not in place)")
+    parser.add_argument("--out", help="model.pt to write (with --source)")
 
     def run(args):
         from ..files import torch_save
-        from ..models.checkpoints import to_pspnet_state
+        from ..models.checkpoints import BAM_BASE_LEARNERS_URL, to_pspnet_state
 
+        if args.missing:
+            sys.exit(f"{args.missing}: BAM's published base learner is not there. Download BAM's trained base "
+                     f"learners ({BAM_BASE_LEARNERS_URL}, BAM's README) and put them in its layout "
+                     "<dir>/<dataset>/split<k>/<vgg|resnet50>/best.pth with <dir> = weights.bam_base_learner_dir, "
+                     "or set weights.bam_base_learner: train to train them in this DAG (BAM's stage 1).")
+        if not args.out:
+            parser.error("--out is required with --source")
         state = to_pspnet_state(args.source)
         torch_save(args.out, state)
         print(f"{args.source}: {len(state)} tensors -> {args.out}")

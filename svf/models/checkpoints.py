@@ -33,6 +33,10 @@ from .pspnet import PSPNet
 SVD_MARKERS = ("conv_V.weight", "vector_S", "conv_U.weight")
 
 
+#: Where BAM's README says its trained base learners come from (to unpack under initmodel/PSPNet).
+BAM_BASE_LEARNERS_URL = ("https://mailnwpueducn-my.sharepoint.com/:u:/g/personal/langchunbo_mail_nwpu_edu_cn/"
+                         "ETERT3xe5ndEpDhStts7JmcBlYDY_2G0hPVJUBtLLG-njg?e=MLzVIL")
+
 def _is_decomposed(keys) -> bool:
     return any(k.endswith(SVD_MARKERS) for k in keys)
 
@@ -175,5 +179,5 @@ def check_checkpoint(source, method: str | None = None, backbone: str | None = N
             "logits_shape": list(logits.shape)}
 
 
-__all__ = ["convert_state_dict", "load_authors_checkpoint", "load_bam_base_learner", "to_pspnet_state",
+__all__ = ["BAM_BASE_LEARNERS_URL", "convert_state_dict", "load_authors_checkpoint", "load_bam_base_learner", "to_pspnet_state",
            "inspect_checkpoint", "check_checkpoint"]

@@ -32,17 +32,36 @@ def dry_run(*targets, extra=()):
     return job_counts(result.stdout)
 
 
-def test_paper_config_builds_316_cells_and_16_base_learners():
+def test_paper_config_builds_316_cells_and_imports_16_published_base_learners():
     counts = dry_run()
     assert counts["train"] == 316 and counts["evaluate"] == 316
-    assert counts["train_base"] == 16
+    # the authors' BAM.py loads BAM's published base learners: imported, not trained (none is in place here, so the
+    # rule that says where to get them is in the plan too)
+    assert counts["import_base_learner"] == 16 and counts["published_base_learner"] == 16
+    assert "train_base" not in counts
     assert counts["table"] == 7 and counts["figure4_plot"] == 4 and counts["figure6_plot"] == 1
+
+
+def test_trained_base_learners_are_the_named_alternative(tmp_path):
+    overlay = tmp_path / "train_base.yaml"
+    overlay.write_text(yaml.safe_dump({"weights": {"bam_base_learner": "train"}}))
+    counts = dry_run(extra=("--configfile", "config/config.yaml", str(overlay)))
+    assert counts["train_base"] == 16 and "import_base_learner" not in counts
+
+
+def test_a_missing_published_base_learner_says_where_to_get_it(tmp_path):
+    missing = tmp_path / "PSPNet" / "pascal" / "split0" / "resnet50" / "best.pth"
+    result = subprocess.run([sys.executable, "-m", "svf", "import-base-learner", "--missing", str(missing)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert str(missing) in result.stderr and "sharepoint.com" in result.stderr
+    assert "weights.bam_base_learner: train" in result.stderr
 
 
 def test_table4_builds_only_its_16_cells():
     counts = dry_run("table4")
     assert counts["train"] == 16 and counts["evaluate"] == 16
-    assert "train_base" not in counts and counts["table"] == 1
+    assert "train_base" not in counts and "import_base_learner" not in counts and counts["table"] == 1
 
 
 def test_seeds_multiply_cells_but_not_base_learners(tmp_path):
@@ -51,7 +70,7 @@ def test_seeds_multiply_cells_but_not_base_learners(tmp_path):
     counts = dry_run("table4", "table1", extra=("--configfile", "config/config.yaml", str(overlay)))
     # table1's 144 cells and table4's 8 new ones (BN, BN + S; frozen and S are table1's), each for 3 seeds
     assert counts["train"] == 3 * (144 + 8) and counts["evaluate"] == 3 * (144 + 8)
-    assert counts["train_base"] == 8
+    assert counts["import_base_learner"] == 8
 
 
 def test_the_study_trains_tables_4_to_8_on_every_fold_with_three_seeds():
@@ -67,12 +86,12 @@ def test_the_demo_covers_fold_0_one_shot_of_every_table():
 
 def test_table1_needs_the_pascal_base_learners_only():
     counts = dry_run("table1")
-    assert counts["train"] == 144 and counts["train_base"] == 8
+    assert counts["train"] == 144 and counts["import_base_learner"] == 8
 
 
 def test_table2_cells():
     counts = dry_run("table2")
-    assert counts["train"] == 104 and counts["train_base"] == 8
+    assert counts["train"] == 104 and counts["import_base_learner"] == 8
 
 
 def test_target_rules_listed():

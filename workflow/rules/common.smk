@@ -102,6 +102,7 @@ wildcard_constraints:
     seed=r"[0-9]+",
     table="|".join(TABLE_NAMES),
     artifact=r"[a-z0-9_]+",
+    bam_backbone="|".join(paths.PUBLISHED_BACKBONE_NAMES.values()),
 
 
 # ---- paths (templates in svf/pipeline/paths.py) ------------------------------------------------------------------

@@ -36,6 +36,18 @@ if config["weights"]["bam_base_learner"] == "train":
 
 else:
 
+    rule published_base_learner:
+        # Only runs when BAM's published checkpoint is not in place: it fails, saying where to get it.
+        output:
+            published_base_learner("{dataset}", "{bam_backbone}", "{fold}"),
+        log:
+            "<logs>/published_base_learner/{dataset}/{bam_backbone}/fold{fold}.log",
+        localrule: True
+        conda:
+            CONDA_ENV
+        shell:
+            "svf import-base-learner --missing {output:q} > {log} 2>&1"
+
     rule import_base_learner:
         input:
             published=lambda w: published_base_learner(w.dataset, w.backbone, w.fold),
