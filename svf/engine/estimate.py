@@ -30,7 +30,7 @@ from ..pipeline.cells import DEFAULT_SEED, Cell
 from ..pipeline.specs import cell_spec
 from ..pipeline.tables import cells_of, load_tables
 from .batching import Grouping
-from .build import build_cell_model
+from .build import build_cell_model, random_base_learner
 from .device import library_versions, setup_process
 from .feature_cache import backbone_is_frozen
 from .loaders import protocol_runs
@@ -72,17 +72,6 @@ def _episodes(n: int, shot: int, size: int, device) -> dict:
             "class_id": torch.full((n,), 1, dtype=torch.long).to(device)}
 
 
-def _random_base_learner(spec: dict, directory: Path) -> str:
-    from ..models import build_base_learner
-
-    keys = ("backbone", "dataset", "fold", "coco_split", "width", "depths", "stem", "dilation", "vgg_stride")
-    base = build_base_learner(**{k: v for k, v in spec["model"].items() if k in keys},
-                              cls_dim=spec["model"].get("base_cls_dim", 512))
-    path = directory / f"base_{spec['cell']['dataset']}_{spec['cell']['backbone']}.pt"
-    torch.save(base.state_dict(), path)
-    return str(path)
-
-
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -92,7 +81,7 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
               scratch: Path | None = None) -> dict:
     """Seconds per training step and per validation/test episode, peak memory, for one cell spec."""
     recipe = spec["recipe"]
-    base = _random_base_learner(spec, scratch) if spec["cell"]["method"] == "bam" else None
+    base = random_base_learner(spec, scratch) if spec["cell"]["method"] == "bam" else None
     model, policy = build_cell_model(spec, None, base)
     precision = Precision.of(recipe)
     model = precision.place(model, device)
