@@ -55,8 +55,10 @@ def random_base_learner(spec: dict, directory: str | Path) -> str:
     from ..models import build_base_learner
 
     keys = ("backbone", "dataset", "fold", "coco_split", "width", "depths", "stem", "dilation", "vgg_stride")
-    base = build_base_learner(**{k: v for k, v in spec["model"].items() if k in keys},
-                              cls_dim=spec["model"].get("base_cls_dim", 512))
+    with torch.random.fork_rng(devices=[]):  # seeded: the same backbone weights for every kind of a backbone
+        torch.manual_seed(int(spec["seed"]))
+        base = build_base_learner(**{k: v for k, v in spec["model"].items() if k in keys},
+                                  cls_dim=spec["model"].get("base_cls_dim", 512))
     path = Path(directory) / f"base_{spec['cell']['dataset']}_{spec['cell']['backbone']}_fold{spec['cell']['fold']}.pt"
     torch.save(base.state_dict(), path)
     return str(path)

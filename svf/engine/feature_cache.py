@@ -34,13 +34,14 @@ def backbone_is_frozen(model: nn.Module, policy: Policy) -> bool:
     return not backbone_trains(model) and not policy.bn_train
 
 
-def _nbytes(value) -> int:
+def nbytes(value) -> int:
+    """Bytes of the tensors in a (nested dict / list of) tensor(s)."""
     if torch.is_tensor(value):
         return value.numel() * value.element_size()
     if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
+        return sum(nbytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return sum(_nbytes(v) for v in value)
+        return sum(nbytes(v) for v in value)
     return 0
 
 
@@ -119,7 +120,7 @@ class ValidationCache:
         score_logits(score, logits, entry["labels"], _to(entry["class_id"], device), device)
 
     def _keep(self, entry: dict, device: torch.device) -> dict | None:
-        size = _nbytes(entry["inputs"])
+        size = nbytes(entry["inputs"])
         if self.used + size > self.budget:
             return None
         self.used += size
@@ -127,4 +128,4 @@ class ValidationCache:
                 "class_id": entry["class_id"].cpu()}
 
 
-__all__ = ["ValidationCache", "backbone_is_frozen", "backbone_trains"]
+__all__ = ["ValidationCache", "backbone_is_frozen", "backbone_trains", "nbytes"]
