@@ -368,7 +368,8 @@ def _row(entry: dict, config: dict, splits, loading_costs: LoadingCosts, workers
             **{k: v for k, v in timing.items() if k != "precision"},
             "achieved_tflops": flops / timing["step_s"] / 1e12 if flops == flops else math.nan,
             "train_image_s": loading["train_image_s"], "val_image_s": loading["val_image_s"],
-            "fits": bool(math.isnan(peak) or peak < total_memory), "fits_80gb": bool(math.isnan(peak) or peak < 80),
+            "fits": bool(math.isnan(peak) or math.isnan(total_memory) or peak < total_memory),
+            "fits_80gb": bool(math.isnan(peak) or peak < 80),
             **projected}
 
 

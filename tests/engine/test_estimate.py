@@ -167,3 +167,33 @@ def test_comparison_with_measured_jobs(tmp_path):
     got = compare_measured(result, tmp_path)  # fold 1 has no files: left out
     assert got["train"]["jobs"] == 1 and got["train"]["error"] == pytest.approx(0.5 / (2400 / 3600) - 1)
     assert got["all"]["error"] == pytest.approx(0.6 / (2760 / 3600) - 1)
+
+
+def test_the_paper_config_projects_every_cell_and_base_learner(monkeypatch):
+    """The paper-scale path without the compute: every kind's spec, list sizes, cache and protocol arithmetic, the
+    base learners when trained, both precision columns (timings faked by the step's size)."""
+    import svf.engine.estimate as est
+
+    def fake(entry, dev, steps, flops, builds, scratch, config):
+        size = est._cost_rank(entry["spec"]) / 1e6 * (0.5 if entry["precision"].startswith("bf16") else 1.0)
+        frozen = not entry["is_base"] and not est._backbone_trains(entry["spec"]["cell"]["policy"])
+        return {"step_s": size, "val_episode_s": size / 20, "cached_val_episode_s": size / 100 if frozen else math.nan,
+                "cache_bytes_per_episode": 44e6 if frozen else math.nan, "peak_gb": size, "micro_batch": 2,
+                "precision": entry["precision"], "build_s": 3.0, "step_flops": math.nan}
+
+    monkeypatch.setattr(est, "_time_entry", fake)
+    trained = {**PAPER, "weights": {**PAPER["weights"], "bam_base_learner": "train"}}
+    for config, base_rows in ((PAPER, 0), (trained, 4)):
+        result = estimate(config, device="cpu", precisions=["config", "bf16"], progress=lambda line: None)
+        rows = result["rows"]
+        assert len(rows) == 2 * (79 + base_rows) and all(r["timed"] == "measured" for r in rows)
+        assert all(math.isfinite(r["hours"]) and r["hours"] > 0 for r in rows)
+        cells = [r for r in rows if r["method"] != "base-learner" and r["precision"] == "tf32"]
+        assert sum(r["cells"] for r in cells) == 316
+        assert sum(r["cells"] for r in rows if r["method"] == "base-learner") == 2 * 4 * base_rows
+        bf16 = sum(r["hours"] for r in rows if r["precision"] == "bf16")
+        assert bf16 < sum(r["hours"] for r in rows if r["precision"] == "tf32")
+    pfenet39 = next(r for r in rows if r["recipe"] == "pfenet-original" and r["dataset"] == "coco")
+    assert pfenet39["steps_per_epoch"] == 61_500 // 32 and pfenet39["validations"] == 50  # no mid-epoch pass
+    coco = next(r for r in rows if r["dataset"] == "coco" and r["policy"] == "frozen" and r["shot"] == 5)
+    assert coco["validations"] == 99 and 0 < coco["cached_episodes"] < 1000
