@@ -116,6 +116,14 @@ def test_a_check_past_the_budget_is_stopped_and_keeps_what_it_wrote(tmp_path):
     assert saved["status"] == "timed out" and "budget" in saved["reason"] and saved["rows"] == [1, 2]
 
 
+def test_heavy_kinds_past_the_kept_budget_are_listed_not_timed(tmp_path):
+    gpu_check = _module()
+    report = gpu_check.Report(tmp_path / "r.json", {})
+    got = gpu_check.check_heavy(gpu_check.Configs(), torch.device("cpu"), True, report, None, gpu_check.Budget(5), 60)
+    assert len(got["not_timed"]) == 2 * len(gpu_check.HEAVY) and not got["errors"]
+    assert all("kept for the rest" in r["skipped"] for r in got["rows"])
+
+
 def test_the_config_snapshot_matches_the_config_files():
     """The GPU check reads this snapshot where PyYAML is missing; refresh it with
     `python tests/gpu/gpu_check.py --write-config-snapshot` after changing a config file."""
