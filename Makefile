@@ -53,8 +53,12 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml
 	$(BIN)/snakefmt --check Snakefile workflow/
 
-# The GPU check: one synthetic cell on CUDA, bf16 vs fp32, micro-batches, determinism, cost at 473 px; numbers in
-# gpu_check.json. Needs no install (torch >= 2.4 and the common scientific packages); skips without CUDA.
+# The GPU check (docs/gpu.md): the paper's heaviest kinds of cell in tf32 and bf16 + channels_last (step time, peak
+# memory, TFLOP/s), the whole paper's device-hours, bf16 against fp32, the 4 x 2 arithmetic, a deterministic cell;
+# gpu_check.json written as each check ends, gpu_check_estimate/ beside it. Needs no install: torch, numpy, OpenCV,
+# Pillow, pandas, scipy, matplotlib (PyYAML, tqdm, torchvision, jsonschema optional); about 7 minutes within
+# GPU_CHECK_BUDGET_S seconds of checks; says so and passes without CUDA.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CHECK_BUDGET_S ?= 400
 gpu-check:
-	PYTHONUNBUFFERED=1 $(GPU_PYTHON) tests/gpu/gpu_check.py --out gpu_check.json
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) tests/gpu/gpu_check.py --out gpu_check.json --budget-s $(GPU_CHECK_BUDGET_S)

@@ -30,6 +30,7 @@ from torch import nn
 from .backbones import build_backbone
 from .decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
 from .engine.device import select_device
+from .engine.timing import count_flops as flops_of, sync
 from .policy import apply_policy, param_groups, set_bn_mode
 
 TARGETS = {"svf_over_full": 0.85, "svf_over_frozen": 1.10, "merged_over_plain": 1.05}
@@ -86,22 +87,6 @@ def _evaluator(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
     return run
 
 
-def _flops(fn: Callable[[], float]) -> int | None:
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-    except ImportError:  # pragma: no cover - old torch
-        return None
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_svf_step(size: int = 224, batch: int = 1, repeats: int = 5, warmup: int = 1, threads: int | None = None,
                  backbone: str = "resnet50", width: float = 1.0, depths=None, channels_last: bool = False,
                  count_flops: bool = True, device: str | None = None, seed: int = 0,
@@ -137,7 +122,7 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
     runs: dict[str, Callable[[], float]] = {name: t.step for name, t in trainers.items()}
     runs.update(plain_eval=_evaluator(plain, x), merged_eval=_evaluator(merged, x), svf_eval=_evaluator(svf_model, x))
     trainable = {name: t.trainable() for name, t in trainers.items()}
-    flops = {name: _flops(fn) for name, fn in runs.items()} if count_flops else {}
+    flops = {name: flops_of(fn) for name, fn in runs.items()} if count_flops else {}
     for name, fn in runs.items():
         for _ in range(warmup):
             fn()
@@ -147,10 +132,10 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
     for rep in range(repeats):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for name in order:
-            _sync(dev)
+            sync(dev)
             start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
-            _sync(dev)
+            sync(dev)
             times[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
         if log:

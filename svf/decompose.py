@@ -66,6 +66,13 @@ def _prefer_merged(pixels: float, cout: int, ck: int, r_total: int, r_group: int
     return pixels * cout * ck + cout * r_group * ck < pixels * (r_total * ck + cout * r_group)
 
 
+def _scaled(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """h * S in h's dtype: under bf16/fp16 autocast the product of a low-precision activation and the float32
+    master S would be promoted to a float32 activation (autocast leaves ``mul`` alone); the cast keeps it in the
+    autocast dtype and S's gradient still accumulates in float32."""
+    return h * s.to(h.dtype)
+
+
 def _factors_frozen(*tensors: torch.Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
@@ -163,7 +170,7 @@ class SVDConv2d(_SVDLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_merged(x):
             return self.conv_V._conv_forward(x, self.merged_weight(), self.conv_U.bias)
-        return self.conv_U(self.conv_V(x) * self.vector_S)
+        return self.conv_U(_scaled(self.conv_V(x), self.vector_S))
 
 
 class SVDLinear(_SVDLayer):
@@ -205,7 +212,7 @@ class SVDLinear(_SVDLayer):
             pixels = x.numel() / x.shape[-1]
             if _prefer_merged(pixels, self.fc_U.out_features, self.fc_V.in_features, self.rank, self.rank):
                 return F.linear(x, self.merged_weight(), self.fc_U.bias)
-        return self.fc_U(self.fc_V(x) * self.vector_S)
+        return self.fc_U(_scaled(self.fc_V(x), self.vector_S))
 
 
 SVD_TYPES = (SVDConv2d, SVDLinear)

@@ -185,3 +185,45 @@ def test_trainable_state_round_trip_and_errors():
         load_trainable_state_dict(fresh, bad)
     extra = trainable_state_dict(m, extra="layer0.*running_var")
     assert "layer0.1.running_var" in extra and "layer0.1.running_mean" not in extra
+
+
+def test_svd_layers_keep_the_autocast_dtype_under_bf16():
+    """Under bf16 autocast no float32 activation leaves an SVD layer: neither the scaled V output that conv_U / fc_U
+    reads nor the layer's output (a float32 S times a bf16 activation would be promoted to float32); the master S
+    stays float32 and gets a float32 gradient."""
+    from svf.policy import apply_policy, set_bn_mode
+
+    torch.manual_seed(0)
+    backbone = apply_policy(build_backbone("resnet50", width=0.125, depths=(1, 1, 2, 1)), "svf")
+    mlp = decompose(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)))
+    seen: dict[str, list[torch.dtype]] = {}
+
+    def record(name):
+        def pre(module, args):
+            seen.setdefault(name + " product", []).append(args[0].dtype)
+
+        def post(module, args, output):
+            seen.setdefault(name + " output", []).append(output.dtype)
+        return pre, post
+
+    for net in (backbone, mlp):
+        for name, layer in net.named_modules():
+            if isinstance(layer, (SVDConv2d, SVDLinear)):
+                pre, post = record(name)
+                (layer.conv_U if isinstance(layer, SVDConv2d) else layer.fc_U).register_forward_pre_hook(pre)
+                layer.register_forward_hook(post)
+    backbone.train()
+    set_bn_mode(backbone, "svf")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = backbone(x)
+        out = features[-1].float().mean() + mlp(torch.randn(5, 8)).float().mean()
+    out.backward()
+    trained = [n for n, m in backbone.named_modules() if isinstance(m, SVDConv2d) and m.vector_S.requires_grad]
+    assert len(trained) > 10 and all(f"{n} product" in seen for n in trained)  # the three-step path ran
+    fp32 = {name: dtypes for name, dtypes in seen.items() if torch.float32 in dtypes}
+    assert not fp32, f"float32 activations under bf16 autocast: {sorted(fp32)[:5]}"
+    assert len(seen) >= 2 * (len(trained) + 2)
+    layer = dict(backbone.named_modules())[trained[0]]
+    assert layer.vector_S.dtype == torch.float32 and layer.vector_S.grad.dtype == torch.float32
+    assert torch.isfinite(layer.vector_S.grad).all() and layer.vector_S.grad.abs().sum() > 0

@@ -42,7 +42,8 @@ def _draw_scene(rng: np.random.Generator, h: int, w: int, num_classes: int) -> t
 
 
 def write_bench_dataset(root, splits, n_train: int = 120, n_val: int = 40, size_hw=(375, 500), seed: int = 0) -> None:
-    """A PASCAL-layout dataset at ``root`` (ids ``tr00000``..., ``va00000``...) and its fold-0 splits."""
+    """A PASCAL-layout dataset at ``root`` (ids ``tr00000``..., ``va00000``...) and its fold-0 splits (none when
+    ``splits`` is None)."""
     from PIL import Image
 
     from .datasets import open_dataset, write_dataset_json, write_id_list, write_mask
@@ -59,7 +60,8 @@ def write_bench_dataset(root, splits, n_train: int = 120, n_val: int = 40, size_
             write_mask(root / "SegmentationClassAug" / f"{name}.png", mask)
         write_id_list(root / "lists" / f"{split}.txt", ids)
     write_dataset_json(root, "pascal", source="bench-loader")
-    make_splits(open_dataset(root), splits, folds=[0], progress=False)
+    if splits is not None:
+        make_splits(open_dataset(root), splits, folds=[0], progress=False)
 
 
 def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 0, shot: int = 1,

@@ -49,6 +49,21 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
     return model, policy
 
 
+def random_base_learner(spec: dict, directory: str | Path) -> str:
+    """A randomly initialised BAM base learner for a cell's spec, saved under ``directory`` (timing and tests: the
+    shapes of a trained one, no training)."""
+    from ..models import build_base_learner
+
+    keys = ("backbone", "dataset", "fold", "coco_split", "width", "depths", "stem", "dilation", "vgg_stride")
+    with torch.random.fork_rng(devices=[]):  # seeded: the same backbone weights for every kind of a backbone
+        torch.manual_seed(int(spec["seed"]))
+        base = build_base_learner(**{k: v for k, v in spec["model"].items() if k in keys},
+                                  cls_dim=spec["model"].get("base_cls_dim", 512))
+    path = Path(directory) / f"base_{spec['cell']['dataset']}_{spec['cell']['backbone']}_fold{spec['cell']['fold']}.pt"
+    torch.save(base.state_dict(), path)
+    return str(path)
+
+
 FROM_FILES = STAGES + tuple(f"{s}p" for s in STAGES) + ("learner_base",)  # rebuilt from weight files
 
 

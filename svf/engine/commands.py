@@ -169,16 +169,24 @@ def _add_estimate(subparsers) -> None:
     source.add_argument("--config-json", help="the merged config as JSON (what the Snakemake rule passes)")
     parser.add_argument("--tables", nargs="+", help="tables to estimate (default: the config's tables.build)")
     parser.add_argument("--splits", nargs="*", default=[], metavar="DATASET=DIR",
-                        help="prepared splits to count training images (default: PASCAL's published lists, COCO "
-                             "assumed)")
+                        help="prepared splits to count training images (default: PASCAL's and COCO's † lists as "
+                             "published, COCO's original lists assumed)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per kind (after one warm-up)")
+    parser.add_argument("--precisions", nargs="+",
+                        help="precision columns: config (each recipe's own), fp32, tf32, bf16, fp16, with -cl for "
+                             "channels_last (default: config, plus bf16-cl on a GPU)")
+    parser.add_argument("--budget-s", type=float, help="stop timing after this many seconds; the kinds left are "
+                                                       "inferred (marked in the 'timed' column)")
+    parser.add_argument("--flops", action="store_true", help="count each step's FLOPs (achieved TFLOP/s)")
+    parser.add_argument("--measured", metavar="DIR",
+                        help="a <benchmarks> directory of finished jobs: compare the projection with them")
     _add_device_arguments(parser)
     parser.add_argument("--out", default="results", help="directory for estimate.csv and estimate.md")
 
     def run(args):
         import json
 
-        from ..engine.estimate import estimate, write_estimate
+        from ..engine.estimate import compare_measured, estimate, write_estimate
 
         if args.configfile:
             import yaml
@@ -190,8 +198,10 @@ def _add_estimate(subparsers) -> None:
             config = json.loads(args.config_json)
         splits = dict(item.split("=", 1) for item in args.splits)
         result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
-                          threads=args.threads, progress=lambda line: print(line, flush=True))
-        for path in write_estimate(result, args.out):
+                          threads=args.threads, progress=lambda line: print(line, flush=True),
+                          precisions=args.precisions, budget_s=args.budget_s, flops=args.flops)
+        comparison = compare_measured(result, args.measured) if args.measured else None
+        for path in write_estimate(result, args.out, comparison):
             print(f"svf estimate: wrote {path}")
         return 0
 

@@ -92,15 +92,20 @@ def configure_determinism(deterministic: bool) -> None:
 
 def library_versions(device: torch.device | None = None) -> dict:
     """The versions a result depends on, recorded in metrics.json and train_summary.json: Python, torch,
-    torchvision, numpy, and on CUDA the CUDA runtime, cuDNN and the GPU's name (None on the CPU)."""
+    torchvision (None where it is not installed: nothing here computes with it), numpy, and on CUDA the CUDA
+    runtime, cuDNN and the GPU's name (None on the CPU)."""
     import platform
 
     import numpy
-    import torchvision
 
+    try:
+        import torchvision
+    except ImportError:
+        torchvision = None
     on_cuda = device is not None and device.type == "cuda"
     return {
-        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": getattr(torchvision, "__version__", None),
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda if on_cuda else None,
         "cudnn": torch.backends.cudnn.version() if on_cuda else None,

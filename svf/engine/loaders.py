@@ -14,13 +14,14 @@ def _coco_split(spec: dict) -> str:
     return spec["model"].get("coco_split", "interleaved")
 
 
-def loader_workers(device_type: str | None = None) -> int:
-    """Background loader processes: none on the CPU (the cores compute), a few when a GPU computes."""
+def loader_workers(device_type: str | None = None, threads: int | None = None) -> int:
+    """Background loader processes: none on the CPU (the cores compute), a few when a GPU computes (one fewer than
+    the job's threads, at most 8; ``threads`` default: this process's torch threads)."""
     if device_type is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type != "cuda":
         return 0
-    return max(0, min(8, torch.get_num_threads() - 1))
+    return max(0, min(8, (threads or torch.get_num_threads()) - 1))
 
 
 def exif_orientation(spec: dict) -> str:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..pipeline.cells import Cell
 from ..pipeline.specs import cell_spec, merge_configs
@@ -28,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def demo_config() -> dict:
     """config/config.yaml with config/demo.yaml over it."""
+    import yaml
+
     return merge_configs([yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("config.yaml",
                                                                                           "demo.yaml")])
 

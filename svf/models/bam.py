@@ -176,8 +176,9 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
                 raise ValueError("BAM in training mode needs class_id (batch['class_id']) to exclude the episode's "
                                  "class from the base map; call model(query, supports, support_labels, class_id=...)")
             idx = self.base_labels(class_id.view(-1).to(base.device))          # 1..num_base (0: not a base class)
-            keep = torch.ones_like(fg_base[:, :, 0, 0])
-            keep[idx > 0, idx[idx > 0] - 1] = 0.0
+            # a comparison, not boolean indexing: a mask index would make the host wait for the device every step
+            labels = torch.arange(1, fg_base.shape[1] + 1, device=idx.device)
+            keep = (labels[None, :] != idx[:, None]).to(fg_base.dtype)
             fg_base = fg_base * keep[:, :, None, None]
         base_map = resize(fg_base.sum(1, keepdim=True), meta.shape[-2:])
         psi = extras["psi"].view(-1, 1, 1, 1).expand_as(meta_prob[:, :1])
@@ -195,7 +196,7 @@ class BAM(BaseLabelMixin, MetaLearnerModel):
         meta = cross_entropy(outputs["meta_logits"], label)
         base = cross_entropy(outputs["base_logits"], base_label)
         total = final + meta + base
-        return total, {"main": float(final.detach()), "meta": float(meta.detach()), "base": float(base.detach())}
+        return total, {"main": final.detach(), "meta": meta.detach(), "base": base.detach()}
 
 
 __all__ = ["BAM", "BASE_STAGES"]

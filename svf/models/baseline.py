@@ -80,7 +80,7 @@ class Baseline(MetaLearnerModel):
     def loss(self, outputs: dict, batch: dict):
         logits = outputs["logits"]
         main = cross_entropy(logits, check_label(logits, batch_item(batch, "query_label"), "query_label"))
-        return main, {"main": float(main.detach())}
+        return main, {"main": main.detach()}
 
 
 __all__ = ["Baseline", "MetaLearnerModel", "KSHOT_REDUCTIONS"]

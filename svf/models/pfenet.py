@@ -97,7 +97,7 @@ class PFENet(FewShotModel):
         main = cross_entropy(logits, label)
         aux = torch.stack([cross_entropy(resize(a, label.shape[-2:]), label) for a in outputs["aux_logits"]]).mean()
         total = main + self.aux_weight * aux
-        return total, {"main": float(main.detach()), "aux": float(aux.detach())}
+        return total, {"main": main.detach(), "aux": aux.detach()}
 
 
 __all__ = ["PFENet", "PASCAL_BINS", "COCO_BINS", "bin_size"]

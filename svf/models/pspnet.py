@@ -48,9 +48,9 @@ class BaseLabelMixin:
         if self._base_lut is None:
             raise ValueError(f"{type(self).__name__} was built with num_base_classes only; pass base_classes (the "
                              "fold's base class ids) to map raw labels to base labels")
-        if raw_label.numel() and (int(raw_label.min()) < 0 or int(raw_label.max()) >= len(self._base_lut)):
-            raise ValueError(f"raw labels must be class ids in 0..{len(self._base_lut) - 1}, got range "
-                             f"[{int(raw_label.min())}, {int(raw_label.max())}]")
+        # checked on the device without waiting for it (on the CPU it raises at once; on a GPU at a later launch)
+        top = len(self._base_lut) - 1
+        torch._assert_async(((raw_label >= 0) & (raw_label <= top)).all(), f"raw labels must be class ids in 0..{top}")
         return self._base_lut.to(raw_label.device)[raw_label.long()]
 
 
@@ -91,7 +91,7 @@ class PSPNet(BaseLabelMixin, nn.Module):
     def loss(self, logits: torch.Tensor, raw_label: torch.Tensor):
         """CE on base labels derived from raw class ids (e.g. a batch's ``query_label_full``)."""
         main = cross_entropy(logits, self.base_labels(raw_label))
-        return main, {"main": float(main.detach())}
+        return main, {"main": main.detach()}
 
     def head_modules(self) -> list[nn.Module]:
         return [self.ppm, self.cls]

@@ -197,6 +197,10 @@ def inputs_of_cell(cell: Mapping[str, Any], layout: "ResourceLayout | None" = No
 PUBLISHED_BACKBONE_NAMES = {"vgg16": "vgg", "resnet50": "resnet50"}
 
 
+#: BAM's folder name of each backbone in its initmodel/PSPNet layout.
+PUBLISHED_BACKBONE_NAMES = {"vgg16": "vgg", "resnet50": "resnet50"}
+
+
 def published_base_learner(root: str, dataset: str, backbone: str, fold: int | str) -> str:
     """BAM's released stage-1 checkpoint in its initmodel layout: <root>/<dataset>/split<k>/<vgg|resnet50>/best.pth
     (a backbone that is not one of ours, e.g. a wildcard, is used as the folder name)."""

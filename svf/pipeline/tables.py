@@ -1,6 +1,7 @@
 """config/tables.yaml: load, validate, and turn tables into cells.
 
-The Snakefile imports this module at parse time, so it stays light: yaml and jsonschema only (no pandas/torch).
+The Snakefile imports this module at parse time, so it stays light: yaml and jsonschema only (no pandas/torch),
+both imported where used (``tables_from_document`` needs neither: the GPU check runs without them).
 
 A table row carries the cell parameters (backbone, method, setting, policy, recipe; the table's ``defaults`` fill in
 what a row leaves out); the table adds dataset, shots and folds, and the configuration the training seeds (one cell
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-
-import yaml
 
 from .cells import DEFAULT_SEED, cell_id
 
@@ -81,22 +80,30 @@ def load_tables(path: str | Path, schema: str | Path | Mapping[str, Any] | None 
     ``schema`` is a path to the JSON schema (YAML), the schema itself, or None to skip the schema check (the
     semantic checks always run). Raises TablesConfigError naming the file, key path and value at fault.
     """
+    import yaml
+
     from ..files import read_document
 
     path = Path(path)
     doc = read_document(path, yaml.safe_load, yaml.YAMLError, TablesConfigError, "tables file not found", "YAML")
+    if schema is not None and not isinstance(schema, Mapping):
+        schema_path = Path(schema)
+        if not schema_path.is_file():
+            raise TablesConfigError(f"{schema_path}: tables schema not found")
+        schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
+    return tables_from_document(doc, str(path), schema)
+
+
+def tables_from_document(doc: Any, source: str = "tables.yaml", schema: Mapping[str, Any] | None = None
+                         ) -> dict[str, Any]:
+    """What :func:`load_tables` returns, from the parsed document (``schema``: checked when given)."""
     if schema is not None:
-        if not isinstance(schema, Mapping):
-            schema_path = Path(schema)
-            if not schema_path.is_file():
-                raise TablesConfigError(f"{schema_path}: tables schema not found")
-            schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
         errors = _schema_errors(doc, schema)
         if errors:
-            raise TablesConfigError(f"{path}: does not match the tables schema:\n  " + "\n  ".join(errors))
+            raise TablesConfigError(f"{source}: does not match the tables schema:\n  " + "\n  ".join(errors))
     if not isinstance(doc, Mapping) or not isinstance(doc.get("tables"), Mapping):
-        raise TablesConfigError(f"{path}: expected a mapping with a 'tables' key")
-    return {"tables": {name: _normalise_table(name, table, str(path)) for name, table in doc["tables"].items()}}
+        raise TablesConfigError(f"{source}: expected a mapping with a 'tables' key")
+    return {"tables": {name: _normalise_table(name, table, source) for name, table in doc["tables"].items()}}
 
 
 def tables_of(tables: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:

@@ -49,6 +49,27 @@ def test_an_exhausted_budget_recomputes_the_rest(pascal_data):
     assert _scores(tiny.score(model, loader, CPU, classes, "skip")) == full and tiny.used == 0
 
 
+def test_past_the_budget_only_the_uncached_episodes_are_loaded(pascal_data, monkeypatch):
+    spec = tiny_spec(policy="frozen")
+    model, _ = build_cell_model(spec, None)
+    loader = eval_loader(spec, pascal_data["root"], pascal_data["splits"], n_episodes=12, seed=321, batch_size=4)
+    classes = fold_novel_classes(spec)
+    full = _scores(score_episodes(model, loader, CPU, classes, "skip"))
+    one_batch = ValidationCache()
+    one_batch.score(model, loader, CPU, classes, "skip")
+    per_batch = one_batch.used / 3
+    partial = ValidationCache(budget_gb=1.5 * per_batch / 2**30)  # room for one batch of the three
+    loaded = []
+    original = type(loader.dataset).__getitem__
+    monkeypatch.setattr(type(loader.dataset), "__getitem__", lambda self, i: loaded.append(i) or original(self, i))
+    assert _scores(partial.score(model, loader, CPU, classes, "skip")) == full
+    assert len(partial.entries) == 1 and sorted(loaded) == list(range(12))
+    loaded.clear()
+    for _ in range(2):
+        assert _scores(partial.score(model, loader, CPU, classes, "skip")) == full
+    assert sorted(loaded) == sorted(list(range(4, 12)) * 2)  # the cached first batch is never read again
+
+
 def test_only_a_frozen_backbone_with_frozen_batchnorm_is_cached():
     for policy, frozen in (("frozen", True), ("svf", False), ("bn", False), ("frozen-bntrain", False)):
         model, parsed = build_cell_model(tiny_spec(policy=policy), None)
