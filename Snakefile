@@ -34,53 +34,27 @@ onerror:
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        built(all_outputs()),
 
 
 rule demo:
     input:
-        all_outputs(),
+        built(all_outputs()),
 
 
-rule table1:
-    input:
-        table_outputs("table1"),
+# One target rule per table of the tables file (config/tables.yaml): a table added there is a target at once.
+for _table in TABLE_NAMES:
 
-
-rule table2:
-    input:
-        table_outputs("table2"),
-
-
-rule table4:
-    input:
-        table_outputs("table4"),
-
-
-rule table5:
-    input:
-        table_outputs("table5"),
-
-
-rule table6:
-    input:
-        table_outputs("table6"),
-
-
-rule table7:
-    input:
-        table_outputs("table7"),
-
-
-rule table8:
-    input:
-        table_outputs("table8"),
+    rule:
+        name:
+            _table
+        input:
+            built(table_outputs(_table)),
 
 
 rule study:
     input:
-        [f for name in config["study"]["tables"] for f in table_outputs(name)],
-        f"{paths.STUDY_DIR}/study.md",
+        built([f for name in config["study"]["tables"] for f in table_outputs(name)] + [f"{paths.STUDY_DIR}/study.md"]),
 
 
 rule estimate:
@@ -91,9 +65,26 @@ rule estimate:
 
 rule figure4:
     input:
-        figure4_outputs(),
+        built(figure4_outputs()),
 
 
 rule figure6:
     input:
-        figure6_outputs(),
+        built(figure6_outputs()),
+
+
+# Last: a target that is neither a rule above nor a path (`snakemake tabel4`) ends here with the list of targets.
+rule unknown_target:
+    input:
+        unknown_target_input,
+    output:
+        "{name}",
+    wildcard_constraints:
+        name=r"[A-Za-z][A-Za-z0-9_-]*",
+    log:
+        "<logs>/unknown_target/{name}.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "exit 2"

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ModelFileError
+
 
 def current_umask() -> int:
     """The process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere set and
@@ -75,11 +77,11 @@ def read_document(path: str | os.PathLike, parse: Callable[[str], Any], parse_er
 # --- reading torch files: tensors and plain data only, errors that name the file and the rule that makes it -------
 
 
-class UnreadableFileError(RuntimeError):
+class UnreadableFileError(ModelFileError):
     """A torch file is truncated or corrupt; the message names it and says how to remake it."""
 
 
-class UnsafeFileError(RuntimeError):
+class UnsafeFileError(ModelFileError):
     """A torch file holds pickled objects besides tensors and plain data (code could run on load): refused."""
 
 

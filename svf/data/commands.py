@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
+
+from .. import console
+from ..errors import DataError, SvfError, UsageError
 
 
-def _data_fail(command_name: str, exc: Exception) -> int:
-    print(f"svf {command_name}: error: {exc}", file=sys.stderr)
-    return 1
+@contextmanager
+def _as(kind: type, *plain: type):
+    """Plain ``ValueError``s of the data code are mistakes of this kind (the arguments, the data)."""
+    try:
+        yield
+    except plain as exc:
+        if isinstance(exc, SvfError):
+            raise
+        raise kind(str(exc)) from exc
 
 
 def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +53,7 @@ def _add_download(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(args):
-        from ..data.download import GROUPS, REGISTRY, DownloadError, download
+        from ..data.download import GROUPS, REGISTRY, download
 
         if args.list:
             for key, a in REGISTRY.items():
@@ -53,19 +63,19 @@ def _add_download(subparsers) -> None:
                 print(f"{key:22s} {a.filename:32s} {a.size:>7s}  {check}\n{'':22s} {src}")
             print("groups: " + "; ".join(f"{g} = {' '.join(k)}" for g, k in GROUPS.items()))
             return 0
-        try:
+        with _as(UsageError, ValueError):
             paths = download(args.items, args.dest, mirror=args.mirror, do_extract=not args.no_extract,
                              progress=not args.quiet, retries=args.retries, timeout=args.timeout)
             if args.copy_to:
                 if len(paths) != 1:
                     raise ValueError(f"--copy-to needs exactly one artifact, got {len(paths)}")
-                from ..data.datasets import place_file
+        if args.copy_to:
+            from ..data.datasets import place_file
 
-                place_file(paths[0], args.copy_to, "hardlink")
-        except (DownloadError, ValueError, OSError) as exc:
-            return _data_fail("download", exc)
+            place_file(paths[0], args.copy_to, "hardlink")
         for path in paths:
             print(path)
+        console.result(f"{len(paths)} file(s) verified -> {args.copy_to or args.dest}")
         return 0
 
     parser.set_defaults(func=run)
@@ -105,15 +115,14 @@ def _add_synth(subparsers) -> None:
         config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
                              val_per_class=per_class(args.val_per_class, args.val, 6),
                              image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
-        try:
+        with _as(UsageError, ValueError):
             manifest = synth(args.out, config)
-        except ValueError as exc:
-            return _data_fail("synth", exc)
         print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))
         smallest = min(guaranteed_pool_size(config, s) for s in ("train", "val"))
         if smallest < 6:
             print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
                   "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
+        console.result(f"{dataset}: {sum(manifest['counts'].values())} synthetic images -> {args.out}")
         return 0
 
     parser.set_defaults(func=run)
@@ -152,10 +161,10 @@ def _add_prepare(subparsers) -> None:
         dataset = _dataset_of(args, "prepare")
         raw = args.raw
         if raw is None and not (dataset == "pascal" and args.voc):
-            return _data_fail("prepare", ValueError("--raw is required (or --voc for PASCAL)"))
+            raise UsageError("--raw is required (or --voc for PASCAL)")
         source = "synthetic" if raw is not None and is_synthetic(raw) else None
         reference = args.reference or DEFAULT_REFERENCE_DIR
-        try:
+        with _as(DataError, ValueError):
             if dataset == "pascal":
                 from ..data.pascal import PascalRaw, prepare_pascal
 
@@ -171,9 +180,8 @@ def _add_prepare(subparsers) -> None:
                 summary = prepare_coco(raw, args.out, link=args.link, workers=args.workers, progress=not args.quiet,
                                        reference_dir=order_reference, source=source or "coco2014",
                                        val_order=args.coco_val_order)
-        except (FileNotFoundError, ValueError) as exc:
-            return _data_fail("prepare", exc)
         print(json.dumps(summary))
+        console.result(f"{dataset} prepared -> {args.out}")
         if summary.get("reference_problems") and args.strict_reference:
             print("svf prepare: lists differ from the reference (--strict-reference)", file=sys.stderr)
             return 3
@@ -203,14 +211,12 @@ def _add_splits(subparsers) -> None:
         from ..data.datasets import open_dataset
         from ..data.splits import DEFAULT_REFERENCE_DIR, make_splits
 
-        try:
+        with _as(DataError, ValueError):
             dataset = open_dataset(args.dataset_root)
             summary, check = make_splits(dataset, args.out, settings=args.settings, folds=args.folds,
                                          coco_split=args.coco_split, min_pixels=args.min_pixels,
                                          workers=args.workers, reference_dir=args.reference or DEFAULT_REFERENCE_DIR,
                                          progress=not args.quiet)
-        except (FileNotFoundError, ValueError) as exc:
-            return _data_fail("splits", exc)
         for name, info in summary["files"].items():
             pools = info["pool_sizes"].values()
             print(f"{name:24s} {info['images']:6d} images  pools {min(pools)}..{max(pools)}")
@@ -232,6 +238,9 @@ def _add_splits(subparsers) -> None:
             print(f"svf splits: error: below --min-pool-size {args.min_pool_size}:\n  " + "\n  ".join(small),
                   file=sys.stderr)
             return 4
+        console.result(f"{len(summary['files'])} image lists with support pools -> {args.out}"
+                       + ("" if not check.applicable else "; identical to the authors' lists" if check.ok else
+                          f"; {len(check.mismatches)} differences from the authors' lists"))
         return 0
 
     parser.set_defaults(func=run)
@@ -262,8 +271,8 @@ def _add_bench_loader(subparsers) -> None:
 
         out = write_text(args.out, json.dumps(result, indent=2) + "\n")
         rate = result["episodes_per_s"]
-        print(f"bench-loader: {rate['median']:.1f} episodes/s (median; wall), "
-              f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
+        console.result(f"{rate['median']:.1f} episodes/s (median; wall), "
+                       f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
         return 0
 
     parser.set_defaults(func=run)

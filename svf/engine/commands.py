@@ -4,8 +4,15 @@ engine are imported inside the command functions only, so ``svf --help`` starts 
 from __future__ import annotations
 
 import argparse
+import re
 
-from .. import __version__
+from .. import __version__, console
+
+#: What --device accepts (checked before torch starts, so a typo costs no start-up and gives a usage error).
+DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?)$")
+SPEC_HELP = ("the cell's specification: JSON text or a JSON file with everything a run needs besides paths "
+             "(cell, model, resolved recipe, evaluation, seeds), as `svf.pipeline.specs.cell_spec` builds it from "
+             "the config; each Snakemake job passes its own, and a run can be repeated by hand with it")
 
 
 def _code_version() -> str:
@@ -25,8 +32,7 @@ def _code_version() -> str:
 
 
 def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", required=True,
-                        help="cell specification: JSON text or a JSON file (the Snakefile passes it)")
+    parser.add_argument("--spec", required=True, help=SPEC_HELP)
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--splits", required=True, help="fold splits directory (svf splits)")
     parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
@@ -35,10 +41,18 @@ def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
     _add_device_arguments(parser)
 
 
+def device_argument(value: str) -> str:
+    if not DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto (a free CUDA GPU, else the CPU), "
+                                         f"cpu, cuda or cuda:N")
+    return value
+
+
 def _add_device_arguments(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
     default = f"default {threads}" if threads else "default: torch's choice"
     parser.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads ({default})")
-    parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="auto (default: a free CUDA GPU, else the CPU), cpu, cuda or cuda:N")
 
 
 def _add_train(subparsers) -> None:
@@ -52,9 +66,12 @@ def _add_train(subparsers) -> None:
         from ..pipeline.specs import load_spec
         from ..engine.train import train_cell
 
-        train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
-                   args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
-                   threads=args.threads, device=args.device, code_version=_code_version())
+        s = train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
+                       args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
+                       threads=args.threads, device=args.device, code_version=_code_version())
+        console.result(f"{s['cell_id']}: validation mIoU {s['best_val_miou']:.2f} at epoch {s['best_epoch']} of "
+                       f"{s['epochs_run']} (kept epoch {s['selected_epoch']}, select {s['select']}), "
+                       f"{s['train_wall_time_s']:.0f} s on {s['device']}")
 
     parser.set_defaults(func=run)
 
@@ -73,8 +90,11 @@ def _add_train_base(subparsers) -> None:
         from ..engine.base_learner import train_base_learner
         from ..pipeline.specs import load_spec
 
-        train_base_learner(load_spec(args.spec), args.dataset_root, args.weights, args.out, args.checkpoint_dir,
-                           threads=args.threads, device=args.device)
+        spec = load_spec(args.spec)
+        result = train_base_learner(spec, args.dataset_root, args.weights, args.out, args.checkpoint_dir,
+                                    threads=args.threads, device=args.device)
+        console.result(f"{spec['dataset']}/{spec['backbone']}/fold{spec['fold']}: base-class mIoU "
+                       f"{result['val_miou']:.2f} at epoch {result['epoch']} -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -91,7 +111,7 @@ def _add_import_base_learner(subparsers) -> None:
 
         state = to_pspnet_state(args.source)
         torch_save(args.out, state)
-        print(f"{args.source}: {len(state)} tensors -> {args.out}")
+        console.result(f"{args.source}: {len(state)} tensors -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -109,7 +129,10 @@ def _add_pretrain(subparsers) -> None:
         from ..engine.pretrain import pretrain_backbone
         from ..pipeline.specs import load_spec
 
-        pretrain_backbone(load_spec(args.spec), args.out, threads=args.threads, device=args.device)
+        spec = load_spec(args.spec)
+        result = pretrain_backbone(spec, args.out, threads=args.threads, device=args.device)
+        console.result(f"{spec['model']['backbone']}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
+                       f"of {result['steps']} steps, {result['wall_time_s']:.0f} s -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -124,9 +147,11 @@ def _add_evaluate(subparsers) -> None:
         from ..engine.evaluate import evaluate_cell
         from ..pipeline.specs import load_spec
 
-        evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                      base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
-                      device=args.device, code_version=_code_version())
+        m = evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                          base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
+                          device=args.device, code_version=_code_version())
+        console.result(f"{m['cell_id']}: mIoU {m['miou']:.2f}, FB-IoU {m['fb_iou']:.2f} over {m['episodes']} test "
+                       f"episodes ({m['protocol']} protocol), {m['eval_wall_time_s']:.0f} s on {m['device']}")
 
     parser.set_defaults(func=run)
 
@@ -153,16 +178,18 @@ def _add_estimate(subparsers) -> None:
         if args.configfile:
             import yaml
 
+            from ..pipeline.checks import check_config
             from ..pipeline.specs import merge_configs
+            from ..pipeline.tables import DEFAULT_SCHEMA
 
             config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
+            check_config(config, DEFAULT_SCHEMA.with_name("config.schema.yaml"), args.configfile)
         else:
             config = json.loads(args.config_json)
         splits = dict(item.split("=", 1) for item in args.splits)
         result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
                           threads=args.threads, progress=lambda line: print(line, flush=True))
-        for path in write_estimate(result, args.out):
-            print(f"svf estimate: wrote {path}")
+        console.result("wrote " + ", ".join(str(p) for p in write_estimate(result, args.out)))
         return 0
 
     parser.set_defaults(func=run)
@@ -192,7 +219,7 @@ def _add_bench(subparsers) -> None:
                               threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
                               channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
         out = write_json(result, args.out)
-        print("svf-step: " + ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
+        console.result(", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
         return 0
 
     step.set_defaults(func=run)
@@ -211,8 +238,8 @@ def _add_bench(subparsers) -> None:
 
         result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
         out = write_json(result, args.out)
-        print(f"val-cache: cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
-              f"-> {out}")
+        console.result(f"cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
+                       f"-> {out}")
         return 0 if result["equal"] else 1
 
     cache.set_defaults(func=run_cache)

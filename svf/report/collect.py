@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..errors import ResultsError
 from ..files import read_document
 from ..pipeline.cells import CELL_KEYS, cell_id
 from ..pipeline.paths import METRICS, benchmark_name
@@ -34,7 +35,7 @@ RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "fb_iou", "miou_seed_std", "n_s
                   "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
 
 
-class CollectError(ValueError):
+class CollectError(ResultsError):
     """A results file is missing or malformed; the message names the file and the key."""
 
 

@@ -3,26 +3,10 @@ here, the work in svf.report; pandas and matplotlib are imported inside the comm
 from __future__ import annotations
 
 import argparse
-import sys
 
+from .. import console
 from ..pipeline.cells import DEFAULT_SEED
 from ..engine.commands import _add_cell_arguments
-
-
-def _report_call(name: str, fn, *args, **kwargs) -> int:
-    """Run a report function; its input errors (ValueError subclasses naming the file/key) become one line."""
-    from ..report.collect import CollectError
-    from ..report.figures import FigureError
-    from ..report.study import StudyError
-    from ..report.tables import TablesError
-    from ..pipeline.tables import TablesConfigError
-
-    try:
-        fn(*args, **kwargs)
-    except (CollectError, TablesError, FigureError, StudyError, TablesConfigError, KeyError) as exc:
-        print(f"svf {name}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,12 +55,9 @@ def _add_collect(subparsers) -> None:
     def run(args):
         from ..report.collect import collect, write_results
 
-        def go():
-            results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
-            write_results(results, args.out)
-            print(f"svf collect: {len(results)} cells -> {args.out}")
-
-        return _report_call("collect", go)
+        results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
+        write_results(results, args.out)
+        console.result(f"{len(results)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -94,17 +75,15 @@ def _add_tables(subparsers) -> None:
 
         from ..report.tables import write_tables
 
-        def go():
-            tables, results, paper = _load_table_inputs(args)
-            whole = args.only is None
-            summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
-            comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
-            written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
-                                   demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
-                                   comparison=comparison, seeds=args.seeds)
-            print(f"svf tables: wrote {len(written)} files to {args.out}")
-
-        return _report_call("tables", go)
+        tables, results, paper = _load_table_inputs(args)
+        whole = args.only is None
+        summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
+        comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+        written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                               demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
+                               comparison=comparison, seeds=args.seeds)
+        console.result(f"{', '.join(args.only or tables['tables'])}: {len(results)} cells with results, "
+                       f"wrote {len(written)} files to {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -122,8 +101,9 @@ def _add_figure6(subparsers) -> None:
     def run(args):
         from ..report.figures import write_figure6
 
-        return _report_call("figure6", write_figure6, args.cells_root, args.cells, args.out, top=args.top,
-                            data_csv=args.data, title=args.title)
+        written = write_figure6(args.cells_root, args.cells, args.out, top=args.top, data_csv=args.data,
+                                title=args.title, demo=args.demo)
+        console.result(f"{len(args.cells)} cells -> {', '.join(map(str, written))}")
 
     parser.set_defaults(func=run)
 
@@ -140,8 +120,11 @@ def _add_figure4(subparsers) -> None:
         from ..pipeline.specs import load_spec
         from ..report.figure4 import figure4
 
-        figure4(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                n_images=args.images, base_learner=args.base_learner, threads=args.threads)
+        spec = load_spec(args.spec)
+        shown = figure4(spec, args.dataset_root, args.splits, args.weights, args.model, args.out,
+                        n_images=args.images, base_learner=args.base_learner, threads=args.threads, demo=args.demo)
+        console.result(f"{spec['cell_id']}: {shown['layer']} components {shown['decrease']} (largest decrease) and "
+                       f"{shown['increase']} (largest increase) -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -156,7 +139,8 @@ def _add_curves(subparsers) -> None:
     def run(args):
         from ..report.figures import write_curves
 
-        return _report_call("curves", write_curves, args.cells_root, args.cells, args.out, args.title)
+        write_curves(args.cells_root, args.cells, args.out, args.title, demo=args.demo)
+        console.result(f"{len(args.cells)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -169,12 +153,10 @@ def _add_overview(subparsers) -> None:
     def run(args):
         from ..report.figures import write_overview
 
-        def go():
-            tables, results, paper = _load_table_inputs(args)
-            write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
-                           demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
-
-        return _report_call("overview", go)
+        tables, results, paper = _load_table_inputs(args)
+        write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                       demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
+        console.result(f"{len(results)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -193,15 +175,12 @@ def _add_study(subparsers) -> None:
     def run(args):
         from ..report.study import write_study
 
-        def go():
-            references = dict(item.split("=", 1) for item in args.references)
-            tables, results, paper = _load_table_inputs(args)
-            names = args.only or ["table4", "table5", "table6", "table7", "table8"]
-            written = write_study(tables, results, paper, args.out, args.figures_dir, names, seeds=args.seeds,
-                                  folds=args.folds, references=references, demo=args.demo)
-            print(f"svf study: wrote {len(written)} files")
-
-        return _report_call("study", go)
+        references = dict(item.split("=", 1) for item in args.references)
+        tables, results, paper = _load_table_inputs(args)
+        names = args.only or ["table4", "table5", "table6", "table7", "table8"]
+        written = write_study(tables, results, paper, args.out, args.figures_dir, names, seeds=args.seeds,
+                              folds=args.folds, references=references, demo=args.demo)
+        console.result(f"wrote {len(written)} files to {args.out} and {args.figures_dir}")
 
     parser.set_defaults(func=run)
 

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..errors import ResultsError  # noqa: E402
 from ..pipeline.cells import CELL_KEYS, DEFAULT_SEED, parse_cell_id  # noqa: E402
 from ..pipeline.paths import SINGULAR_VALUES, TRAIN_LOG  # noqa: E402
 from ..pipeline.tables import tables_of  # noqa: E402
@@ -30,7 +31,7 @@ KIND_OF_CONV = {"conv2": "3×3", "conv3": "1×1"}
 TRAIN_LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
 
 
-class FigureError(ValueError):
+class FigureError(ResultsError):
     """A figure input is missing or malformed; the message names the file and key."""
 
 

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import ResultsError
 from ..pipeline.cells import DEFAULT_SEED, cell_id
 from ..pipeline.tables import table_entries, tables_of
 from . import atomic_write, atomic_write_text
@@ -21,7 +22,7 @@ MISSING = "—"
 PAPER_FOLDS = ("0", "1", "2", "3", "mean")
 
 
-class TablesError(ValueError):
+class TablesError(ResultsError):
     """A table input is missing or malformed; the message names the file, key or value at fault."""
 
 

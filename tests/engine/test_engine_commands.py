@@ -29,7 +29,8 @@ def test_spec_that_is_neither_json_nor_a_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "svf", "evaluate", "--spec", str(tmp_path / "none.json"),
                              "--dataset-root", "x", "--splits", "y", "--model", "m", "--out", "o"],
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "neither JSON nor an existing file" in result.stderr
+    assert result.returncode == 5 and "neither JSON text nor an existing file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_import_published_bam_base_learner(tmp_path):

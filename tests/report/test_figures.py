@@ -92,4 +92,4 @@ def test_curves_and_overview_cli(tmp_path, tables):
     assert (tmp_path / "overview.png").read_bytes()[:8] == PNG
     missing = cell_id(cells_of(tables, ["table5"], row_ids=["full"], folds=[0])[0])
     assert main(["curves", "--cells-root", str(tmp_path / "cells"), "--cells", missing,
-                 "--out", str(tmp_path / "c.png")]) == 1
+                 "--out", str(tmp_path / "c.png")]) == 11
