@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 
 from .. import console
+from ..errors import UnknownNameError, UsageError
 from ..pipeline.cells import DEFAULT_SEED
 from ..engine.commands import _add_cell_arguments
+
+
+def _add_demo_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true",
+                        help="mark the output 'demo scale — not comparable to the paper' (demo runs)")
 
 
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +23,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
-    parser.add_argument("--demo", action="store_true", help="mark titles 'demo scale — not comparable'")
+    _add_demo_argument(parser)
     parser.add_argument("--shots", nargs="+", type=int, help="restrict the tables to these shots")
     parser.add_argument("--folds", nargs="+", type=int, help="restrict the tables to these folds (means then "
                         "cover only these folds and are not compared with the paper)")
@@ -96,7 +102,8 @@ def _add_figure6(subparsers) -> None:
     parser.add_argument("--out", required=True, help="figure path (.png); a .pdf is written next to it")
     parser.add_argument("--top", type=int, default=30, help="how many of the largest initial values (default 30)")
     parser.add_argument("--data", help="also write the plotted numbers to this csv")
-    parser.add_argument("--title", default="", help="figure title")
+    parser.add_argument("--title", default="", help="figure title (default: the paper's caption)")
+    _add_demo_argument(parser)
 
     def run(args):
         from ..report.figures import write_figure6
@@ -115,6 +122,7 @@ def _add_figure4(subparsers) -> None:
     parser.add_argument("--model", required=True, help="the cell's model.pt (singular_values.json beside it)")
     parser.add_argument("--images", type=int, default=4, help="query images to show")
     parser.add_argument("--out", required=True, help="figure path (.png)")
+    _add_demo_argument(parser)
 
     def run(args):
         from ..pipeline.specs import load_spec
@@ -130,16 +138,32 @@ def _add_figure4(subparsers) -> None:
 
 
 def _add_curves(subparsers) -> None:
-    parser = subparsers.add_parser("curves", help="training loss and validation mIoU per epoch of a set of cells")
+    parser = subparsers.add_parser(
+        "curves", help="training loss and validation mIoU per epoch of a set of cells",
+        description="Training curves of a table's cells: per epoch the validation mIoU and the training loss (mean "
+                    "over folds), one panel per reference row and the rows compared with it (delta_to), labelled "
+                    "with the table's row labels and titled with its title when --tables/--table are given.")
     parser.add_argument("--cells-root", required=True, help="results/cells")
     parser.add_argument("--cells", nargs="*", default=[], metavar="CELL_ID", help="cells whose train_log.csv to plot")
     parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
-    parser.add_argument("--title", default="training curves", help="figure title (e.g. the table name)")
+    parser.add_argument("--tables", help="config/tables.yaml: label and group the lines by the table's rows")
+    parser.add_argument("--table", help="the table of --tables the cells belong to (e.g. table4)")
+    parser.add_argument("--title", default="", help="figure title (default: the table's title)")
+    _add_demo_argument(parser)
 
     def run(args):
+        from ..pipeline.tables import load_tables, tables_of
         from ..report.figures import write_curves
 
-        write_curves(args.cells_root, args.cells, args.out, args.title, demo=args.demo)
+        table = None
+        if args.tables or args.table:
+            if not (args.tables and args.table):
+                raise UsageError("--tables and --table go together")
+            tables = tables_of(load_tables(args.tables))
+            if args.table not in tables:
+                raise UnknownNameError(f"{args.tables} has no table {args.table!r} (it has {', '.join(tables)})")
+            table = tables[args.table]
+        write_curves(args.cells_root, args.cells, args.out, args.title, table=table, demo=args.demo)
         console.result(f"{len(args.cells)} cells -> {args.out}")
 
     parser.set_defaults(func=run)

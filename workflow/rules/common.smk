@@ -260,14 +260,18 @@ def cell_ids_arg(cells):
     return " ".join(shlex.quote(cell_id(c)) for c in cells)
 
 
+def demo_flag():
+    """Figures of a demo run carry the "demo scale" mark."""
+    return "--demo" if config.get("demo") else ""
+
+
 def table_filter_args():
     """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
     args = [f"--tolerance {config['tables']['tolerance']}", "--seeds " + " ".join(str(s) for s in SEEDS)]
     for key in ("folds", "shots"):
         if config["tables"].get(key):
             args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))
-    if config.get("demo"):
-        args.append("--demo")
+    args.append(demo_flag())
     if config["tables"]["allow_mixed_config"]:
         args.append("--allow-mixed-config")
     return " ".join(args)

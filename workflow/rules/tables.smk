@@ -17,8 +17,8 @@ rule collect:
         ids=cell_ids_arg(ALL_CELLS),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
-        "--cells {params.ids} {params.mixed} > {log} 2>&1"
+        "svf --log {log} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "--cells {params.ids} {params.mixed}"
 
 
 rule table:
@@ -37,7 +37,8 @@ rule table:
         md=paths.TABLE_FILES[1],
         tex=paths.TABLE_FILES[2],
     log:
-        "<logs>/tables/{table}.log",
+        collect="<logs>/tables/{table}_collect.log",
+        tables="<logs>/tables/{table}.log",
     localrule: True
     conda:
         CONDA_ENV
@@ -49,10 +50,10 @@ rule table:
         options=table_filter_args(),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
-        "--cells {params.ids} {params.mixed} && "
-        "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {wildcards.table} {params.options}) > {log} 2>&1"
+        "svf --log {log.collect} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} "
+        "--out {output.cells} --cells {params.ids} {params.mixed} && "
+        "svf --log {log.tables} tables --results {output.cells} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --only {wildcards.table} {params.options}"
 
 
 rule summary:
@@ -73,10 +74,9 @@ rule summary:
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),
     shell:
-        "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "svf --log {log} tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
-        "> {log} 2>&1"
-
+        
 
 rule study_report:
     input:
@@ -99,10 +99,9 @@ rule study_report:
         references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
         options=table_filter_args(),
     shell:
-        "svf study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
+        "svf --log {log} study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
         "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
-        "> {log} 2>&1"
-
+        
 
 rule estimate_cost:
     output:
@@ -121,4 +120,4 @@ rule estimate_cost:
         config=lambda w: canonical_json(config),
         out=expanded(paths.RESULTS_DIR),
     shell:
-        "svf estimate --config-json {params.config:q} --out {params.out} --threads {threads} > {log} 2>&1"
+        "svf --log {log} estimate --config-json {params.config:q} --out {params.out} --threads {threads}"
