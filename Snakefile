@@ -31,6 +31,11 @@ onerror:
     stop_warm_server()
 
 
+if REPORT_ONLY and not built(all_outputs()):
+    print("svf workflow: nothing is built yet, so the report lists no tables or figures; run `snakemake` (or a "
+          "table target) first", file=sys.stderr)
+
+
 rule all:
     default_target: True
     input:

@@ -19,21 +19,25 @@ def check_config(config: Mapping[str, Any], schema: str | Path, files: Sequence[
     """The merged config against ``schema``; the error names the files, every key at fault and the valid keys."""
     errors = schema_errors(dict(config), yaml.safe_load(Path(schema).read_text(encoding="utf-8")))
     if errors:
-        source = f"the config read from {', '.join(str(f) for f in files)}" if files else "the config"
-        raise ConfigError(f"{source}: " + "\n  ".join(["", *errors]).lstrip(),
+        raise ConfigError(f"{_source(files)}: " + "\n  ".join(["", *errors]).lstrip(),
                           advice="Fix these keys in the file that sets them (config/config.yaml documents every "
                                  "key; workflow/schemas/config.schema.yaml has the allowed values).")
 
 
-def check_table_names(config: Mapping[str, Any], tables: Mapping[str, Any], tables_file: str) -> None:
+def _source(files: Sequence[str]) -> str:
+    return f"the config read from {', '.join(str(f) for f in files)}" if files else "the config"
+
+
+def check_table_names(config: Mapping[str, Any], tables: Mapping[str, Any], tables_file: str,
+                      files: Sequence[str] = ()) -> None:
     """Every table that ``tables.build`` and ``study.tables`` name exists in the tables file."""
     known = list(tables)
     for key, names in (("tables.build", config["tables"]["build"]),
                        ("study.tables", (config.get("study") or {}).get("tables", ()))):
         for name in names:
             if name not in known:
-                raise ConfigError(f"{key}: {name!r} is not a table of {tables_file}{did_you_mean(name, known)} "
-                                  f"(it defines {', '.join(known)})",
+                raise ConfigError(f"{_source(files)}: {key}: {name!r} is not a table of {tables_file}"
+                                  f"{did_you_mean(name, known)} (it defines {', '.join(known)})",
                                   advice=f"Add the table to {tables_file} or remove it from {key}.")
 
 

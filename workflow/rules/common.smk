@@ -32,12 +32,12 @@ def profile_resources():
 
 
 try:
-    checks.check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
-                        [str(f) for f in workflow.configfiles])
+    CONFIG_FILES = [str(f) for f in workflow.configfiles]
+    checks.check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"), CONFIG_FILES)
     if workflow.is_main_process:  # jobs inside SLURM see the values the controller expanded
         checks.check_profile_variables(profile_resources(), " (workflow/profiles/slurm/profile.yaml, docs/cluster.md)")
     TABLES = load_tables(config["tables"]["file"])
-    checks.check_table_names(config, TABLES["tables"], config["tables"]["file"])
+    checks.check_table_names(config, TABLES["tables"], config["tables"]["file"], CONFIG_FILES)
     checks.check_recipes(cells_of(TABLES), config["recipes"], config["tables"]["file"])
 except SvfError as error:
     fail(error)
