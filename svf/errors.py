@@ -100,6 +100,8 @@ EXIT_CODES = (
     ExitCode(TrainingError.exit_code, TrainingError.kind, "the loss became NaN or infinite"),
     ExitCode(DownloadFailure.exit_code, DownloadFailure.kind, "checksum mismatch, server error, no connection"),
     ExitCode(ResultsError.exit_code, ResultsError.kind, "collect/tables/figures: missing metrics, mixed configs"),
+    ExitCode(12, "missing package", "a pipeline command run where only the library is installed (pip install svf, "
+                                    "without the pipeline extra)"),
     ExitCode(130, "interrupted", "Ctrl-C"),
 )
 
@@ -142,6 +144,9 @@ def _other_kinds(exc: BaseException) -> tuple[str, int, str] | None:
     study = sys.modules.get("svf.report.study")  # its StudyError: results of the study's inputs
     if study is not None and isinstance(exc, getattr(study, "StudyError", ())):
         return ResultsError.kind, ResultsError.exit_code, ResultsError.advice
+    if isinstance(exc, ModuleNotFoundError):
+        return ("missing package", 12, "Install the pipeline's dependencies: `pip install 'svf[pipeline]'`, or "
+                                       "`make install` for the exact versions of requirements.lock.")
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return "missing file", DataError.exit_code, "Check the path; `snakemake` makes the pipeline's files in order."
     if isinstance(exc, PermissionError):
