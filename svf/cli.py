@@ -49,7 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for area in AREAS:
         area.add_commands(subparsers)
+    _describe_commands(parser)
     return parser
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    """A command without its own description shows its one-line help at the top of `svf <command> -h`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                sub.description = sub.description or (helps.get(name, "").capitalize() + ".")
+                _describe_commands(sub)
 
 
 def _split_debug(argv: list[str]) -> tuple[list[str], bool]:

@@ -1,5 +1,6 @@
-"""``svf`` commands of the data layer: download, synth, prepare, splits, bench-loader (arguments here, the work in
-svf.data; heavy imports inside the command functions)."""
+"""``svf`` commands of the data layer: download, synth, prepare, splits, and the loader benchmark (``svf bench
+loader``, registered by the engine's ``bench`` command); arguments here, the work in svf.data, heavy imports inside
+the command functions."""
 from __future__ import annotations
 
 import argparse
@@ -96,7 +97,7 @@ def _add_synth(subparsers) -> None:
                         help="square image side in pixels (>= 128 for --min-pixels 2048)")
     parser.add_argument("--min-pixels", type=int, default=2048,
                         help="the split rule's threshold the objects are sized for (use the same in svf splits)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the images (default 0)")
 
     def run(args):
         import json
@@ -194,8 +195,10 @@ def _add_splits(subparsers) -> None:
     parser = subparsers.add_parser("splits", help="scan masks once and write the per-fold lists and support pools")
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--out", required=True, help="splits directory to write")
-    parser.add_argument("--settings", nargs="+", default=["dagger", "original"], choices=("dagger", "original"))
-    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3], choices=(0, 1, 2, 3))
+    parser.add_argument("--settings", nargs="+", default=["dagger", "original"], choices=("dagger", "original"),
+                        help="training-list settings to write (default both: BAM's † and PFENet's)")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3], choices=(0, 1, 2, 3),
+                        help="folds to write (default all four)")
     parser.add_argument("--coco-split", default="interleaved", choices=("interleaved", "contiguous"),
                         help="COCO fold classes: every 4th class (PFENet/BAM/SVF) or blocks of 20 (PANet)")
     parser.add_argument("--min-pixels", type=int, default=2048, help="pixels a class needs to count (2*32*32)")
@@ -246,19 +249,21 @@ def _add_splits(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _add_bench_loader(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench-loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
+def add_loader_benchmark(benches) -> None:
+    """``svf bench loader`` (a benchmark of the ``bench`` command)."""
+    parser = benches.add_parser(
+        "loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
     parser.add_argument("--root", help="prepared dataset (default: write a synthetic 500x375 one in a temp dir)")
     parser.add_argument("--splits", help="its splits directory (required with --root)")
-    parser.add_argument("--setting", default="original", choices=["dagger", "original"])
-    parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--shot", type=int, default=1)
+    parser.add_argument("--setting", default="original", choices=["dagger", "original"],
+                        help="training lists: dagger (BAM's †) or original (PFENet's; default)")
+    parser.add_argument("--fold", type=int, default=0, help="fold (default 0)")
+    parser.add_argument("--shot", type=int, default=1, help="supports per episode (default 1)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3; the median is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one DataLoader worker)")
-    parser.add_argument("--crop", type=int, default=473)
-    parser.add_argument("--out", default="results/benchmarks/loader.json")
+    parser.add_argument("--crop", type=int, default=473, help="training crop side (default 473, PASCAL's)")
+    parser.add_argument("--out", default="results/benchmarks/loader.json", help="JSON file to write")
 
     def run(args):
         import json
@@ -279,7 +284,7 @@ def _add_bench_loader(subparsers) -> None:
 
 
 COMMANDS = (
-    _add_download, _add_synth, _add_prepare, _add_splits, _add_bench_loader,
+    _add_download, _add_synth, _add_prepare, _add_splits,
 )
 
 

@@ -11,7 +11,7 @@ from .. import __version__, console
 #: What --device accepts (checked before torch starts, so a typo costs no start-up and gives a usage error).
 DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?)$")
 SPEC_HELP = ("the cell's specification: JSON text or a JSON file with everything a run needs besides paths "
-             "(cell, model, resolved recipe, evaluation, seeds), as `svf.pipeline.specs.cell_spec` builds it from "
+             "(cell, model, resolved recipe, evaluation, seeds), as svf.pipeline.specs.cell_spec builds it from "
              "the config; each Snakemake job passes its own, and a run can be repeated by hand with it")
 
 
@@ -56,7 +56,14 @@ def _add_device_arguments(parser: argparse.ArgumentParser, threads: int | None =
 
 
 def _add_train(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train one table cell (checkpoints every epoch, resumes)")
+    parser = subparsers.add_parser(
+        "train", help="train one table cell (checkpoints every epoch, resumes)",
+        description="Train one table cell: the model, policy, recipe and seed of --spec on the fold's training "
+                    "episodes, validating after every epoch on the fold's test episodes and keeping the best epoch "
+                    "(the authors' selection; recipe select: last keeps the final one). Writes model.pt (the "
+                    "trained tensors), train_log.csv, singular_values.json and train_summary.json to --out-dir and "
+                    "prints the best validation mIoU. A killed run resumes from --checkpoint-dir/last.pt; a finished "
+                    "one is not retrained.")
     _add_cell_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="cell directory: model.pt, train_log.csv, ...")
     parser.add_argument("--checkpoint-dir", required=True,
@@ -138,7 +145,12 @@ def _add_pretrain(subparsers) -> None:
 
 
 def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate a trained cell on its test episodes",
+        description="Evaluate a trained cell (--model) on the test episodes of its protocol (svf-code: 1000 "
+                    "episodes with seed 321; bam: 5 seeds x 1000; pfenet: 5000/20000), with its SVD layers merged "
+                    "back into plain convs. Writes metrics.json (mIoU, FB-IoU, per-class IoU, wall times, versions) "
+                    "and prints the mIoU.")
     _add_cell_arguments(parser)
     parser.add_argument("--model", required=True, help="the cell's model.pt")
     parser.add_argument("--out", required=True, help="metrics.json to write")
@@ -196,16 +208,20 @@ def _add_estimate(subparsers) -> None:
 
 
 def _add_bench(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks of the SVF core (see `svf bench svf-step -h`)")
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks: an SVF training step, the validation feature cache, the episode loader",
+        description="Benchmarks, each writing a JSON file: svf-step (an SVF training step against frozen and full "
+                    "fine-tuning), val-cache (a frozen cell's validation with and without the feature cache), "
+                    "loader (episodes per second of the training loader). See svf bench <benchmark> -h.")
     benches = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
     step = benches.add_parser(
         "svf-step", help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
     step.add_argument("--out", default="results/benchmarks/svf_step.json", help="JSON file to write")
     step.add_argument("--size", type=int, default=224, help="square input size")
-    step.add_argument("--batch", type=int, default=1)
+    step.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
     step.add_argument("--repeats", type=int, default=5, help="timed round-robin repeats (median is reported)")
     step.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
-    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"])
+    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"], help="default resnet50")
     step.add_argument("--width", type=float, default=1.0, help="channel width multiplier (tiny runs)")
     step.add_argument("--depths", type=int, nargs=4, metavar="N", help="ResNet blocks per stage (tiny runs)")
     step.add_argument("--channels-last", action="store_true", help="channels_last memory format for all variants")
@@ -227,7 +243,8 @@ def _add_bench(subparsers) -> None:
     cache = benches.add_parser(
         "val-cache", help="a frozen cell's validation with and without the backbone feature cache (same run)")
     cache.add_argument("--out", default="results/benchmarks/val_cache.json", help="JSON file to write")
-    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"])
+    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"],
+                       help="the frozen cell's method (default baseline)")
     cache.add_argument("--episodes", type=int, default=200, help="validation episodes per pass")
     cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
     _add_device_arguments(cache, threads=1)
@@ -244,21 +261,25 @@ def _add_bench(subparsers) -> None:
 
     cache.set_defaults(func=run_cache)
 
+    from ..data.commands import add_loader_benchmark
+
+    add_loader_benchmark(benches)
+
 
 def _add_check_checkpoint(subparsers) -> None:
     parser = subparsers.add_parser(
         "check-checkpoint", help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a "
                                  "random episode (settings not given are read off the keys)")
     parser.add_argument("path", help="the .pth file ({'state_dict': ...}, 'module.' prefixes allowed)")
-    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"])
-    parser.add_argument("--backbone", choices=["resnet50", "vgg16"])
-    parser.add_argument("--shot", type=int)
+    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"], help="default: read off the keys")
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16"], help="default: read off the keys")
+    parser.add_argument("--shot", type=int, help="default: read off the keys (K-shot layers)")
     parser.add_argument("--dilation", choices=["pfenet", "torchvision"],
                         help="default per method: torchvision (SVF repo baseline/PFENet), pfenet (BAM); "
                              "original PFENet checkpoints need pfenet")
     parser.add_argument("--bins", help="PFENet FEM bins, comma-separated (default 60,30,15,8)")
     parser.add_argument("--dataset", choices=["pascal", "coco"], help="BAM: with --fold, the base classes")
-    parser.add_argument("--fold", type=int)
+    parser.add_argument("--fold", type=int, help="BAM: with --dataset, which classes are the base classes")
     parser.add_argument("--size", type=int, default=65, help="side of the random test episode")
 
     def run(args):

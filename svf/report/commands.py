@@ -17,7 +17,7 @@ def _add_demo_argument(parser: argparse.ArgumentParser) -> None:
 
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, nargs="+",
-                        help="results.csv written by `svf collect` (several: combined, a shared cell once)")
+                        help="results.csv written by svf collect (several: combined, a shared cell once)")
     parser.add_argument("--tables", required=True, help="config/tables.yaml")
     parser.add_argument("--paper", required=True, help="config/paper_results.csv")
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
