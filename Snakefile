@@ -32,8 +32,11 @@ onerror:
 
 
 if REPORT_ONLY and not built(all_outputs()):
-    print("svf workflow: nothing is built yet, so the report lists no tables or figures; run `snakemake` (or a "
-          "table target) first", file=sys.stderr)
+    print(
+        "svf workflow: nothing is built yet, so the report lists no tables or figures; run `snakemake` (or a "
+        "table target) first",
+        file=sys.stderr,
+    )
 
 
 rule all:
@@ -84,10 +87,10 @@ rule unknown_target:
         unknown_target_input,
     output:
         "{name}",
-    wildcard_constraints:
-        name=r"[A-Za-z][A-Za-z0-9_-]*",
     log:
         "<logs>/unknown_target/{name}.log",
+    wildcard_constraints:
+        name=r"[A-Za-z][A-Za-z0-9_-]*",
     localrule: True
     conda:
         CONDA_ENV

@@ -167,6 +167,6 @@ def describe(exc: BaseException) -> Described:
                      "with the traceback.")
 
 
-__all__ = ["ConfigError", "DataError", "UnknownNameError", "Described", "DeviceError", "DownloadFailure", "EXIT_CODES", "ModelFileError",
-           "ResultsError", "SvfError", "TrainingError", "UsageError", "clean_message", "describe",
+__all__ = ["ConfigError", "DataError", "Described", "DeviceError", "DownloadFailure", "EXIT_CODES", "ModelFileError",
+           "ResultsError", "UnknownNameError", "SvfError", "TrainingError", "UsageError", "clean_message", "describe",
            "exit_code_table"]

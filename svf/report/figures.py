@@ -338,6 +338,11 @@ def _mean_bars(ax: plt.Axes, d: pd.DataFrame, note: str) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(-0.02, -0.22), frameon=False, ncols=1)
 
 
+def _fold_words(folds: pd.Series) -> str:
+    names = sorted(set(folds))
+    return f"fold{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
 def _scatter(ax: plt.Axes, d: pd.DataFrame, tolerance: float) -> None:
     """Reproduced against paper for every comparable value (folds, and means over all 4 folds), with the identity
     line and the tolerance band."""
@@ -347,7 +352,7 @@ def _scatter(ax: plt.Axes, d: pd.DataFrame, tolerance: float) -> None:
     for i, ((shot, is_mean), g) in enumerate(both.groupby(["shot", both["fold"] == "mean"])):
         ax.scatter(g["paper"], g["reproduced"], s=22 if is_mean else 9, marker="D" if is_mean else "o",
                    color=OKABE_ITO[(i + 1) % len(OKABE_ITO)], alpha=0.85,
-                   label=f"{shot}-shot, " + ('means' if is_mean else f"fold{'s' if g['fold'].nunique() > 1 else ''} " + ', '.join(sorted(set(g['fold'])))))
+                   label=f"{shot}-shot, " + ("means" if is_mean else _fold_words(g["fold"])))
     values = pd.concat([d["paper"], both["reproduced"]]).dropna()
     hi = float(values.max()) + 2 if len(values) else 100.0
     xs = np.array([0.0, hi])

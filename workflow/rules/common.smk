@@ -149,7 +149,9 @@ def figure_cells():
     if "table1" not in TABLE_NAMES:
         fail(ConfigError(f"figures.figure6_row names a row of table1, which {config['tables']['file']} lacks"))
     try:
-        cells = [c for c in _restrict(cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1])) if c["shot"] == 1]
+        cells = [
+            c for c in _restrict(cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1])) if c["shot"] == 1
+        ]
     except KeyError as error:
         fail(ConfigError(f"figures.figure6_row: {describe(error).message}"))
     if not cells:
@@ -159,7 +161,9 @@ def figure_cells():
 
 # `snakemake --report FILE` (without --report-after-run): the targets are what exists, so the report shows the tables
 # and figures built so far instead of failing on the first one missing.
-REPORT_ONLY = any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv
+REPORT_ONLY = (
+    any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv
+)
 
 
 def built(files):

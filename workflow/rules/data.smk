@@ -32,7 +32,8 @@ rule synthesize:
         min_pixels=config["data"]["min_pixels"],
         out=expanded(paths.RAW_DIR),
     shell:
-        "svf --log {log} synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
+        "svf --log {log} synth {wildcards.dataset} --out {params.out} "
+        "--train-per-class {params.sizes[train_per_class]} "
         "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
         "--min-pixels {params.min_pixels} --seed {params.seed}"
 

@@ -23,7 +23,7 @@ rule figure6_plot:
     shell:
         "svf --log {log} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} "
         "--data {output.data} {params.demo}"
-        
+
 
 rule figure4_plot:
     input:
@@ -92,5 +92,6 @@ rule overview:
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),
     shell:
-        "svf --log {log} overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
+        "svf --log {log} overview --results {input.results} --tables {input.tables} --paper {input.paper} "
+        "--out {output} "
         "--only {params.only} {params.options}"

@@ -74,9 +74,10 @@ rule summary:
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),
     shell:
-        "svf --log {log} tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
-        
+        "svf --log {log} tables --results {input.results} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --only {params.only} --summary {output.summary} --comparison {output.comparison} "
+        "{params.options}"
+
 
 rule study_report:
     input:
@@ -99,9 +100,10 @@ rule study_report:
         references=" ".join(f"{t}={r}" for t, r in config["study"]["references"].items()),
         options=table_filter_args(),
     shell:
-        "svf --log {log} study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--figures-dir {params.figures} --only {params.only} --references {params.references} {params.options} "
-        
+        "svf --log {log} study --results {input.cells} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --figures-dir {params.figures} --only {params.only} --references {params.references} "
+        "{params.options}"
+
 
 rule estimate_cost:
     output:
