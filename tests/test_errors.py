@@ -138,3 +138,11 @@ def test_estimate_rejects_an_unknown_config_key_naming_it(tmp_path):
     result = _svf("estimate", "--configfile", ROOT / "config" / "config.yaml", bad, "--out", tmp_path)
     assert result.returncode == 5 and "Traceback" not in result.stderr
     assert "tables: unknown key 'biuld'; did you mean 'build'?" in result.stderr and str(bad) in result.stderr
+
+
+def test_coco_synth_reports_its_images(tmp_path, capsys):
+    assert main(["synth", "coco", "--out", str(tmp_path / "coco"), "--train-per-class", "1", "--val-per-class",
+                 "1"]) == 0
+    counts = json.loads((tmp_path / "coco" / "synth.json").read_text())["counts"]
+    images = counts["train2014"]["images"] + counts["val2014"]["images"]
+    assert capsys.readouterr().out.splitlines()[-1] == f"svf synth: coco: {images} synthetic images -> {tmp_path / 'coco'}"

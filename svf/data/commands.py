@@ -123,7 +123,8 @@ def _add_synth(subparsers) -> None:
         if smallest < 6:
             print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
                   "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
-        console.result(f"{dataset}: {sum(manifest['counts'].values())} synthetic images -> {args.out}")
+        images = sum(c["images"] if isinstance(c, dict) else c for c in manifest["counts"].values())  # COCO: per split
+        console.result(f"{dataset}: {images} synthetic images -> {args.out}")
         return 0
 
     parser.set_defaults(func=run)
