@@ -145,4 +145,5 @@ def test_coco_synth_reports_its_images(tmp_path, capsys):
                  "1"]) == 0
     counts = json.loads((tmp_path / "coco" / "synth.json").read_text())["counts"]
     images = counts["train2014"]["images"] + counts["val2014"]["images"]
-    assert capsys.readouterr().out.splitlines()[-1] == f"svf synth: coco: {images} synthetic images -> {tmp_path / 'coco'}"
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == f"svf synth: coco: {images} synthetic images -> {tmp_path / 'coco'}"
