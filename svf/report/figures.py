@@ -205,6 +205,19 @@ def _line_label(row: Mapping[str, Any], panel: list[Mapping[str, Any]]) -> str:
     return label if len({r["group"] for r in panel}) == 1 else f"{row['group']} {label}"
 
 
+def _unique_labels(labelled: list[tuple[Mapping[str, Any], str]]) -> list[tuple[str, str]]:
+    """(row id, label) with a repeated label told apart by the row's ticked extra columns (Table 6's three "2, 3,
+    4" part fine-tunes: 3×3 and 1×1, 3×3, 1×1), else by its id."""
+    counts = pd.Series([label for _, label in labelled]).value_counts()
+    out = []
+    for row, label in labelled:
+        if counts[label] > 1:
+            ticked = [c for c, v in row.get("extra", {}).items() if v == "✓"]
+            label = f"{label}: {' + '.join(ticked)}" if ticked else f"{label} ({row['id']})"
+        out.append((row["id"], label))
+    return out
+
+
 def _series_labels(curves: pd.DataFrame) -> pd.Series:
     """Without a table: a line per cell parameters that vary between the cells (fold, shot, seed aside)."""
     keys = [k for k in CELL_KEYS if k not in ("fold", "shot", "seed")]
@@ -233,7 +246,7 @@ def _curve_panels(curves: pd.DataFrame, table: Mapping[str, Any] | None
         group = [r for r in group if r["id"] in present]
         if not group:
             continue
-        lines = [(r["id"], _line_label(r, group)) for r in group]
+        lines = _unique_labels([(r, _line_label(r, group)) for r in group])
         has_reference = group[0].get("delta_to") is None and any(r.get("delta_to") for r in group[1:])
         if has_reference and len(group) == 2:
             title = f"{group[0]['group']}: {lines[0][1]} vs {lines[1][1]}"
@@ -266,7 +279,9 @@ def plot_curves(curves: pd.DataFrame, title: str, table: Mapping[str, Any] | Non
     styles = dict(zip(shots, ("-", "--", ":", "-.")))
     per_row = 2 if len(panels) > 1 else 1  # panels side by side, each a pair of axes (mIoU | loss)
     n_rows = -(-len(panels) // per_row)
-    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(PAGE_WIDTH_IN, 1.9 * n_rows + 0.9), squeeze=False)
+    single = len(panels) == 1  # one panel pair with many rows: taller axes, the legend below both
+    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(PAGE_WIDTH_IN, 1.9 * n_rows + 0.9 + 0.8 * single),
+                             squeeze=False)
     for ax in axes.flat[2 * len(panels):]:
         ax.set_axis_off()
     for p, (panel_title, lines) in enumerate(panels):
@@ -287,12 +302,19 @@ def plot_curves(curves: pd.DataFrame, title: str, table: Mapping[str, Any] | Non
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
             ax.grid(linewidth=0.3, color="0.85")
-        ax_loss.legend(loc="best", frameon=False, fontsize=6)
+        if len(panels) > 1:
+            ax_loss.legend(loc="best", frameon=False, fontsize=6)
     where = f"fold {folds[0]}" if len(folds) == 1 else f"mean over folds {', '.join(map(str, folds))}"
     shot_styles = "; " + ", ".join(f"{s}-shot {_STYLE_WORDS[styles[s]]}" for s in shots) if len(shots) > 1 else ""
     figure_title(fig, title, demo, f"training curves per epoch ({where}{shot_styles}); validation on the fold's "
                                    f"test episodes, as the authors' best-epoch selection")
-    fig.tight_layout()
+    if single:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        rows_of_legend = -(-len(labels) // 4)
+        fig.tight_layout(rect=(0, 0.06 + 0.05 * rows_of_legend, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncols=4, frameon=False)
+    else:
+        fig.tight_layout()
     return fig
 
 
