@@ -338,7 +338,7 @@ def _folds_note(d: pd.DataFrame) -> str:
 
 
 def _mean_bars(ax: plt.Axes, d: pd.DataFrame, note: str) -> None:
-    """Paper vs reproduced mean per row, bars from 0 (a cut axis would exaggerate the differences), labelled by
+    """The paper's and our mean per row, bars from 0 (a cut axis would exaggerate the differences), labelled by
     row id (labels like "2, 3, 4" repeat within a table). With a fold subset the reproduced bar says so: it is not
     the paper's 4-fold mean."""
     d = d[d["fold"] == "mean"]
@@ -346,7 +346,7 @@ def _mean_bars(ax: plt.Axes, d: pd.DataFrame, note: str) -> None:
     y = np.arange(len(d))
     ax.barh(y - 0.2, d["paper"].fillna(0), height=0.4, color="0.7", label="paper (mean of 4 folds)")
     ax.barh(y + 0.2, d["reproduced"].fillna(0), height=0.4, color=OKABE_ITO[5],
-            label=f"reproduced ({note})" if note else "reproduced")
+            label=f"ours ({note})" if note else "ours")
     for yi in y[d["reproduced"].isna().to_numpy()]:
         ax.text(0.5, yi + 0.2, "no result yet", va="center", fontsize=6)
     values = pd.concat([d["paper"], d["reproduced"]]).dropna()
@@ -380,7 +380,7 @@ def _scatter(ax: plt.Axes, d: pd.DataFrame, tolerance: float) -> None:
     xs = np.array([0.0, hi])
     ax.plot(xs, xs, color="black", linewidth=0.7)
     ax.fill_between(xs, xs - tolerance, xs + tolerance, color="0.85", label=f"±{tolerance:g} of the paper")
-    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="paper mIoU (%)", ylabel="reproduced mIoU (%)")
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="paper mIoU (%)", ylabel="our mIoU (%)")
     ax.set_aspect("equal")
     ax.legend(loc="upper left", frameon=False)
 
@@ -405,9 +405,9 @@ def plot_overview(tables: Mapping[str, Any], frame: pd.DataFrame, tolerance: flo
         else:
             _scatter(ax, d[d["shown"]], tolerance)
         notes.append(note)
-    subtitle = "" if not any(notes) else ("reproduced values cover " + ", ".join(sorted(set(n for n in notes if n)))
-                                          + ": its means are not the paper's 4-fold means")
-    figure_title(fig, "Reproduced vs paper, mIoU (%)", demo, subtitle)
+    subtitle = "" if not any(notes) else ("our values cover " + ", ".join(sorted(set(n for n in notes if n)))
+                                          + ": our means are not the paper's 4-fold means")
+    figure_title(fig, "Ours against the paper, mIoU (%)", demo, subtitle)
     fig.tight_layout()
     return fig
 

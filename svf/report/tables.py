@@ -243,9 +243,9 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
 
 def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -> list[str]:
     shown = frame[frame["shown"]]
-    notes = ["Each value: reproduced mIoU (paper, reproduced − paper), in %."]
+    notes = ["Each value: our mIoU (paper, ours − paper), in %."]
     if (shown["n_seeds"] > 1).any():
-        notes[0] = ("Each value: reproduced mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
+        notes[0] = ("Each value: our mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
                     "mean's std is over each seed's mean of the folds.")
     if shown["reproduced"].isna().any():
         notes.append(f"{MISSING} (paper): no result yet for this cell; a mean needs a result for every fold.")

@@ -130,7 +130,7 @@ def test_figures_fit_a_page_label_their_axes_and_carry_the_demo_mark(tmp_path, t
     assert [ax.get_title(loc="left")[:3] for ax in panels] == ["(a)", "(b)"]
     bars = [ax for ax in figures["overview"].axes if ax.get_title(loc="left") == "Table 4"][0]
     assert bars.get_xlim()[0] == 0  # bars start at 0
-    assert "reproduced (fold 0 only)" in [t.get_text() for t in bars.get_legend().get_texts()]
+    assert "ours (fold 0 only)" in [t.get_text() for t in bars.get_legend().get_texts()]
     lines = figures["curves"].axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["none", "BN", "BN + S", "S"]  # the table's row labels
     assert len({line.get_color() for line in lines}) == 4
