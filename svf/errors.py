@@ -122,7 +122,9 @@ class Described:
     def paragraph(self, command: str, debug_hint: str = "") -> str:
         head = f"svf {command}: " if command else "svf: "
         text = f"{head}{self.kind} error: {self.message}"
-        tail = " ".join(t for t in (self.advice, debug_hint, f"(exit code {self.exit_code})") if t)
+        advice = self.advice.replace("<command>", command) if command else self.advice
+        hint = "" if self.exit_code == UsageError.exit_code else debug_hint  # a usage error has nothing to trace
+        tail = " ".join(t for t in (advice, hint, f"(exit code {self.exit_code})") if t)
         return f"{text}\n{tail}"
 
 

@@ -28,12 +28,12 @@ def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", dest="dataset_option", choices=("pascal", "coco"), help="same as the positional")
 
 
-def _dataset_of(args, parser_name: str) -> str:
+def _dataset_of(args) -> str:
     if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
-        raise SystemExit(f"svf {parser_name}: error: dataset given twice ({args.dataset} and {args.dataset_option})")
+        raise UsageError(f"dataset given twice ({args.dataset} and {args.dataset_option})")
     name = args.dataset or args.dataset_option
     if name is None:
-        raise SystemExit(f"svf {parser_name}: error: name the dataset (pascal or coco)")
+        raise UsageError("name the dataset (pascal or coco)")
     return name
 
 
@@ -105,12 +105,12 @@ def _add_synth(subparsers) -> None:
         from ..data.datasets import NUM_CLASSES
         from ..data.synthetic import SynthConfig, guaranteed_pool_size, synth
 
-        dataset = _dataset_of(args, "synth")
+        dataset = _dataset_of(args)
         n = NUM_CLASSES[dataset]
 
         def per_class(per, total, default):
             if per is not None and total is not None:
-                raise SystemExit("svf synth: error: give a per-class count or a total, not both")
+                raise UsageError("give a per-class count or a total, not both")
             return per if per is not None else -(-total // n) if total is not None else default
 
         config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
@@ -160,7 +160,7 @@ def _add_prepare(subparsers) -> None:
         from ..data.splits import DEFAULT_REFERENCE_DIR
         from ..data.synthetic import is_synthetic
 
-        dataset = _dataset_of(args, "prepare")
+        dataset = _dataset_of(args)
         raw = args.raw
         if raw is None and not (dataset == "pascal" and args.voc):
             raise UsageError("--raw is required (or --voc for PASCAL)")
