@@ -1,6 +1,7 @@
 # Two entry points: `make demo` and `make test`. Each creates .venv when missing and installs exactly the versions of
-# requirements.lock (then the package itself, editable); the install is redone only when the lock or pyproject.toml
-# changes. `make lock` refreshes the lock from pyproject.toml's ranges.
+# requirements.lock (the pipeline, tests and reports: pyproject.toml's extras pipeline, test, reports; then the package
+# itself, editable); the install is redone only when the lock or pyproject.toml changes. `make lock` refreshes the
+# lock from pyproject.toml's ranges (uv keeps the locked versions that still satisfy them).
 SUPPORTED := 3.11-3.13
 # The first of these that runs and is 3.11-3.13; 3.11 first (CI's version; here its torch wheels lie on disk).
 PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
@@ -26,12 +27,13 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
 
-# Re-resolve pyproject.toml's ranges for every supported Python (one universal file, markers where versions differ,
-# hashes of every wheel); commit the result after `make test` passes with it.
+# Re-resolve pyproject.toml's ranges (the library's dependencies and the pipeline, test and reports extras) for every
+# supported Python (one universal file, markers where versions differ, hashes of every wheel); commit the result
+# after `make test` passes with it.
 lock: | $(BIN)/python
 	$(BIN)/python -m uv --version >/dev/null 2>&1 || $(BIN)/pip install uv==$(UV_VERSION)
-	$(BIN)/python -m uv pip compile pyproject.toml --extra test --extra reports --universal --python-version 3.11 \
-	  --generate-hashes --custom-compile-command "make lock" -o requirements.lock
+	$(BIN)/python -m uv pip compile pyproject.toml --extra pipeline --extra test --extra reports --universal \
+	  --python-version 3.11 --generate-hashes --custom-compile-command "make lock" -o requirements.lock
 
 # The whole demo DAG (synthetic data, tiny backbones, CPU): every table and figure under results/demo, figures/demo.
 demo: $(STAMP)

@@ -32,56 +32,38 @@ onerror:
     stop_warm_server()
 
 
+if REPORT_ONLY and not built(all_outputs()):
+    print(
+        "svf workflow: nothing is built yet, so the report lists no tables or figures; run `snakemake` (or a "
+        "table target) first",
+        file=sys.stderr,
+    )
+
+
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        built(all_outputs()),
 
 
 rule demo:
     input:
-        all_outputs(),
+        built(all_outputs()),
 
 
-rule table1:
-    input:
-        table_outputs("table1"),
+# One target rule per table of the tables file (config/tables.yaml): a table added there is a target at once.
+for _table in TABLE_NAMES:
 
-
-rule table2:
-    input:
-        table_outputs("table2"),
-
-
-rule table4:
-    input:
-        table_outputs("table4"),
-
-
-rule table5:
-    input:
-        table_outputs("table5"),
-
-
-rule table6:
-    input:
-        table_outputs("table6"),
-
-
-rule table7:
-    input:
-        table_outputs("table7"),
-
-
-rule table8:
-    input:
-        table_outputs("table8"),
+    rule:
+        name:
+            _table
+        input:
+            built(table_outputs(_table)),
 
 
 rule study:
     input:
-        [f for name in config["study"]["tables"] for f in table_outputs(name)],
-        paths.STUDY_FILES,
+        built([f for name in config["study"]["tables"] for f in table_outputs(name)] + list(paths.STUDY_FILES)),
 
 
 rule bundle:
@@ -98,9 +80,26 @@ rule estimate:
 
 rule figure4:
     input:
-        figure4_outputs(),
+        built(figure4_outputs()),
 
 
 rule figure6:
     input:
-        figure6_outputs(),
+        built(figure6_outputs()),
+
+
+# Last: a target that is neither a rule above nor a path (`snakemake tabel4`) ends here with the list of targets.
+rule unknown_target:
+    input:
+        unknown_target_input,
+    output:
+        "{name}",
+    log:
+        "<logs>/unknown_target/{name}.log",
+    wildcard_constraints:
+        name=r"[A-Za-z][A-Za-z0-9_-]*",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "exit 2"

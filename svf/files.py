@@ -11,11 +11,29 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ModelFileError
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere set and
+    restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary path next to ``path``, fsync it (unless ``durable=False``: the many masks
     of a prepared dataset, which a rerun re-makes) and rename it onto ``path``; the temporary file is removed on any
-    failure."""
+    failure. The file gets the mode a plainly created file would (0666 less the umask: 0644 under umask 022), not
+    mkstemp's private 0600, so colleagues on a shared file system can read the results."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
@@ -23,6 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         if durable:
             with open(tmp_path, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -84,11 +103,11 @@ def read_document(path: str | os.PathLike, parse: Callable[[str], Any], parse_er
 # --- reading torch files: tensors and plain data only, errors that name the file and the rule that makes it -------
 
 
-class UnreadableFileError(RuntimeError):
+class UnreadableFileError(ModelFileError):
     """A torch file is truncated or corrupt; the message names it and says how to remake it."""
 
 
-class UnsafeFileError(RuntimeError):
+class UnsafeFileError(ModelFileError):
     """A torch file holds pickled objects besides tensors and plain data (code could run on load): refused."""
 
 

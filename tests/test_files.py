@@ -73,3 +73,18 @@ def test_a_truncated_checkpoint_is_moved_aside_and_the_cell_restarts(tmp_path, p
     assert len(aside) == 1 and str(aside[0]) in err and "cannot read training checkpoint" in err
     assert again["epochs_run"] == first["epochs_run"] and again["best_val_miou"] == first["best_val_miou"]
     assert torch_load(ckpt / "last.pt", "checkpoint", "")["train"]["epoch"] == first["epochs_run"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask, mode):
+    from svf.files import torch_save, write_json
+
+    saved = os.umask(umask)
+    try:
+        written = [write_json(tmp_path / "metrics.json", {"miou": 1.0}), torch_save(tmp_path / "model.pt", {})]
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(saved)
+    assert (plain.stat().st_mode & 0o777) == mode  # what open() gives, for reference
+    assert [oct(p.stat().st_mode & 0o777) for p in written] == [oct(mode)] * 2

@@ -2,6 +2,7 @@
 the environment holds exactly the locked versions, and the Makefile finds a supported Python."""
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -22,9 +23,15 @@ def _split(req: str) -> tuple[str, str]:
     return name, spec
 
 
-def _pyproject() -> dict[str, str]:
+def _pyproject(extras=("pipeline",)) -> dict[str, str]:
+    """Name -> specifier of the library's dependencies and the named extras (a name in both: both specifiers)."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return dict(_split(r) for r in data["project"]["dependencies"])
+    deps: dict[str, str] = {}
+    for req in [*data["project"]["dependencies"], *(r for e in extras
+                                                     for r in data["project"]["optional-dependencies"][e])]:
+        name, spec = _split(req)
+        deps[name] = ",".join(s for s in (deps.get(name), spec) if s)
+    return deps
 
 
 def _environment() -> dict[str, str]:
@@ -44,11 +51,11 @@ def test_environment_lists_pyprojects_dependencies():
     assert set(_environment()) == set(_pyproject())
 
 
-def test_torch_pins_are_exact():
-    deps = _pyproject()
-    assert deps["torch"] == "==2.14.1"
-    assert deps["torchvision"] == "==0.29.1"
-    assert deps["snakemake"] == ">=9.19,<10"
+def test_the_library_needs_torch_and_numpy_only_and_the_lock_pins_the_pipeline():
+    assert set(_pyproject(extras=())) == {"torch", "numpy"}
+    assert _pyproject()["snakemake"] == ">=9.19,<10"  # the pipeline is an extra
+    pins = _lock_pins("3.11")
+    assert (pins["torch"], pins["torchvision"]) == ("2.14.1", "0.29.1")  # exact for the pipeline, in the lock
 
 
 def test_console_script_declared():
@@ -103,6 +110,12 @@ def test_the_environment_has_exactly_the_locked_versions():
                                  for k in set(installed) | set(locked) if installed.get(k) != locked.get(k)}
 
 
+def test_the_lock_was_made_with_the_pipeline_extra():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--extra pipeline --extra test --extra reports" in makefile
+    assert "snakemake-executor-plugin-slurm==" in LOCK.read_text()
+
+
 def test_environment_yml_pins_the_locked_versions():
     python = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"][0]
     assert python == "python=3.11"  # the lock's versions for the environment's Python, whichever runs the test
@@ -142,3 +155,88 @@ def test_the_makefile_finds_a_supported_python_and_says_which_it_accepts(tmp_pat
     none = subprocess.run(["/usr/bin/make", "-f", str(ROOT / "Makefile"), ".venv/bin/python"], cwd=tmp_path / "c",
                           env={"PATH": str(tmp_path / "c")}, capture_output=True, text=True)
     assert none.returncode != 0 and "no Python 3.11-3.13 found" in none.stderr
+
+
+# --- the library alone: `pip install .` without the pipeline extra ------------------------------------------------
+
+def _distribution_closure(names: list[str]) -> dict:
+    """The installed distributions ``names`` need, recursively, with the extras each requirement asks for (torch
+    asks for cuda-toolkit[cublas, ...], which then needs the nvidia-* libraries)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    found, done, todo = {}, set(), [(n, frozenset()) for n in names]
+    while todo:
+        name, extras = todo.pop()
+        name = name.lower().replace("_", "-")
+        if (name, extras) in done:
+            continue
+        done.add((name, extras))
+        try:
+            found[name] = dist = distribution(name)
+        except PackageNotFoundError:
+            continue
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+                todo.append((req.name, frozenset(req.extras)))
+    return found
+
+
+def _link_distributions(dists: dict, into) -> None:
+    """Symlink the top-level files and directories of the distributions (and their metadata) into ``into``."""
+    into.mkdir()
+    for dist in dists.values():
+        for file in dist.files or []:
+            top = file.parts[0]
+            source = dist.locate_file(top)
+            if top not in ("..", "__pycache__") and source.exists() and not (into / top).exists():
+                (into / top).symlink_to(source)
+
+
+@pytest.mark.slow
+def test_pip_install_without_the_extra_gives_the_library_with_torch_alone(tmp_path):
+    """A fresh venv sees torch and numpy (and what they need) from this environment, nothing else; `pip install .`
+    must then install svf alone (no Snakemake, no pandas), and the README's MLP example runs."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    closure = _distribution_closure(["torch", "numpy"])
+    assert "snakemake" not in closure and "pandas" not in closure
+    _link_distributions(closure, tmp_path / "torch-only")
+    (Path(site) / "torch-only.pth").write_text(str(tmp_path / "torch-only") + "\n")
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the repository
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).write_bytes((ROOT / name).read_bytes())
+    import shutil
+
+    shutil.copytree(ROOT / "svf", source / "svf", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    install = subprocess.run([str(python), "-m", "pip", "install", str(source)], capture_output=True, text=True,
+                             timeout=900, env=env)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    installed = re.search(r"^Successfully installed (.*)$", install.stdout, re.M)
+    names = {re.sub(r"-[0-9][^-]*$", "", item).lower() for item in installed[1].split()} if installed else set()
+    # svf, and at most a newer copy of one of torch's own requirements (the venv's old setuptools): nothing of the
+    # pipeline extra
+    assert "svf" in names and names - {"svf"} <= set(closure), install.stdout[-2000:]
+    pipeline = {_split(r)[0] for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["pipeline"]}
+    assert not names & pipeline
+    readme = (ROOT / "README.md").read_text()
+    example = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "# a model of Linear layers" in b)
+    script = ("import importlib.util, sys\n"
+              "assert importlib.util.find_spec('snakemake') is None and importlib.util.find_spec('pandas') is None\n"
+              "import svf.decompose, svf.policy\n"
+              "assert svf.policy.__file__.startswith(sys.prefix), svf.policy.__file__\n" + example)
+    run = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "['0.vector_S', '2.vector_S', '4.weight', '4.bias']" in run.stdout

@@ -40,7 +40,7 @@ def test_a_client_returns_when_its_command_ends_not_when_a_later_one_does(server
     short_done = time.monotonic() - started
     long.wait(timeout=300)
     long_done = time.monotonic() - started
-    assert short.returncode == 0 and long.returncode == 0, short.stderr + long.stderr
+    assert short.returncode == 0 and long.returncode == 0, short.stderr.read() + long.stderr.read()
     assert (tmp_path / "a" / "synth.json").is_file() and (tmp_path / "b" / "synth.json").is_file()
     assert short_done < long_done / 2, (short_done, long_done)
 

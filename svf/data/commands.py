@@ -1,14 +1,25 @@
-"""``svf`` commands of the data layer: download, synth, prepare, splits, bench-loader (arguments here, the work in
-svf.data; heavy imports inside the command functions)."""
+"""``svf`` commands of the data layer: download, synth, prepare, splits, and the loader benchmark (``svf bench
+loader``, registered by the engine's ``bench`` command); arguments here, the work in svf.data, heavy imports inside
+the command functions."""
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
+
+from .. import console
+from ..errors import DataError, SvfError, UsageError
 
 
-def _data_fail(command_name: str, exc: Exception) -> int:
-    print(f"svf {command_name}: error: {exc}", file=sys.stderr)
-    return 1
+@contextmanager
+def _as(kind: type, *plain: type):
+    """Plain ``ValueError``s of the data code are mistakes of this kind (the arguments, the data)."""
+    try:
+        yield
+    except plain as exc:
+        if isinstance(exc, SvfError):
+            raise
+        raise kind(str(exc)) from exc
 
 
 def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +28,12 @@ def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", dest="dataset_option", choices=("pascal", "coco"), help="same as the positional")
 
 
-def _dataset_of(args, parser_name: str) -> str:
+def _dataset_of(args) -> str:
     if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
-        raise SystemExit(f"svf {parser_name}: error: dataset given twice ({args.dataset} and {args.dataset_option})")
+        raise UsageError(f"dataset given twice ({args.dataset} and {args.dataset_option})")
     name = args.dataset or args.dataset_option
     if name is None:
-        raise SystemExit(f"svf {parser_name}: error: name the dataset (pascal or coco)")
+        raise UsageError("name the dataset (pascal or coco)")
     return name
 
 
@@ -43,7 +54,7 @@ def _add_download(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(args):
-        from ..data.download import GROUPS, REGISTRY, DownloadError, download
+        from ..data.download import GROUPS, REGISTRY, download
 
         if args.list:
             for key, a in REGISTRY.items():
@@ -53,19 +64,19 @@ def _add_download(subparsers) -> None:
                 print(f"{key:22s} {a.filename:32s} {a.size:>7s}  {check}\n{'':22s} {src}")
             print("groups: " + "; ".join(f"{g} = {' '.join(k)}" for g, k in GROUPS.items()))
             return 0
-        try:
+        with _as(UsageError, ValueError):
             paths = download(args.items, args.dest, mirror=args.mirror, do_extract=not args.no_extract,
                              progress=not args.quiet, retries=args.retries, timeout=args.timeout)
             if args.copy_to:
                 if len(paths) != 1:
                     raise ValueError(f"--copy-to needs exactly one artifact, got {len(paths)}")
-                from ..data.datasets import place_file
+        if args.copy_to:
+            from ..data.datasets import place_file
 
-                place_file(paths[0], args.copy_to, "hardlink")
-        except (DownloadError, ValueError, OSError) as exc:
-            return _data_fail("download", exc)
+            place_file(paths[0], args.copy_to, "hardlink")
         for path in paths:
             print(path)
+        console.result(f"{len(paths)} file(s) verified -> {args.copy_to or args.dest}")
         return 0
 
     parser.set_defaults(func=run)
@@ -86,7 +97,7 @@ def _add_synth(subparsers) -> None:
                         help="square image side in pixels (>= 128 for --min-pixels 2048)")
     parser.add_argument("--min-pixels", type=int, default=2048,
                         help="the split rule's threshold the objects are sized for (use the same in svf splits)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the images (default 0)")
 
     def run(args):
         import json
@@ -94,26 +105,26 @@ def _add_synth(subparsers) -> None:
         from ..data.datasets import NUM_CLASSES
         from ..synthetic.raw import SynthConfig, guaranteed_pool_size, synth
 
-        dataset = _dataset_of(args, "synth")
+        dataset = _dataset_of(args)
         n = NUM_CLASSES[dataset]
 
         def per_class(per, total, default):
             if per is not None and total is not None:
-                raise SystemExit("svf synth: error: give a per-class count or a total, not both")
+                raise UsageError("give a per-class count or a total, not both")
             return per if per is not None else -(-total // n) if total is not None else default
 
         config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
                              val_per_class=per_class(args.val_per_class, args.val, 6),
                              image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
-        try:
+        with _as(UsageError, ValueError):
             manifest = synth(args.out, config)
-        except ValueError as exc:
-            return _data_fail("synth", exc)
         print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))
         smallest = min(guaranteed_pool_size(config, s) for s in ("train", "val"))
         if smallest < 6:
             print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
                   "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
+        images = sum(c["images"] if isinstance(c, dict) else c for c in manifest["counts"].values())  # COCO: per split
+        console.result(f"{dataset}: {images} synthetic images -> {args.out}")
         return 0
 
     parser.set_defaults(func=run)
@@ -149,13 +160,13 @@ def _add_prepare(subparsers) -> None:
         from ..data.splits import DEFAULT_REFERENCE_DIR
         from ..synthetic.raw import is_synthetic
 
-        dataset = _dataset_of(args, "prepare")
+        dataset = _dataset_of(args)
         raw = args.raw
         if raw is None and not (dataset == "pascal" and args.voc):
-            return _data_fail("prepare", ValueError("--raw is required (or --voc for PASCAL)"))
+            raise UsageError("--raw is required (or --voc for PASCAL)")
         source = "synthetic" if raw is not None and is_synthetic(raw) else None
         reference = args.reference or DEFAULT_REFERENCE_DIR
-        try:
+        with _as(DataError, ValueError):
             if dataset == "pascal":
                 from ..data.pascal import PascalRaw, prepare_pascal
 
@@ -171,9 +182,8 @@ def _add_prepare(subparsers) -> None:
                 summary = prepare_coco(raw, args.out, link=args.link, workers=args.workers, progress=not args.quiet,
                                        reference_dir=order_reference, source=source or "coco2014",
                                        val_order=args.coco_val_order)
-        except (FileNotFoundError, ValueError) as exc:
-            return _data_fail("prepare", exc)
         print(json.dumps(summary))
+        console.result(f"{dataset} prepared -> {args.out}")
         if summary.get("reference_problems") and args.strict_reference:
             print("svf prepare: lists differ from the reference (--strict-reference)", file=sys.stderr)
             return 3
@@ -186,8 +196,10 @@ def _add_splits(subparsers) -> None:
     parser = subparsers.add_parser("splits", help="scan masks once and write the per-fold lists and support pools")
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--out", required=True, help="splits directory to write")
-    parser.add_argument("--settings", nargs="+", default=["dagger", "original"], choices=("dagger", "original"))
-    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3], choices=(0, 1, 2, 3))
+    parser.add_argument("--settings", nargs="+", default=["dagger", "original"], choices=("dagger", "original"),
+                        help="training-list settings to write (default both: BAM's † and PFENet's)")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3], choices=(0, 1, 2, 3),
+                        help="folds to write (default all four)")
     parser.add_argument("--coco-split", default="interleaved", choices=("interleaved", "contiguous"),
                         help="COCO fold classes: every 4th class (PFENet/BAM/SVF) or blocks of 20 (PANet)")
     parser.add_argument("--min-pixels", type=int, default=2048, help="pixels a class needs to count (2*32*32)")
@@ -203,14 +215,12 @@ def _add_splits(subparsers) -> None:
         from ..data.datasets import open_dataset
         from ..data.splits import DEFAULT_REFERENCE_DIR, make_splits
 
-        try:
+        with _as(DataError, ValueError):
             dataset = open_dataset(args.dataset_root)
             summary, check = make_splits(dataset, args.out, settings=args.settings, folds=args.folds,
                                          coco_split=args.coco_split, min_pixels=args.min_pixels,
                                          workers=args.workers, reference_dir=args.reference or DEFAULT_REFERENCE_DIR,
                                          progress=not args.quiet)
-        except (FileNotFoundError, ValueError) as exc:
-            return _data_fail("splits", exc)
         for name, info in summary["files"].items():
             pools = info["pool_sizes"].values()
             print(f"{name:24s} {info['images']:6d} images  pools {min(pools)}..{max(pools)}")
@@ -232,24 +242,29 @@ def _add_splits(subparsers) -> None:
             print(f"svf splits: error: below --min-pool-size {args.min_pool_size}:\n  " + "\n  ".join(small),
                   file=sys.stderr)
             return 4
+        console.result(f"{len(summary['files'])} image lists with support pools -> {args.out}"
+                       + ("" if not check.applicable else "; identical to the authors' lists" if check.ok else
+                          f"; {len(check.mismatches)} differences from the authors' lists"))
         return 0
 
     parser.set_defaults(func=run)
 
 
-def _add_bench_loader(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "bench-loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
+def add_loader_benchmark(benches) -> None:
+    """``svf bench loader`` (a benchmark of the ``bench`` command)."""
+    parser = benches.add_parser(
+        "loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
     parser.add_argument("--root", help="prepared dataset (default: write a synthetic 500x375 one in a temp dir)")
     parser.add_argument("--splits", help="its splits directory (required with --root)")
-    parser.add_argument("--setting", default="original", choices=["dagger", "original"])
-    parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--shot", type=int, default=1)
+    parser.add_argument("--setting", default="original", choices=["dagger", "original"],
+                        help="training lists: dagger (BAM's †) or original (PFENet's; default)")
+    parser.add_argument("--fold", type=int, default=0, help="fold (default 0)")
+    parser.add_argument("--shot", type=int, default=1, help="supports per episode (default 1)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per timed repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3; the median is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one DataLoader worker)")
-    parser.add_argument("--crop", type=int, default=473)
-    parser.add_argument("--out", default="results/benchmarks/loader.json")
+    parser.add_argument("--crop", type=int, default=473, help="training crop side (default 473, PASCAL's)")
+    parser.add_argument("--out", default="results/benchmarks/loader.json", help="JSON file to write")
 
     def run(args):
         import json
@@ -262,15 +277,15 @@ def _add_bench_loader(subparsers) -> None:
 
         out = write_text(args.out, json.dumps(result, indent=2) + "\n")
         rate = result["episodes_per_s"]
-        print(f"bench-loader: {rate['median']:.1f} episodes/s (median; wall), "
-              f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
+        console.result(f"{rate['median']:.1f} episodes/s (median; wall), "
+                       f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
         return 0
 
     parser.set_defaults(func=run)
 
 
 COMMANDS = (
-    _add_download, _add_synth, _add_prepare, _add_splits, _add_bench_loader,
+    _add_download, _add_synth, _add_prepare, _add_splits,
 )
 
 

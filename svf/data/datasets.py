@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..files import atomic_write, write_text
 from ..labels import IGNORE_LABEL
 
@@ -182,7 +183,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise FileNotFoundError(f"mask file missing: {path}") from None
     except Exception as exc:  # PIL raises several types for corrupt files
-        raise ValueError(f"cannot read mask {path}: {exc}") from exc
+        raise DataError(f"cannot read mask {path}: {exc}") from None
 
 
 LINK_MODES = ("hardlink", "symlink", "copy")
@@ -237,10 +238,10 @@ def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+        raise DataError(f"{path}: invalid JSON ({exc})") from None
     for key in keys:
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise DataError(f"{path}: missing key {key!r}")
     return data
 
 
@@ -252,9 +253,9 @@ def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedD
                                "not a prepared dataset (no dataset.json; run `svf prepare`)")
     name = info["name"]
     if name not in DATASETS:
-        raise ValueError(f"{path}: key 'name' is {name!r}, expected one of {DATASETS}")
+        raise DataError(f"{path}: key 'name' is {name!r}, expected one of {DATASETS}")
     if info["num_classes"] != NUM_CLASSES[name] or len(info["class_names"]) != NUM_CLASSES[name]:
-        raise ValueError(f"{path}: {name} has {NUM_CLASSES[name]} classes, got num_classes={info['num_classes']!r} "
+        raise DataError(f"{path}: {name} has {NUM_CLASSES[name]} classes, got num_classes={info['num_classes']!r} "
                          f"and {len(info['class_names'])} class_names")
     return PreparedDataset(root, name, info["num_classes"], info["class_names"], info, exif_orientation)
 

@@ -22,11 +22,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DownloadFailure
+
 CHUNK = 1 << 20
 CHECKSUMS_FILE = "checksums.json"  # sha256 recorded at first download for artifacts without a published checksum
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DownloadFailure):
     """A download or verification failed; the message names the file, the URL and what went wrong."""
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from ..files import write_text
 from .datasets import fold_classes, open_dataset
 from .images import ImageSource, read_pair
@@ -69,7 +70,7 @@ def draw_supports(rng: np.random.Generator, pool: Sequence[str], query_id: str, 
     in_pool = query_id in (pool_set if pool_set is not None else pool)
     available = len(pool) - int(in_pool)
     if available < shot:
-        raise ValueError(f"support pool of class {class_id} (fold {info.fold}, split {info.split}, pool file "
+        raise DataError(f"support pool of class {class_id} (fold {info.fold}, split {info.split}, pool file "
                          f"{info.path}) has {available} image(s) besides query {query_id!r}, {shot} needed")
     chosen: list[int] = []
     while len(chosen) < shot:
@@ -84,7 +85,7 @@ def _present(image_classes: dict, image_id: str, allowed: set[int], what: str) -
         raise KeyError(f"image {image_id!r} of {what} is not in image_classes.json")
     classes = sorted(int(c) for c in image_classes[image_id] if int(c) in allowed)
     if not classes:
-        raise ValueError(f"image {image_id!r} of {what} has none of the fold's classes {sorted(allowed)} "
+        raise DataError(f"image {image_id!r} of {what} has none of the fold's classes {sorted(allowed)} "
                          f"(image_classes.json: {sorted(int(c) for c in image_classes[image_id])})")
     return classes
 
@@ -93,7 +94,7 @@ def _check_pools(classes, pools: dict, info: PoolInfo) -> None:
     """Every class that can be drawn needs a non-empty pool: fail before the first episode, not at random."""
     for c in sorted(classes):
         if not pools.get(c):
-            raise ValueError(f"empty support pool for class {c} (fold {info.fold}, split {info.split}, pool file "
+            raise DataError(f"empty support pool for class {c} (fold {info.fold}, split {info.split}, pool file "
                              f"{info.path})")
 
 
@@ -103,7 +104,7 @@ def make_episode_list(val_ids: Sequence[str], image_classes: dict, pools: dict, 
     class is uniform among the novel classes present in the query and the supports are drawn from its pool
     without the query. One ``PCG64(seed)`` stream, so the list is identical across runs and machines."""
     if not val_ids:
-        raise ValueError(f"empty val list (fold {info.fold}); nothing to evaluate")
+        raise DataError(f"empty val list (fold {info.fold}); nothing to evaluate")
     if n_episodes < 1 or shot < 1:
         raise ValueError(f"n_episodes and shot must be >= 1, got {n_episodes!r}, {shot!r}")
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -165,7 +166,7 @@ class TrainEpisodes(_EpochDataset):
         if shot < 1:
             raise ValueError(f"shot must be >= 1, got {shot!r}")
         if not images:
-            raise ValueError(f"empty train list (fold {info.fold}); nothing to train on")
+            raise DataError(f"empty train list (fold {info.fold}); nothing to train on")
         self.source, self.images, self.shot, self.aug, self.info = source, list(images), shot, aug, info
         allowed = {int(c) for c in base_classes}
         what = f"the train list of fold {info.fold}"

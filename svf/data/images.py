@@ -7,6 +7,7 @@ from typing import Protocol as _Protocol
 
 import numpy as np
 
+from ..errors import DataError
 from .datasets import IGNORE_LABEL, read_mask
 from .transforms import cv2_module
 
@@ -104,7 +105,7 @@ def read_image(path: str | Path, exif_orientation: str = "apply") -> np.ndarray:
     except FileNotFoundError:
         raise FileNotFoundError(f"image file missing: {path}") from None
     except Exception as exc:  # PIL raises several types (OSError, SyntaxError, ...) for corrupt files
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def read_label(path: str | Path, num_classes: int) -> np.ndarray:
@@ -115,7 +116,7 @@ def read_label(path: str | Path, num_classes: int) -> np.ndarray:
     if int(mask.max(initial=0)) > num_classes:  # cheap test first; 255 alone is fine
         bad = np.unique(mask[(mask > num_classes) & (mask != IGNORE_LABEL)])
         if bad.size:
-            raise ValueError(f"mask {path}: values {bad.tolist()} are neither a class (1..{num_classes}), 0 nor 255")
+            raise DataError(f"mask {path}: values {bad.tolist()} are neither a class (1..{num_classes}), 0 nor 255")
     return mask
 
 
@@ -124,8 +125,8 @@ def read_pair(source: ImageSource, image_id: str) -> tuple[np.ndarray, np.ndarra
     image = read_image(image_path, getattr(source, "exif_orientation", "apply"))
     label = read_label(mask_path, source.num_classes)
     if image.shape[:2] != label.shape:
-        raise ValueError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but mask {mask_path} is "
-                         f"{label.shape[1]}x{label.shape[0]}")
+        raise DataError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but mask {mask_path} is "
+                        f"{label.shape[1]}x{label.shape[0]}: a mask must have its image's size")
     return image, label
 
 

@@ -1,4 +1,4 @@
-"""``svf bench-loader``: episodes per second of the training episode loader, in one process.
+"""``svf bench loader``: episodes per second of the training episode loader, in one process.
 
 Without ``--root`` the benchmark writes its own dataset of realistic size (PASCAL layout, 500 x 375 JPEGs, grey
 PNG masks with 1-3 objects of random classes and a 255 ring around each) and its fold-0 splits with

@@ -4,9 +4,15 @@ engine are imported inside the command functions only, so ``svf --help`` starts 
 from __future__ import annotations
 
 import argparse
-import sys
+import re
 
-from .. import __version__
+from .. import __version__, console
+
+#: What --device accepts (checked before torch starts, so a typo costs no start-up and gives a usage error).
+DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?)$")
+SPEC_HELP = ("the cell's specification: JSON text or a JSON file with everything a run needs besides paths "
+             "(cell, model, resolved recipe, evaluation, seeds), as svf.pipeline.specs.cell_spec builds it from "
+             "the config; each Snakemake job passes its own, and a run can be repeated by hand with it")
 
 
 def _code_version() -> str:
@@ -26,8 +32,7 @@ def _code_version() -> str:
 
 
 def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", required=True,
-                        help="cell specification: JSON text or a JSON file (the Snakefile passes it)")
+    parser.add_argument("--spec", required=True, help=SPEC_HELP)
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--splits", required=True, help="fold splits directory (svf splits)")
     parser.add_argument("--weights", help="ImageNet (or demo stand-in) backbone weights file")
@@ -36,14 +41,30 @@ def _add_cell_arguments(parser: argparse.ArgumentParser) -> None:
     _add_device_arguments(parser)
 
 
+def device_argument(value: str) -> str:
+    if not DEVICE_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto (a free CUDA GPU, else the CPU), "
+                                         f"cpu, cuda or cuda:N")
+    return value
+
+
 def _add_device_arguments(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
     default = f"default {threads}" if threads else "default: torch's choice"
     parser.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads ({default})")
-    parser.add_argument("--device", default="auto", help="auto (a free CUDA GPU, else CPU) or a torch device")
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="auto (default: a free CUDA GPU, else the CPU), cpu, cuda or cuda:N")
 
 
 def _add_train(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train one table cell (checkpoints every epoch, resumes)")
+    parser = subparsers.add_parser(
+        "train", help="train one table cell (checkpoints every epoch, resumes)",
+        description="Train one table cell: the model, policy, recipe and seed of --spec on the fold's training "
+                    "episodes, validating after every epoch (recipe val_every) on the fold's test episodes (the "
+                    "authors'; recipe val_source: holdout uses its held-out list instead) and keeping the best epoch "
+                    "(the authors' selection; recipe select: last keeps the final one). Writes model.pt (the "
+                    "trained tensors), train_log.csv, singular_values.json and train_summary.json to --out-dir and "
+                    "prints the best validation mIoU. A killed run resumes from --checkpoint-dir/last.pt; a finished "
+                    "one is not retrained.")
     _add_cell_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="cell directory: model.pt, train_log.csv, ...")
     parser.add_argument("--checkpoint-dir", required=True,
@@ -53,9 +74,12 @@ def _add_train(subparsers) -> None:
         from ..pipeline.specs import load_spec
         from ..engine.train import train_cell
 
-        train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
-                   args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
-                   threads=args.threads, device=args.device, code_version=_code_version())
+        s = train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
+                       args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
+                       threads=args.threads, device=args.device, code_version=_code_version())
+        console.result(f"{s['cell_id']}: validation mIoU {s['best_val_miou']:.2f} at epoch {s['best_epoch']} of "
+                       f"{s['epochs_run']} (kept epoch {s['selected_epoch']}, select {s['select']}), "
+                       f"{s['train_wall_time_s']:.0f} s on {s['device']}")
 
     parser.set_defaults(func=run)
 
@@ -74,8 +98,11 @@ def _add_train_base(subparsers) -> None:
         from ..engine.base_learner import train_base_learner
         from ..pipeline.specs import load_spec
 
-        train_base_learner(load_spec(args.spec), args.dataset_root, args.weights, args.out, args.checkpoint_dir,
-                           threads=args.threads, device=args.device)
+        spec = load_spec(args.spec)
+        result = train_base_learner(spec, args.dataset_root, args.weights, args.out, args.checkpoint_dir,
+                                    threads=args.threads, device=args.device)
+        console.result(f"{spec['dataset']}/{spec['backbone']}/fold{spec['fold']}: base-class mIoU "
+                       f"{result['val_miou']:.2f} at epoch {result['epoch']} -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -92,18 +119,20 @@ def _add_import_base_learner(subparsers) -> None:
 
     def run(args):
         from ..files import torch_save
+        from ..errors import ModelFileError
         from ..models.checkpoints import BAM_BASE_LEARNERS_URL, to_pspnet_state
 
         if args.missing:
-            sys.exit(f"{args.missing}: BAM's published base learner is not there. Download BAM's trained base "
-                     f"learners ({BAM_BASE_LEARNERS_URL}, BAM's README) and put them in its layout "
-                     "<dir>/<dataset>/split<k>/<vgg|resnet50>/best.pth with <dir> = weights.bam_base_learner_dir, "
-                     "or set weights.bam_base_learner: train to train them in this DAG (BAM's stage 1).")
+            raise ModelFileError(
+                f"{args.missing}: BAM's published base learner is not there. Download BAM's trained base learners "
+                f"({BAM_BASE_LEARNERS_URL}, BAM's README) and put them in its layout "
+                "<dir>/<dataset>/split<k>/<vgg|resnet50>/best.pth with <dir> = weights.bam_base_learner_dir, or set "
+                "weights.bam_base_learner: train to train them in this DAG (BAM's stage 1).")
         if not args.out:
             parser.error("--out is required with --source")
         state = to_pspnet_state(args.source)
         torch_save(args.out, state)
-        print(f"{args.source}: {len(state)} tensors -> {args.out}")
+        console.result(f"{args.source}: {len(state)} tensors -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -121,13 +150,21 @@ def _add_pretrain(subparsers) -> None:
         from ..engine.pretrain import pretrain_backbone
         from ..pipeline.specs import load_spec
 
-        pretrain_backbone(load_spec(args.spec), args.out, threads=args.threads, device=args.device)
+        spec = load_spec(args.spec)
+        result = pretrain_backbone(spec, args.out, threads=args.threads, device=args.device)
+        console.result(f"{spec['model']['backbone']}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
+                       f"of {result['steps']} steps, {result['wall_time_s']:.0f} s -> {args.out}")
 
     parser.set_defaults(func=run)
 
 
 def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser("evaluate", help="evaluate a trained cell on its test episodes")
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluate a trained cell on its test episodes",
+        description="Evaluate a trained cell (--model) on the test episodes of its protocol (svf-code: 1000 "
+                    "episodes with seed 321; bam: 5 seeds x 1000; pfenet: 5000/20000), with its SVD layers merged "
+                    "back into plain convs. Writes metrics.json (mIoU, FB-IoU, per-class IoU, wall times, versions) "
+                    "and prints the mIoU.")
     _add_cell_arguments(parser)
     parser.add_argument("--model", required=True, help="the cell's model.pt")
     parser.add_argument("--out", required=True, help="metrics.json to write")
@@ -136,20 +173,27 @@ def _add_evaluate(subparsers) -> None:
         from ..engine.evaluate import evaluate_cell
         from ..pipeline.specs import load_spec
 
-        evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                      base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
-                      device=args.device, code_version=_code_version())
+        m = evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+                          base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
+                          device=args.device, code_version=_code_version())
+        console.result(f"{m['cell_id']}: mIoU {m['miou']:.2f}, FB-IoU {m['fb_iou']:.2f} over {m['episodes']} test "
+                       f"episodes ({m['protocol']} protocol), {m['eval_wall_time_s']:.0f} s on {m['device']}")
 
     parser.set_defaults(func=run)
 
 
 def _add_probe(subparsers) -> None:
     parser = subparsers.add_parser(
-        "probe", help="the paper's mechanism: linear-probe accuracy of a fold's novel classes on a cell's backbone "
-                      "before and after base training (svf/engine/probe.py)")
+        "probe", help="the paper's mechanism: a linear probe of a fold's novel classes on a cell's backbone "
+                      "before and after base training",
+        description="Measure what base training did to the novel classes' features (docs/study.md): a linear "
+                    "segmentation probe (background and the fold's novel classes, per feature pixel) is fitted on "
+                    "the fold's held-out images and scored on its test images as the mean IoU over the novel classes, "
+                    "on the backbone the cell starts from (the weights with its policy applied) and on the trained "
+                    "backbone of --model. Writes both, per feature (layer2+3, layer4), and their change to --out.")
     _add_cell_arguments(parser)
     parser.add_argument("--model", required=True, help="the cell's model.pt (the backbone after base training)")
-    parser.add_argument("--out", required=True, help="JSON to write: accuracy per feature before and after")
+    parser.add_argument("--out", required=True, help="JSON to write: probe mIoU per feature before and after")
 
     def run(args):
         from ..engine.probe import probe_cell
@@ -191,9 +235,12 @@ def _add_estimate(subparsers) -> None:
         if args.configfile:
             import yaml
 
+            from ..pipeline.checks import check_config
             from ..pipeline.specs import merge_configs
+            from ..pipeline.tables import DEFAULT_SCHEMA
 
             config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
+            check_config(config, DEFAULT_SCHEMA.with_name("config.schema.yaml"), args.configfile)
         else:
             config = json.loads(args.config_json)
         splits = dict(item.split("=", 1) for item in args.splits)
@@ -201,24 +248,27 @@ def _add_estimate(subparsers) -> None:
                           threads=args.threads, progress=lambda line: print(line, flush=True),
                           precisions=args.precisions, budget_s=args.budget_s, flops=args.flops)
         comparison = compare_measured(result, args.measured) if args.measured else None
-        for path in write_estimate(result, args.out, comparison):
-            print(f"svf estimate: wrote {path}")
+        console.result("wrote " + ", ".join(str(p) for p in write_estimate(result, args.out, comparison)))
         return 0
 
     parser.set_defaults(func=run)
 
 
 def _add_bench(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks of the SVF core (see `svf bench svf-step -h`)")
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks: an SVF training step, the validation feature cache, the episode loader",
+        description="Benchmarks, each writing a JSON file: svf-step (an SVF training step against frozen and full "
+                    "fine-tuning), val-cache (a frozen cell's validation with and without the feature cache), "
+                    "loader (episodes per second of the training loader). See svf bench <benchmark> -h.")
     benches = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
     step = benches.add_parser(
         "svf-step", help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
     step.add_argument("--out", default="results/benchmarks/svf_step.json", help="JSON file to write")
     step.add_argument("--size", type=int, default=224, help="square input size")
-    step.add_argument("--batch", type=int, default=1)
+    step.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
     step.add_argument("--repeats", type=int, default=5, help="timed round-robin repeats (median is reported)")
     step.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
-    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"])
+    step.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16"], help="default resnet50")
     step.add_argument("--width", type=float, default=1.0, help="channel width multiplier (tiny runs)")
     step.add_argument("--depths", type=int, nargs=4, metavar="N", help="ResNet blocks per stage (tiny runs)")
     step.add_argument("--channels-last", action="store_true", help="channels_last memory format for all variants")
@@ -232,7 +282,7 @@ def _add_bench(subparsers) -> None:
                               threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
                               channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
         out = write_json(result, args.out)
-        print("svf-step: " + ", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
+        console.result(", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
         return 0
 
     step.set_defaults(func=run)
@@ -240,7 +290,8 @@ def _add_bench(subparsers) -> None:
     cache = benches.add_parser(
         "val-cache", help="a frozen cell's validation with and without the backbone feature cache (same run)")
     cache.add_argument("--out", default="results/benchmarks/val_cache.json", help="JSON file to write")
-    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"])
+    cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"],
+                       help="the frozen cell's method (default baseline)")
     cache.add_argument("--episodes", type=int, default=200, help="validation episodes per pass")
     cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
     _add_device_arguments(cache, threads=1)
@@ -251,11 +302,15 @@ def _add_bench(subparsers) -> None:
 
         result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
         out = write_json(result, args.out)
-        print(f"val-cache: cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
-              f"-> {out}")
+        console.result(f"cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
+                       f"-> {out}")
         return 0 if result["equal"] else 1
 
     cache.set_defaults(func=run_cache)
+
+    from ..data.commands import add_loader_benchmark
+
+    add_loader_benchmark(benches)
 
 
 def _add_check_checkpoint(subparsers) -> None:
@@ -263,15 +318,15 @@ def _add_check_checkpoint(subparsers) -> None:
         "check-checkpoint", help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a "
                                  "random episode (settings not given are read off the keys)")
     parser.add_argument("path", help="the .pth file ({'state_dict': ...}, 'module.' prefixes allowed)")
-    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"])
-    parser.add_argument("--backbone", choices=["resnet50", "vgg16"])
-    parser.add_argument("--shot", type=int)
+    parser.add_argument("--method", choices=["baseline", "pfenet", "bam"], help="default: read off the keys")
+    parser.add_argument("--backbone", choices=["resnet50", "vgg16"], help="default: read off the keys")
+    parser.add_argument("--shot", type=int, help="default: read off the keys (K-shot layers)")
     parser.add_argument("--dilation", choices=["pfenet", "torchvision"],
                         help="default per method: torchvision (SVF repo baseline/PFENet), pfenet (BAM); "
                              "original PFENet checkpoints need pfenet")
     parser.add_argument("--bins", help="PFENet FEM bins, comma-separated (default 60,30,15,8)")
     parser.add_argument("--dataset", choices=["pascal", "coco"], help="BAM: with --fold, the base classes")
-    parser.add_argument("--fold", type=int)
+    parser.add_argument("--fold", type=int, help="BAM: with --dataset, which classes are the base classes")
     parser.add_argument("--size", type=int, default=65, help="side of the random test episode")
 
     def run(args):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DeviceError
+
 _LOCKS: list = []  # keep lock files open for the life of the process
 
 
@@ -48,7 +50,7 @@ def _claim_gpu(count: int, wait_s: float | None = None, poll_s: float = 5.0) -> 
               f"{lock_dir}); waiting up to {wait_s:.0f} s for one to free up", file=sys.stderr, flush=True)
     while index is None:
         if time.monotonic() >= deadline:
-            raise RuntimeError(
+            raise DeviceError(
                 f"no free GPU after {wait_s:.0f} s: all {len(visible)} visible GPUs ({', '.join(visible)}) are "
                 f"held by other svf jobs (locks in {lock_dir}). Run at most one GPU job per GPU (Snakemake: "
                 f"--resources gpu={len(visible)}) or raise ${GPU_WAIT_ENV}")
@@ -60,9 +62,15 @@ def _claim_gpu(count: int, wait_s: float | None = None, poll_s: float = 5.0) -> 
 def select_device(requested: str = "auto") -> torch.device:
     """``auto``: a free CUDA device if any, else CPU; or an explicit torch device string."""
     if requested != "auto":
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise DeviceError(f"{requested!r} is not a device; use auto (a free CUDA GPU, else the CPU), cpu, cuda "
+                              f"or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} requested but CUDA is not available")
+            raise DeviceError(f"device {requested!r} requested but CUDA is not available on this machine "
+                              f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})",
+                              advice="Use --device auto or cpu, or run on a machine with a CUDA GPU.")
         return device
     if torch.cuda.is_available():
         count = torch.cuda.device_count()

@@ -24,7 +24,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import files
+from .. import console, files
+from ..errors import DeviceError, TrainingError
 from .batching import batch_length, micro_batches
 from .precision import Precision
 from .schedule import LRSchedule
@@ -33,11 +34,11 @@ from .scoring import progress_bar, to_device
 LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingError):
     """The loss became NaN or infinite; the message names the cell, epoch and step."""
 
 
-class DeviceMemoryError(RuntimeError):
+class DeviceMemoryError(DeviceError):
     """The GPU ran out of memory; the message names the cell and the setting to lower."""
 
 
@@ -237,8 +238,8 @@ def fit(run: Run, hooks: list[Hook] | None = None) -> TrainState:
             "lr_head": lrs.get("head", ""), "lr_backbone": lrs.get("backbone", ""),
             "val_miou": score, "time_s": round(elapsed, 3),
         })
-        print(f"[{run.name}] epoch {epoch + 1}/{run.epochs} loss {mean_loss:.4f} val {score:.2f} "
-              f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s", file=sys.stderr, flush=True)
+        console.progress(f"[{run.name}] epoch {epoch + 1}/{run.epochs} loss {mean_loss:.4f} val {score:.2f} "
+                         f"(best {state.best_miou:.2f} @ {state.best_epoch + 1}) {elapsed:.1f}s")
         state.epoch = epoch + 1
         for hook in hooks:
             hook.epoch_done(run, state)

@@ -9,15 +9,16 @@ freshly drawn images; the last 10% of steps report top-1 accuracy. Output: the b
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .. import console
 from .. import files as atomic
 from ..backbones import build_backbone
+from ..errors import TrainingError
 from ..synthetic.objects import ObjectImages
 from .device import setup_process
 from .loop import seed_everything
@@ -54,13 +55,13 @@ def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: 
             tail_hits += int((logits.argmax(1) == label).sum())
             tail_seen += len(label)
         if (step + 1) % report == 0:
-            print(f"pretrain {model_spec['backbone']} step {step + 1}/{steps}: loss {loss.item():.4f} "
-                  f"({time.time() - started:.0f}s)", file=sys.stderr, flush=True)
+            console.progress(f"{model_spec['backbone']}: step {step + 1}/{steps} ({100 * (step + 1) // steps}%), "
+                             f"loss {loss.item():.4f}, {time.time() - started:.0f} s")
     if not torch.isfinite(loss):
-        raise RuntimeError(f"pretraining {model_spec['backbone']}: the loss became {loss.item()}; lower weights."
-                           f"pretrain.lr ({spec['lr']})")
+        raise TrainingError(f"pretraining {model_spec['backbone']}: the loss became {loss.item()}; lower weights."
+                            f"pretrain.lr ({spec['lr']})")
     accuracy = tail_hits / max(tail_seen, 1)
-    print(f"pretrain {model_spec['backbone']}: top-1 {accuracy:.3f} over the last {report} steps", flush=True)
     state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
     atomic.torch_save(out, state)
-    return {"loss": float(loss.detach()), "top1": accuracy}
+    return {"loss": float(loss.detach()), "top1": accuracy, "tail_steps": report, "steps": steps,
+            "wall_time_s": time.time() - started}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import files
+from .. import console, files
 from ..data.datasets import fold_classes, open_dataset
 from ..data.images import read_image
 from ..data.splits import HOLDOUT, load_fold
@@ -146,7 +146,7 @@ def probe_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | No
               "change": {name: after[name] - before[name] for name in FEATURES},
               "wall_time_s": round(time.time() - started, 3)}
     files.write_json(out, result)
-    print(f"svf probe: {spec['cell_id']}: " + ", ".join(
+    console.result(f"{spec['cell_id']}: probe " + ", ".join(
         f"{name} {before[name]:.1f} -> {after[name]:.1f} mIoU" for name in FEATURES))
     return result
 

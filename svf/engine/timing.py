@@ -292,9 +292,10 @@ class LoadingCosts:
 
     def train_image_s(self, image_hw: tuple[int, int], aug) -> float:
         from ..data.transforms import train_transform
+        from ..labels import IGNORE_LABEL
 
         def transform(image, label, rng):
-            present = label[(label > 0) & (label < 255)]
+            present = label[(label > 0) & (label < IGNORE_LABEL)]
             train_transform(image, label, rng, aug, protect=int(present[0]) if present.size else None)
         key = ("train", tuple(image_hw), tuple(aug.crop), tuple(aug.scale), tuple(aug.rotate))
         return self._measure(key, tuple(image_hw), transform)

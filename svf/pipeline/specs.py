@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..errors import ConfigError, UnknownNameError
 from .cells import DATASETS, Cell
 
 RECIPE_DATASET_KEYS = DATASETS  # per-dataset sub-dicts inside a recipe override its top-level values
@@ -22,7 +23,7 @@ def resolve_recipe(config: Mapping[str, Any], recipe: str, dataset: str) -> dict
     (``recipe_overrides``, used by the demo to shrink every schedule), then their per-dataset part."""
     recipes = config["recipes"]
     if recipe not in recipes:
-        raise KeyError(f"unknown recipe {recipe!r}; config defines {sorted(recipes)}")
+        raise UnknownNameError(f"unknown recipe {recipe!r}; config defines {sorted(recipes)}")
     base = recipes[recipe]
     resolved = {k: copy.deepcopy(v) for k, v in base.items() if k not in RECIPE_DATASET_KEYS}
     resolved.update(copy.deepcopy(base.get(dataset, {})))
@@ -184,10 +185,11 @@ def load_spec(value: str) -> dict:
     if not text.startswith("{"):
         path = Path(value)
         if not path.is_file():
-            raise FileNotFoundError(f"spec {value!r} is neither JSON nor an existing file")
+            raise ConfigError(f"--spec {value!r} is neither JSON text nor an existing file",
+                              advice="Pass the spec a Snakemake job passes (see its log), or a file holding it.")
         text = path.read_text()
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"spec is not valid JSON: {err}") from err
+        raise ConfigError(f"--spec is not valid JSON: {err}") from None
     return spec

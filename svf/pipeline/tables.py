@@ -14,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..errors import ConfigError, UnknownNameError
 from .cells import DEFAULT_SEED, cell_id
+from .validation import did_you_mean, schema_errors
 
 #: The parameters a row must have (after the table's defaults are merged in).
 ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
@@ -22,16 +24,21 @@ ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "tables.schema.yaml"
 
 
-class TablesConfigError(ValueError):
+class TablesConfigError(ConfigError):
     """tables.yaml is malformed; the message names the file, the key path and the value at fault."""
 
 
-def _schema_errors(doc: Any, schema: Mapping[str, Any]) -> list[str]:
-    import jsonschema  # imported here: only needed when validating
+def _check_policy(spec: str, where: str) -> None:
+    """A valid, canonical policy name (the name is part of the cell's id and path)."""
+    from ..policy_names import canonical_name
 
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
-    return ["/".join(str(p) for p in e.absolute_path) + ": " + e.message for e in errors]
+    try:
+        canonical = canonical_name(spec)
+    except ValueError as exc:
+        raise TablesConfigError(f"{where}: {exc}") from None
+    if canonical != spec:
+        raise TablesConfigError(f"{where}: write the policy {spec!r} as {canonical!r} (its canonical name, which "
+                                f"names the cell's directory)")
 
 
 def _normalise_table(name: str, table: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -47,6 +54,7 @@ def _normalise_table(name: str, table: Mapping[str, Any], source: str) -> dict[s
         if missing:
             raise TablesConfigError(f"{where}: missing cell parameter(s) {missing} (set them on the row or in "
                                     f"the table's defaults)")
+        _check_policy(row["policy"], f"{where}/policy")
         if row["id"] in seen:
             raise TablesConfigError(f"{where}: duplicate row id {row['id']!r} in table {name}")
         seen.add(row["id"])
@@ -98,7 +106,7 @@ def tables_from_document(doc: Any, source: str = "tables.yaml", schema: Mapping[
                          ) -> dict[str, Any]:
     """What :func:`load_tables` returns, from the parsed document (``schema``: checked when given)."""
     if schema is not None:
-        errors = _schema_errors(doc, schema)
+        errors = schema_errors(doc, schema)
         if errors:
             raise TablesConfigError(f"{source}: does not match the tables schema:\n  " + "\n  ".join(errors))
     if not isinstance(doc, Mapping) or not isinstance(doc.get("tables"), Mapping):
@@ -121,7 +129,8 @@ def _select(tables: Mapping[str, Mapping[str, Any]], names: Iterable[str] | None
     names = list(names)
     unknown = [n for n in names if n not in tables]
     if unknown:
-        raise KeyError(f"unknown table(s) {unknown}; tables.yaml has {list(tables)}")
+        raise UnknownNameError(f"unknown table(s) {unknown}; tables.yaml has {list(tables)}"
+                       f"{did_you_mean(unknown[0], tables)}")
     return names
 
 
@@ -140,7 +149,8 @@ def table_entries(table: Mapping[str, Any], shots: Sequence[int] | None = None,
         known = [r["id"] for r in rows]
         unknown = [r for r in row_ids if r not in known]
         if unknown:
-            raise KeyError(f"table {table.get('name', '?')} has no row(s) {unknown}; its rows are {known}")
+            raise UnknownNameError(f"table {table.get('name', '?')} has no row(s) {unknown}; its rows are {known}"
+                                   f"{did_you_mean(unknown[0], known)}")
         rows = [r for r in rows if r["id"] in row_ids]
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..errors import ResultsError
 from ..files import read_document
 from ..pipeline.cells import CELL_KEYS, cell_id
 from ..pipeline.paths import METRICS, RECORDED_METRICS, benchmark_name
@@ -37,7 +38,7 @@ RESULT_COLUMNS = (*CELL_KEYS, "cell_id", "miou", "recorded_miou", "fb_iou", "all
                   "code_version", *(f"{lib}_version" for lib in VERSIONED), "gpu_name")
 
 
-class CollectError(ValueError):
+class CollectError(ResultsError):
     """A results file is missing or malformed; the message names the file and the key."""
 
 

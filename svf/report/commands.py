@@ -3,37 +3,27 @@ here, the work in svf.report; pandas and matplotlib are imported inside the comm
 from __future__ import annotations
 
 import argparse
-import sys
 
+from .. import console
+from ..errors import UnknownNameError, UsageError
 from ..pipeline.cells import DEFAULT_SEED
 from ..engine.commands import _add_cell_arguments
 
 
-def _report_call(name: str, fn, *args, **kwargs) -> int:
-    """Run a report function; its input errors (ValueError subclasses naming the file/key) become one line."""
-    from ..report.collect import CollectError
-    from ..report.figures import FigureError
-    from ..report.study import StudyError
-    from ..report.tables import TablesError
-    from ..pipeline.tables import TablesConfigError
-
-    try:
-        fn(*args, **kwargs)
-    except (CollectError, TablesError, FigureError, StudyError, TablesConfigError, KeyError) as exc:
-        print(f"svf {name}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+def _add_demo_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true",
+                        help="mark the output 'demo scale — not comparable to the paper' (demo runs)")
 
 
 def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, nargs="+",
-                        help="results.csv written by `svf collect` (several: combined, a shared cell once)")
+                        help="results.csv written by svf collect (several: combined, a shared cell once)")
     parser.add_argument("--tables", required=True, help="config/tables.yaml")
     parser.add_argument("--paper", required=True, help="config/paper_results.csv")
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
-    parser.add_argument("--demo", action="store_true", help="mark titles 'demo scale — not comparable'")
+    _add_demo_argument(parser)
     parser.add_argument("--shots", nargs="+", type=int, help="restrict the tables to these shots")
     parser.add_argument("--folds", nargs="+", type=int, help="restrict the tables to these folds (means then "
                         "cover only these folds and are not compared with the paper)")
@@ -71,12 +61,9 @@ def _add_collect(subparsers) -> None:
     def run(args):
         from ..report.collect import collect, write_results
 
-        def go():
-            results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
-            write_results(results, args.out)
-            print(f"svf collect: {len(results)} cells -> {args.out}")
-
-        return _report_call("collect", go)
+        results = collect(args.cells_root, args.benchmarks, args.cells, args.allow_mixed_config)
+        write_results(results, args.out)
+        console.result(f"{len(results)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -97,19 +84,17 @@ def _add_tables(subparsers) -> None:
 
         from ..report.tables import REEVALUATION_TOLERANCE, write_tables
 
-        def go():
-            tables, results, paper = _load_table_inputs(args)
-            whole = args.only is None
-            summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
-            comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
-            written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
-                                   demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
-                                   comparison=comparison, seeds=args.seeds,
-                                   reevaluation_tolerance=(REEVALUATION_TOLERANCE if args.reevaluation_tolerance is None
-                                                           else args.reevaluation_tolerance))
-            print(f"svf tables: wrote {len(written)} files to {args.out}")
-
-        return _report_call("tables", go)
+        tables, results, paper = _load_table_inputs(args)
+        whole = args.only is None
+        summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
+        comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+        written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                               demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
+                               comparison=comparison, seeds=args.seeds,
+                               reevaluation_tolerance=(REEVALUATION_TOLERANCE if args.reevaluation_tolerance is None
+                                                       else args.reevaluation_tolerance))
+        console.result(f"{', '.join(args.only or tables['tables'])}: {len(results)} cells with results, "
+                       f"wrote {len(written)} files to {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -122,13 +107,15 @@ def _add_figure6(subparsers) -> None:
     parser.add_argument("--out", required=True, help="figure path (.png); a .pdf is written next to it")
     parser.add_argument("--top", type=int, default=30, help="how many of the largest initial values (default 30)")
     parser.add_argument("--data", help="also write the plotted numbers to this csv")
-    parser.add_argument("--title", default="", help="figure title")
+    parser.add_argument("--title", default="", help="figure title (default: the paper's caption)")
+    _add_demo_argument(parser)
 
     def run(args):
         from ..report.figures import write_figure6
 
-        return _report_call("figure6", write_figure6, args.cells_root, args.cells, args.out, top=args.top,
-                            data_csv=args.data, title=args.title)
+        written = write_figure6(args.cells_root, args.cells, args.out, top=args.top, data_csv=args.data,
+                                title=args.title, demo=args.demo)
+        console.result(f"{len(args.cells)} cells -> {', '.join(map(str, written))}")
 
     parser.set_defaults(func=run)
 
@@ -140,28 +127,49 @@ def _add_figure4(subparsers) -> None:
     parser.add_argument("--model", required=True, help="the cell's model.pt (singular_values.json beside it)")
     parser.add_argument("--images", type=int, default=4, help="query images to show")
     parser.add_argument("--out", required=True, help="figure path (.png)")
+    _add_demo_argument(parser)
 
     def run(args):
         from ..pipeline.specs import load_spec
         from ..report.figure4 import figure4
 
-        figure4(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                n_images=args.images, base_learner=args.base_learner, threads=args.threads)
+        spec = load_spec(args.spec)
+        shown = figure4(spec, args.dataset_root, args.splits, args.weights, args.model, args.out,
+                        n_images=args.images, base_learner=args.base_learner, threads=args.threads, demo=args.demo)
+        console.result(f"{spec['cell_id']}: {shown['layer']} components {shown['decrease']} (largest decrease) and "
+                       f"{shown['increase']} (largest increase) -> {args.out}")
 
     parser.set_defaults(func=run)
 
 
 def _add_curves(subparsers) -> None:
-    parser = subparsers.add_parser("curves", help="training loss and validation mIoU per epoch of a set of cells")
+    parser = subparsers.add_parser(
+        "curves", help="training loss and validation mIoU per epoch of a set of cells",
+        description="Training curves of a table's cells: per epoch the validation mIoU and the training loss (mean "
+                    "over folds), one panel per reference row and the rows compared with it (delta_to), labelled "
+                    "with the table's row labels and titled with its title when --tables/--table are given.")
     parser.add_argument("--cells-root", required=True, help="results/cells")
     parser.add_argument("--cells", nargs="*", default=[], metavar="CELL_ID", help="cells whose train_log.csv to plot")
     parser.add_argument("--out", required=True, help="figure path (format from the suffix: .png, .pdf)")
-    parser.add_argument("--title", default="training curves", help="figure title (e.g. the table name)")
+    parser.add_argument("--tables", help="config/tables.yaml: label and group the lines by the table's rows")
+    parser.add_argument("--table", help="the table of --tables the cells belong to (e.g. table4)")
+    parser.add_argument("--title", default="", help="figure title (default: the table's title)")
+    _add_demo_argument(parser)
 
     def run(args):
+        from ..pipeline.tables import load_tables, tables_of
         from ..report.figures import write_curves
 
-        return _report_call("curves", write_curves, args.cells_root, args.cells, args.out, args.title)
+        table = None
+        if args.tables or args.table:
+            if not (args.tables and args.table):
+                raise UsageError("--tables and --table go together")
+            tables = tables_of(load_tables(args.tables))
+            if args.table not in tables:
+                raise UnknownNameError(f"{args.tables} has no table {args.table!r} (it has {', '.join(tables)})")
+            table = tables[args.table]
+        write_curves(args.cells_root, args.cells, args.out, args.title, table=table, demo=args.demo)
+        console.result(f"{len(args.cells)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -174,12 +182,10 @@ def _add_overview(subparsers) -> None:
     def run(args):
         from ..report.figures import write_overview
 
-        def go():
-            tables, results, paper = _load_table_inputs(args)
-            write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
-                           demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
-
-        return _report_call("overview", go)
+        tables, results, paper = _load_table_inputs(args)
+        write_overview(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
+                       demo=args.demo, shots=args.shots, folds=args.folds, seeds=args.seeds)
+        console.result(f"{len(results)} cells -> {args.out}")
 
     parser.set_defaults(func=run)
 
@@ -200,21 +206,18 @@ def _add_study(subparsers) -> None:
                              "svf, svf-V vs svf)")
     parser.add_argument("--margin", type=float, default=1.0,
                         help="equivalence margin in mIoU points (default 1.0)")
-    parser.add_argument("--probes", nargs="*", default=[], help="probe JSON files written by `svf probe`")
+    parser.add_argument("--probes", nargs="*", default=[], help="probe JSON files written by svf probe")
 
     def run(args):
         from ..report.study import DEFAULT_PRIMARY, write_study
 
-        def go():
-            references = dict(item.split("=", 1) for item in args.references)
-            tables, results, paper = _load_table_inputs(args)
-            names = args.only or ["table4", "table5", "table6", "table7", "table8"]
-            written = write_study(tables, results, paper, args.out, args.figures_dir, names, folds=args.folds,
-                                  references=references, primary=args.primary or DEFAULT_PRIMARY,
-                                  margin=args.margin, probes=args.probes, demo=args.demo)
-            print(f"svf study: wrote {len(written)} files")
-
-        return _report_call("study", go)
+        references = dict(item.split("=", 1) for item in args.references)
+        tables, results, paper = _load_table_inputs(args)
+        names = args.only or ["table4", "table5", "table6", "table7", "table8"]
+        written = write_study(tables, results, paper, args.out, args.figures_dir, names, folds=args.folds,
+                              references=references, primary=args.primary or DEFAULT_PRIMARY,
+                              margin=args.margin, probes=args.probes, demo=args.demo)
+        console.result(f"wrote {len(written)} files to {args.out} and {args.figures_dir}")
 
     parser.set_defaults(func=run)
 

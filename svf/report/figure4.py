@@ -55,11 +55,32 @@ def component_maps(model: nn.Module, layer: str, images: torch.Tensor, component
     return captured["v"][:, list(components)]
 
 
+#: The synthetic textures (svf/data/looks.py) in words, for the titles of Figure 4.
+TEXTURE_WORDS = {"solid": "plain", "hstripes": "horizontally striped", "vstripes": "vertically striped",
+                 "checker": "chequered", "diagonal": "diagonally striped", "dots": "dotted"}
+
+
+def class_names(dataset_root: str) -> dict[int, str]:
+    """``{class id: name}`` from the prepared dataset's dataset.json; on synthetic data the name is followed by the
+    look that stands in for the class (shape and texture)."""
+    from ..data.datasets import open_dataset
+
+    dataset = open_dataset(dataset_root)
+    names = {k + 1: name for k, name in enumerate(dataset.info["class_names"])}
+    if dataset.info.get("source") == "synthetic":
+        from ..data.looks import class_look
+
+        names = {c: f"{name} ({TEXTURE_WORDS.get(class_look(c)[1], class_look(c)[1])} {class_look(c)[0]})"
+                 for c, name in names.items()}
+    return names
+
+
 def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
-            n_images: int = 4, base_learner: str | None = None, threads: int | None = None) -> dict:
+            n_images: int = 4, base_learner: str | None = None, threads: int | None = None,
+            demo: bool = False) -> dict:
     import matplotlib.pyplot as plt
 
-    from .figures import save_figure  # sets the Agg backend
+    from .figures import OKABE_ITO, PAGE_WIDTH_IN, figure_title, save_figure  # sets the Agg backend
 
     device = setup_process(threads, "auto", bool(spec.get("deterministic", False)))
     model, _, _ = load_cell_model(spec, model_file, weights, base_learner)
@@ -72,30 +93,42 @@ def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None,
     batch = next(iter(loader))
     maps = component_maps(model, layer, batch["query"].to(device), (dec, inc)).cpu()
     size = batch["query"].shape[-2:]
-    maps = nn.functional.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    maps = nn.functional.interpolate(maps, size=size, mode="bilinear", align_corners=False).numpy()
+    names = class_names(dataset_root)
 
     n = batch["query"].shape[0]
-    fig, axes = plt.subplots(3, n, figsize=(2.4 * n, 7.4), squeeze=False)
+    fig, axes = plt.subplots(3, n + 1, figsize=(PAGE_WIDTH_IN, PAGE_WIDTH_IN * 3 / (n + 0.3) + 0.9), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * n + [0.07]})
     before, after = sv["before"][layer], sv["after"][layer]
-    titles = (f"(a) largest decrease: k={dec}\nS {before[dec]:.3f} -> {after[dec]:.3f}",
-              f"(b) largest increase: k={inc}\nS {before[inc]:.3f} -> {after[inc]:.3f}")
-    for j in range(n):
-        image = (batch["query"][j].permute(1, 2, 0).numpy() * _STD + _MEAN).clip(0, 255).astype(np.uint8)
-        label = batch["query_label"][j].numpy()
-        axes[0, j].imshow(image)
-        axes[0, j].contour(label == 1, levels=[0.5], colors="lime", linewidths=1)
-        axes[0, j].set_title(f"query, class {int(batch['class_id'][j])}", fontsize=8)
-        for row in (0, 1):
-            response = maps[j, row].numpy()
-            axes[row + 1, j].imshow(image)
-            axes[row + 1, j].imshow(response, cmap="jet", alpha=0.5)
-            axes[row + 1, j].contour(label == 1, levels=[0.5], colors="white", linewidths=0.8)
+    rows = (f"(a) component {dec},\nlargest decrease\nS {before[dec]:.3f} → {after[dec]:.3f}",
+            f"(b) component {inc},\nlargest increase\nS {before[inc]:.3f} → {after[inc]:.3f}")
+    axes[0, n].set_axis_off()
+    for row in (0, 1):  # one colour scale per component, shared by its images, so they can be compared
+        lo, hi = float(maps[:, row].min()), float(maps[:, row].max())
+        for j in range(n):
+            image = (batch["query"][j].permute(1, 2, 0).numpy() * _STD + _MEAN).clip(0, 255).astype(np.uint8)
+            label = batch["query_label"][j].numpy()
+            if row == 0:
+                axes[0, j].imshow(image)
+                axes[0, j].contour(label == 1, levels=[0.5], colors=OKABE_ITO[1], linewidths=1.2)
+                class_id = int(batch["class_id"][j])
+                name = names.get(class_id, "").replace(" (", "\n(")  # the look on its own line
+                axes[0, j].set_title(f"class {class_id}: {name}", fontsize=6.5)
+            ax = axes[row + 1, j]
+            ax.imshow(image, alpha=0.45)
+            shown = ax.imshow(maps[j, row], cmap="viridis", alpha=0.7, vmin=lo, vmax=hi)
+            ax.contour(label == 1, levels=[0.5], colors="white", linewidths=0.9)
             if j == 0:
-                axes[row + 1, j].set_ylabel(titles[row], fontsize=8)
-    for ax in axes.flat:
+                ax.set_ylabel(rows[row], fontsize=7)
+        bar = fig.colorbar(shown, cax=axes[row + 1, n])
+        bar.set_label("response (V-step output)", fontsize=6)
+        bar.ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylabel("query image,\noutline of the\nepisode's class", fontsize=7)
+    for ax in axes[:, :n].flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"Figure 4 — {layer}, cell {spec['cell_id']}", fontsize=9)
+    figure_title(fig, f"Figure 4: response maps of the singular components of {layer} whose value changed most",
+                 demo, f"cell {spec['cell_id']}")
     fig.tight_layout()
     save_figure(fig, out)
     return {"layer": layer, "decrease": dec, "increase": inc}

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..errors import ResultsError  # noqa: E402
 from ..pipeline.cells import CELL_KEYS, DEFAULT_SEED, parse_cell_id  # noqa: E402
 from ..pipeline.paths import SINGULAR_VALUES, TRAIN_LOG  # noqa: E402
 from ..pipeline.tables import tables_of  # noqa: E402
@@ -30,8 +31,24 @@ KIND_OF_CONV = {"conv2": "3×3", "conv3": "1×1"}
 TRAIN_LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
 
 
-class FigureError(ValueError):
+#: Okabe & Ito's colour-blind-safe palette (black first, yellow last: faint on white).
+OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442")
+#: A figure's width in inches: a page's text width, so that the fonts below stay legible when printed.
+PAGE_WIDTH_IN = 7.0
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7,
+                     "ytick.labelsize": 7, "legend.fontsize": 7, "figure.titlesize": 9})
+
+
+class FigureError(ResultsError):
     """A figure input is missing or malformed; the message names the file and key."""
+
+
+def figure_title(fig: plt.Figure, title: str, demo: bool, subtitle: str = "") -> None:
+    """The title, a smaller subtitle line, and in demo runs the mark every demo output carries."""
+    import textwrap
+
+    lines = [title] + textwrap.wrap(subtitle, 115) + ([DEMO_NOTE.upper()] if demo else [])
+    fig.suptitle("\n".join(lines), fontsize=9)
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
@@ -95,42 +112,45 @@ def figure6_data(cells_root: str | Path, cell_ids: Sequence[str], top: int = 30)
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_figure6(data: pd.DataFrame, title: str = "") -> plt.Figure:
-    """One row of panels per fold: for the 3×3 and the 1×1 conv, S before vs after and the change."""
-    cells = list(dict.fromkeys(data["cell_id"]))
+def plot_figure6(data: pd.DataFrame, title: str = "", demo: bool = False) -> plt.Figure:
+    """The paper's two panels, (a) the last 3×3 and (b) the last 1×1 conv of layer3: the change of each of the
+    top initial singular values after SVF (after − before), one bar per fold (colour-blind-safe colours)."""
     kinds = [k for k in KIND_OF_CONV.values() if k in set(data["kind"])]
-    fig, axes = plt.subplots(len(cells), 2 * len(kinds), figsize=(5.2 * len(kinds) * 2, 2.8 * len(cells)),
-                             squeeze=False)
-    for r, cid in enumerate(cells):
-        fold = parse_cell_id(cid)["fold"]
-        for k, kind in enumerate(kinds):
-            d = data[(data["cell_id"] == cid) & (data["kind"] == kind)]
-            ax_v, ax_c = axes[r, 2 * k], axes[r, 2 * k + 1]
-            x = d["rank"].to_numpy()
-            ax_v.bar(x - 0.2, d["before"], width=0.4, color="0.65", label="before")
-            ax_v.bar(x + 0.2, d["after"], width=0.4, color="tab:blue", label="after")
-            ax_v.set_title(f"fold {fold} — {d['layer'].iloc[0]} ({kind}): S", fontsize=9)
-            colours = np.where(d["change"] >= 0, "tab:green", "tab:red")
-            ax_c.bar(x, d["change"], color=colours)
-            ax_c.axhline(0, color="black", linewidth=0.6)
-            ax_c.set_title(f"fold {fold} — {kind}: after − before", fontsize=9)
-            for ax in (ax_v, ax_c):
-                ax.set_xlabel(f"index of the {len(x)} largest initial singular values", fontsize=8)
-                ax.tick_params(labelsize=7)
-            if r == 0 and k == 0:
-                ax_v.legend(fontsize=7)
-    fig.suptitle(title or "Figure 6: top initial singular values of layer3's last 3×3 and 1×1 conv, "
-                          "before and after SVF", fontsize=11)
+    cells = list(dict.fromkeys(data["cell_id"]))
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(PAGE_WIDTH_IN, 2.3 * len(kinds) + 0.9), squeeze=False,
+                             sharex=True)
+    width = 0.8 / len(cells)
+    for panel, (ax, kind) in enumerate(zip(axes[:, 0], kinds)):
+        d = data[data["kind"] == kind]
+        for i, cid in enumerate(cells):
+            c = d[d["cell_id"] == cid]
+            ax.bar(c["rank"] + 1 + (i - (len(cells) - 1) / 2) * width, c["change"], width=width,
+                   color=OKABE_ITO[(i + 1) % len(OKABE_ITO)], label=f"fold {parse_cell_id(cid)['fold']}")
+        ax.axhline(0, color="black", linewidth=0.6)
+        layer = ", ".join(dict.fromkeys(d["layer"]))
+        ax.set_title(f"({'ab'[panel]}) last {kind} conv of layer3 ({layer}): {len(set(d['rank']))} largest initial "
+                     f"singular values", loc="left")
+        ax.set_ylabel("change of S\n(after − before)")
+        ax.grid(axis="y", linewidth=0.3, color="0.85")
+        ax.set_axisbelow(True)
+        if len(cells) > 1 or panel == 0:
+            ax.legend(ncols=min(len(cells), 4), loc="lower right", frameon=False)
+    top = int(data["rank"].max()) + 1
+    axes[-1, 0].set_xlabel("rank of the initial singular value (1 = largest)")
+    axes[-1, 0].set_xticks([1, *range(5, top + 1, 5)] if top >= 5 else list(range(1, top + 1)))
+    axes[-1, 0].set_xlim(0.4, top + 0.6)
+    figure_title(fig, title or "Figure 6: change of the largest singular values after SVF", demo,
+                 "R50 baseline†+SVF, 1-shot; the plotted numbers, with the values before and after, are in the csv")
     fig.tight_layout()
     return fig
 
 
 def write_figure6(cells_root: str | Path, cell_ids: Sequence[str], out: str | Path, top: int = 30,
-                  data_csv: str | Path | None = None, title: str = "") -> list[Path]:
+                  data_csv: str | Path | None = None, title: str = "", demo: bool = False) -> list[Path]:
     """Figure 6 as ``out`` (png) plus a pdf next to it; optionally the plotted numbers as csv."""
     data = figure6_data(cells_root, cell_ids, top=top)
     out = Path(out)
-    fig = plot_figure6(data, title)
+    fig = plot_figure6(data, title, demo)
     pdf = atomic_write(out.with_suffix(".pdf"), lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
     written = [save_figure(fig, out.with_suffix(".png")), pdf]
     if data_csv is not None:
@@ -166,96 +186,228 @@ def epoch_curves(logs: pd.DataFrame) -> pd.DataFrame:
     return per_epoch.reset_index().join(meta, on="cell_id")
 
 
+def row_groups(table: Mapping[str, Any]) -> list[list[Mapping[str, Any]]]:
+    """A table's rows in panels: each reference row with the rows compared to it (``delta_to``), in table order
+    (Table 1's nine pairs give nine panels of two lines); the rows that are neither share one panel (all of Tables 7
+    and 8, which have no reference rows)."""
+    rows = list(table["rows"])
+    ids = {r["id"] for r in rows}
+    referenced = {r["delta_to"] for r in rows if r.get("delta_to") in ids}
+    groups = [[row] + [r for r in rows if r.get("delta_to") == row["id"]] for row in rows if row["id"] in referenced]
+    alone = [r for r in rows if r["id"] not in referenced and r.get("delta_to") not in ids]
+    return groups + ([alone] if alone else [])
+
+
+def _line_label(row: Mapping[str, Any], panel: list[Mapping[str, Any]]) -> str:
+    """The row's label, with its group where the panel mixes groups (Table 5's "2, 3, 4" is a part fine-tune and
+    SVF)."""
+    label = row["label"] if row["label"].strip(" -") else row["policy"]  # Table 5's frozen row reads "-"
+    return label if len({r["group"] for r in panel}) == 1 else f"{row['group']} {label}"
+
+
+def _unique_labels(labelled: list[tuple[Mapping[str, Any], str]]) -> list[tuple[str, str]]:
+    """(row id, label) with a repeated label told apart by the row's ticked extra columns (Table 6's three "2, 3,
+    4" part fine-tunes: 3×3 and 1×1, 3×3, 1×1), else by its id."""
+    counts = pd.Series([label for _, label in labelled]).value_counts()
+    out = []
+    for row, label in labelled:
+        if counts[label] > 1:
+            ticked = [c for c, v in row.get("extra", {}).items() if v == "✓"]
+            label = f"{label}: {' + '.join(ticked)}" if ticked else f"{label} ({row['id']})"
+        out.append((row["id"], label))
+    return out
+
+
 def _series_labels(curves: pd.DataFrame) -> pd.Series:
-    """A line per cell without its fold; the label keeps only the parameters that vary between lines."""
+    """Without a table: a line per cell parameters that vary between the cells (fold, shot, seed aside)."""
     keys = [k for k in CELL_KEYS if k not in ("fold", "shot", "seed")]
     varying = [k for k in keys if curves[k].nunique() > 1] or ["policy"]
     return curves[varying].astype(str).agg(" / ".join, axis=1)
 
 
-def plot_curves(curves: pd.DataFrame, title: str) -> plt.Figure:
-    """Rows = shots; columns = training loss, validation mIoU; one line per table row (mean over folds)."""
+def _curve_panels(curves: pd.DataFrame, table: Mapping[str, Any] | None
+                  ) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Sets ``curves["series"]`` and returns the panels: (title, [(series, line label), ...]); with a table, a
+    series is a row id, grouped by :func:`row_groups`; without, the varying cell parameters in one panel."""
+    if table is None:
+        curves["series"] = _series_labels(curves)
+        return [("", [(s, s) for s in dict.fromkeys(curves["series"])])]
+    from ..pipeline.tables import ROW_CELL_KEYS
+
+    rows = {tuple(row[k] for k in ROW_CELL_KEYS): row for row in table["rows"]}
+    keys = curves[list(ROW_CELL_KEYS)].apply(tuple, axis=1)
+    unknown = sorted({k for k in keys if k not in rows})
+    if unknown:
+        raise FigureError(f"cells {unknown[:3]} are not rows of {table.get('name', 'the table')}")
+    curves["series"] = [rows[k]["id"] for k in keys]
+    present = set(curves["series"])
+    panels = []
+    for group in row_groups(table):
+        group = [r for r in group if r["id"] in present]
+        if not group:
+            continue
+        lines = _unique_labels([(r, _line_label(r, group)) for r in group])
+        has_reference = group[0].get("delta_to") is None and any(r.get("delta_to") for r in group[1:])
+        if has_reference and len(group) == 2:
+            title = f"{group[0]['group']}: {lines[0][1]} vs {lines[1][1]}"
+        elif has_reference:
+            title = f"{group[0]['group']}: each row against {lines[0][1]} (black)"
+        else:
+            title = f"{group[0]['group']}: {lines[0][1]}" if len(group) == 1 else ""
+        panels.append((title, lines))
+    return panels
+
+
+_STYLE_WORDS = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dotted"}
+
+
+def plot_curves(curves: pd.DataFrame, title: str, table: Mapping[str, Any] | None = None,
+                demo: bool = False) -> plt.Figure:
+    """Per panel (a reference row and the rows compared with it), validation mIoU and training loss per epoch, mean
+    over folds; colour = row (Okabe-Ito, the reference in black), line style = shot."""
     if curves.empty:
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 2))
         ax.text(0.5, 0.5, "no training logs", ha="center", va="center")
         ax.set_axis_off()
-        fig.suptitle(title)
+        figure_title(fig, title, demo)
         return fig
-    curves = curves.assign(series=_series_labels(curves))
-    mean = curves.groupby(["shot", "series", "epoch"], sort=False)[["loss", "val_miou"]].mean().reset_index()
-    n_folds = curves.groupby(["shot", "series"])["fold"].nunique()
-    shots = sorted(mean["shot"].unique())
-    most = int(mean.groupby("shot")["series"].nunique().max())
-    fig, axes = plt.subplots(len(shots), 2, figsize=(12, max(3.4, 0.16 * most + 1.0) * len(shots)), squeeze=False)
-    colours, styles = plt.get_cmap("tab20").colors, ("-", "--", ":")  # tables have up to 18 rows per shot
-    for r, shot in enumerate(shots):
-        for i, (series, d) in enumerate(mean[mean["shot"] == shot].groupby("series", sort=False)):
-            label = f"{series} ({n_folds[(shot, series)]} fold(s))"
-            style = dict(color=colours[i % 20], linestyle=styles[(i // 20) % 3], linewidth=1, label=label)
-            axes[r, 0].plot(d["epoch"], d["loss"], **style)
-            axes[r, 1].plot(d["epoch"], d["val_miou"], marker=".", **style)
-        for ax in axes[r]:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[r, 0].set(title=f"{shot}-shot: training loss (mean over folds)", xlabel="epoch", ylabel="loss")
-        axes[r, 1].set(title=f"{shot}-shot: validation mIoU (mean over folds)", xlabel="epoch", ylabel="mIoU (%)")
-        axes[r, 1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.suptitle(title)
-    fig.tight_layout()
+    curves = curves.copy()
+    panels = _curve_panels(curves, table)
+    mean = curves.groupby(["series", "shot", "epoch"], sort=False)[["loss", "val_miou"]].mean().reset_index()
+    folds = sorted(curves["fold"].unique())
+    shots = sorted(curves["shot"].unique())
+    styles = dict(zip(shots, ("-", "--", ":", "-.")))
+    per_row = 2 if len(panels) > 1 else 1  # panels side by side, each a pair of axes (mIoU | loss)
+    n_rows = -(-len(panels) // per_row)
+    single = len(panels) == 1  # one panel pair with many rows: taller axes, the legend below both
+    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(PAGE_WIDTH_IN, 1.9 * n_rows + 0.9 + 0.8 * single),
+                             squeeze=False)
+    for ax in axes.flat[2 * len(panels):]:
+        ax.set_axis_off()
+    for p, (panel_title, lines) in enumerate(panels):
+        ax_miou, ax_loss = axes[p // per_row, 2 * (p % per_row)], axes[p // per_row, 2 * (p % per_row) + 1]
+        for i, (series, label) in enumerate(lines):
+            for shot in shots:
+                d = mean[(mean["series"] == series) & (mean["shot"] == shot)]
+                if d.empty:
+                    continue
+                style = dict(color=OKABE_ITO[i % len(OKABE_ITO)], linestyle=styles[shot], linewidth=1.1,
+                             label=label if shot == shots[0] else None)  # the subtitle names the line styles
+                ax_miou.plot(d["epoch"], d["val_miou"], **style)
+                ax_loss.plot(d["epoch"], d["loss"], **style)
+        ax_miou.set_title(panel_title, loc="left")
+        ax_miou.set(ylabel="validation mIoU (%)", ylim=(0, None))
+        ax_loss.set(ylabel="training loss")
+        for ax in (ax_miou, ax_loss):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            ax.grid(linewidth=0.3, color="0.85")
+        if len(panels) > 1:
+            ax_loss.legend(loc="best", frameon=False, fontsize=6)
+    where = f"fold {folds[0]}" if len(folds) == 1 else f"mean over folds {', '.join(map(str, folds))}"
+    shot_styles = "; " + ", ".join(f"{s}-shot {_STYLE_WORDS[styles[s]]}" for s in shots) if len(shots) > 1 else ""
+    figure_title(fig, title, demo, f"training curves per epoch ({where}{shot_styles}); validation on the fold's "
+                                   f"test episodes, as the authors' best-epoch selection")
+    if single:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        rows_of_legend = -(-len(labels) // 4)
+        fig.tight_layout(rect=(0, 0.06 + 0.05 * rows_of_legend, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncols=4, frameon=False)
+    else:
+        fig.tight_layout()
     return fig
 
 
-def write_curves(cells_root: str | Path, cell_ids: Sequence[str], out: str | Path, title: str) -> Path:
+def write_curves(cells_root: str | Path, cell_ids: Sequence[str], out: str | Path, title: str = "",
+                 table: Mapping[str, Any] | None = None, demo: bool = False) -> Path:
+    """The training curves of ``cell_ids``; with ``table`` (a table of load_tables), labelled and grouped by its
+    rows and titled with its title."""
     curves = epoch_curves(read_train_logs(cells_root, cell_ids)) if cell_ids else pd.DataFrame()
-    return save_figure(plot_curves(curves, title), out)
+    title = title or (table["title"] if table is not None else "training curves")
+    return save_figure(plot_curves(curves, title, table, demo), out)
 
 
 # --- overview -----------------------------------------------------------------------------------------------------
 
-def _mean_bars(ax: plt.Axes, d: pd.DataFrame) -> None:
-    """Paper vs reproduced mean per row, labelled by row id (labels like "2, 3, 4" repeat within a table)."""
+def _folds_note(d: pd.DataFrame) -> str:
+    """"" for a table on all its folds; else which folds its reproduced means cover."""
+    if d["comparable"].all():
+        return ""
+    folds = sorted(f for f in d["fold"].unique() if f != "mean")
+    return f"fold{'s' if len(folds) > 1 else ''} {', '.join(folds)} only"
+
+
+def _mean_bars(ax: plt.Axes, d: pd.DataFrame, note: str) -> None:
+    """The paper's and our mean per row, bars from 0 (a cut axis would exaggerate the differences), labelled by
+    row id (labels like "2, 3, 4" repeat within a table). With a fold subset the reproduced bar says so: it is not
+    the paper's 4-fold mean."""
+    d = d[d["fold"] == "mean"]
     labels = d["row"] + [f" ({s}-shot)" if d["shot"].nunique() > 1 else "" for s in d["shot"]]
     y = np.arange(len(d))
-    values = pd.concat([d["paper"], d["reproduced"]]).dropna()
-    lo = float(np.floor(values.min())) - 3 if len(values) else 0.0
-    ax.barh(y + 0.2, d["paper"] - lo, left=lo, height=0.4, color="0.65", label="paper")
-    ax.barh(y - 0.2, (d["reproduced"] - lo).fillna(0), left=lo, height=0.4, color="tab:blue", label="reproduced")
+    ax.barh(y - 0.2, d["paper"].fillna(0), height=0.4, color="0.7", label="paper (mean of 4 folds)")
+    ax.barh(y + 0.2, d["reproduced"].fillna(0), height=0.4, color=OKABE_ITO[5],
+            label=f"ours ({note})" if note else "ours")
     for yi in y[d["reproduced"].isna().to_numpy()]:
-        ax.text(lo + 0.3, yi - 0.2, "not reproduced yet", va="center", fontsize=6)
-    ax.set_yticks(y, labels, fontsize=7)
+        ax.text(0.5, yi + 0.2, "no result yet", va="center", fontsize=6)
+    values = pd.concat([d["paper"], d["reproduced"]]).dropna()
+    ax.set_xlim(0, max(float(values.max()) * 1.05, 1.0) if len(values) else 100)
+    ax.set_yticks(y, labels, fontsize=6)
     ax.invert_yaxis()
     ax.set_xlabel("mean mIoU (%)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylabel("table row")
+    ax.grid(axis="x", linewidth=0.3, color="0.85")
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", bbox_to_anchor=(-0.02, -0.22), frameon=False, ncols=1)
+
+
+def _fold_words(folds: pd.Series) -> str:
+    names = sorted(set(folds))
+    return f"fold{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
+def _scatter(ax: plt.Axes, d: pd.DataFrame, tolerance: float) -> None:
+    """Reproduced against paper for every comparable value (folds, and means over all 4 folds), with the identity
+    line and the tolerance band."""
+    both = d[d["comparable"]].dropna(subset=["reproduced", "paper"])
+    if both.empty:
+        ax.text(0.5, 0.5, "no results yet", ha="center", va="center", transform=ax.transAxes)
+    for i, ((shot, is_mean), g) in enumerate(both.groupby(["shot", both["fold"] == "mean"])):
+        ax.scatter(g["paper"], g["reproduced"], s=22 if is_mean else 9, marker="D" if is_mean else "o",
+                   color=OKABE_ITO[(i + 1) % len(OKABE_ITO)], alpha=0.85,
+                   label=f"{shot}-shot, " + ("means" if is_mean else _fold_words(g["fold"])))
+    values = pd.concat([d["paper"], both["reproduced"]]).dropna()
+    hi = float(values.max()) + 2 if len(values) else 100.0
+    xs = np.array([0.0, hi])
+    ax.plot(xs, xs, color="black", linewidth=0.7)
+    ax.fill_between(xs, xs - tolerance, xs + tolerance, color="0.85", label=f"±{tolerance:g} of the paper")
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="paper mIoU (%)", ylabel="our mIoU (%)")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left", frameon=False)
 
 
 def plot_overview(tables: Mapping[str, Any], frame: pd.DataFrame, tolerance: float, demo: bool) -> plt.Figure:
-    """One panel per table: reproduced vs paper (scatter for fold tables, paired bars for mean-only tables)."""
+    """One panel per table: reproduced vs paper (scatter for fold tables, paired bars for mean-only tables), every
+    axis from 0."""
     tables = tables_of(tables)
     names = list(dict.fromkeys(frame["table"]))
-    ncols = min(4, len(names))
+    ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_WIDTH_IN, 2.9 * nrows + 0.6), squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.set_axis_off()
+    notes = []
     for ax, name in zip(axes.flat, names):
-        d = frame[(frame["table"] == name) & frame["shown"]]
-        both = d.dropna(subset=["reproduced", "paper"])
-        ax.set_title(name, fontsize=10)
+        d = frame[frame["table"] == name]
+        note = _folds_note(d)
+        ax.set_title(tables[name]["title"].split(":")[0], loc="left")
         if tables[name]["columns"] == "mean":
-            _mean_bars(ax, d)
-            continue
-        if both.empty:
-            ax.text(0.5, 0.5, "no reproduced values yet", ha="center", va="center", transform=ax.transAxes)
-        for (shot, is_mean), g in both.groupby(["shot", both["fold"] == "mean"]):
-            ax.scatter(g["paper"], g["reproduced"], s=28 if is_mean else 10, marker="D" if is_mean else "o",
-                       label=f"{shot}-shot {'mean' if is_mean else 'folds'}", alpha=0.8)
-        lo = np.nanmin([d["paper"].min(), both["reproduced"].min() if len(both) else np.nan]) - 2
-        hi = np.nanmax([d["paper"].max(), both["reproduced"].max() if len(both) else np.nan]) + 2
-        xs = np.array([lo, hi])
-        ax.plot(xs, xs, color="black", linewidth=0.7)
-        ax.fill_between(xs, xs - tolerance, xs + tolerance, color="0.85", label=f"±{tolerance:g}")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="paper mIoU (%)", ylabel="reproduced mIoU (%)")
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Reproduced vs paper" + (f" ({DEMO_NOTE})" if demo else ""))
+            _mean_bars(ax, d, note)
+        else:
+            _scatter(ax, d[d["shown"]], tolerance)
+        notes.append(note)
+    subtitle = "" if not any(notes) else ("our values cover " + ", ".join(sorted(set(n for n in notes if n)))
+                                          + ": our means are not the paper's 4-fold means")
+    figure_title(fig, "Ours against the paper, mIoU (%)", demo, subtitle)
     fig.tight_layout()
     return fig
 

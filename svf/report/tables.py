@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import ResultsError
 from ..pipeline.cells import DEFAULT_SEED, cell_id
 from ..pipeline.tables import table_entries, tables_of
 from . import atomic_write, atomic_write_text
@@ -26,7 +27,7 @@ NOT_REPRODUCED = "not reproduced from weights"
 REEVALUATION_TOLERANCE = 0.05
 
 
-class TablesError(ValueError):
+class TablesError(ResultsError):
     """A table input is missing or malformed; the message names the file, key or value at fault."""
 
 
@@ -163,12 +164,15 @@ def compare(tables: Mapping[str, Mapping[str, Any]], results: pd.DataFrame, pape
 
 
 def summarise(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """Per table: values shown, reproduced, within tolerance, missing, mean/max |delta|, gain signs agreeing."""
+    """Per table: values shown, with a result (``reproduced``), compared with the paper (``compared``: a result
+    and a paper value over the same folds), within tolerance, missing, mean/max |delta|, gain signs agreeing (over
+    compared means only)."""
     shown = frame[frame["shown"]].copy()
     shown["has"] = shown["reproduced"].notna()
     shown["counted"] = shown["has"] & shown["comparable"] & shown["paper"].notna()
     shown["absdelta"] = shown["delta"].abs().where(shown["counted"])
-    with_gain = shown["has"] & shown["gain"].notna() & shown["paper_gain"].notna() & (shown["fold"] == "mean")
+    with_gain = (shown["has"] & shown["gain"].notna() & shown["paper_gain"].notna() & (shown["fold"] == "mean")
+                 & shown["comparable"])
     shown["gain_counted"] = with_gain
     shown["gain_agrees"] = with_gain & (np.sign(shown["gain"]) == np.sign(shown["paper_gain"]))
     summary = shown.groupby("table", sort=False).agg(
@@ -195,20 +199,28 @@ def _fmt(x: float, signed: bool = False) -> str:
 
 
 def _value_cell(reproduced: float, paper: float, delta: float, std: float = float("nan"), n_seeds: int = 1,
-                recorded: float = float("nan"), not_reproduced: bool = False) -> str:
+                comparable: bool = True, recorded: float = float("nan"), not_reproduced: bool = False) -> str:
     """'reproduced (paper, delta)', 'mean ± std (paper, delta)' over several seeds; a missing result shows the paper
-    value only: '— (paper)'. An imported value adds the bundle's number, 'reproduced (paper, delta; recorded r)',
-    and ', not reproduced from weights' when the two differ by more than the re-evaluation tolerance."""
+    value only: '— (paper)'; a mean over fewer folds than the paper's shows the paper's mean without a difference:
+    '43.23 (paper's 4-fold mean 60.15)'. An imported value adds the bundle's number, 'reproduced (paper, delta;
+    recorded r)', and ', not reproduced from weights' when the two differ by more than the re-evaluation tolerance."""
     if pd.isna(reproduced):
         return MISSING if pd.isna(paper) else f"{MISSING} ({paper:.2f})"
     value = f"{reproduced:.2f} ± {std:.2f}" if n_seeds > 1 and pd.notna(std) else f"{reproduced:.2f}"
-    comparison = "n/a" if pd.isna(paper) else f"{paper:.2f}, {delta:+.2f}"
+    if pd.isna(paper):
+        comparison = "n/a"
+    elif not comparable:
+        comparison = f"paper's 4-fold mean {paper:.2f}"
+    else:
+        comparison = f"{paper:.2f}, {delta:+.2f}"
     if pd.notna(recorded):
         comparison += f"; recorded {recorded:.2f}" + (f", {NOT_REPRODUCED}" if not_reproduced else "")
     return f"{value} ({comparison})"
 
 
-def _gain_cell(gain: float, paper_gain: float) -> str:
+def _gain_cell(gain: float, paper_gain: float, comparable: bool = True) -> str:
+    if not comparable:
+        return f"{_fmt(gain, signed=True)} (paper's, 4 folds: {_fmt(paper_gain, signed=True)})"
     return f"{_fmt(gain, signed=True)} ({_fmt(paper_gain, signed=True)})"
 
 
@@ -243,10 +255,12 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
         for shot, fold, _ in value_cols:
             rec = indexed.loc[(row["id"], shot, "mean" if fold == "gain" else fold)]
             if fold == "gain":
-                cells.append(_gain_cell(rec["gain"], rec["paper_gain"]) if pd.notna(rec["delta_to"]) else "")
+                cells.append(_gain_cell(rec["gain"], rec["paper_gain"], bool(rec["comparable"]))
+                             if pd.notna(rec["delta_to"]) else "")
             else:
                 cells.append(_value_cell(rec["reproduced"], rec["paper"], rec["delta"], rec["reproduced_std"],
-                                         int(rec["n_seeds"]), rec["recorded"], bool(rec["not_reproduced"])))
+                                         int(rec["n_seeds"]), bool(rec["comparable"]), rec["recorded"],
+                                         bool(rec["not_reproduced"])))
         group = row["group"] if row["group"] != previous else ""
         previous = row["group"]
         groups.append(row["group"])
@@ -256,11 +270,11 @@ def layout(table: Mapping[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
 
 def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -> list[str]:
     shown = frame[frame["shown"]]
-    notes = ["Each value: reproduced mIoU (paper, reproduced − paper), in %."]
+    notes = ["Each value: our mIoU (paper, ours − paper), in %."]
     if shown["recorded"].notna().any():
         notes.append(_imported_sentence(shown))
     if (shown["n_seeds"] > 1).any():
-        notes[0] = ("Each value: reproduced mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
+        notes[0] = ("Each value: our mIoU, mean ± std over training seeds (paper, mean − paper), in %; a "
                     "mean's std is over each seed's mean of the folds.")
     if shown["reproduced"].isna().any():
         notes.append(f"{MISSING} (paper): no result yet for this cell; a mean needs a result for every fold.")
@@ -269,8 +283,9 @@ def footnotes(table: Mapping[str, Any], frame: pd.DataFrame, tolerance: float) -
                      "parentheses).")
     if not frame["comparable"].all():
         folds = sorted(f for f in frame["fold"].unique() if f != "mean")
-        notes.append(f"Mean over fold(s) {', '.join(folds)} only: not comparable with the paper's 4-fold mean "
-                     f"and not counted below.")
+        notes.append(f"Only fold{'s' if len(folds) > 1 else ''} {', '.join(folds)} ran: a Mean here is the mean over "
+                     f"{'these folds' if len(folds) > 1 else 'that fold'}, shown beside the paper's mean over 4 folds "
+                     f"without a difference and not compared with it (nor its gain).")
     summary = summarise(frame, tolerance).iloc[0]
     notes.append(_summary_sentence(summary))
     return notes
@@ -286,8 +301,11 @@ def _imported_sentence(shown: pd.DataFrame) -> str:
 
 
 def _summary_sentence(s: pd.Series) -> str:
-    text = (f"Within ±{s['tolerance']:.2f} mIoU of the paper: {int(s['within'])} of {int(s['compared'])} "
-            f"compared values ({int(s['shown'])} shown, {int(s['missing'])} not reproduced yet).")
+    shown, compared = int(s["shown"]), int(s["compared"])
+    text = (f"{shown} values shown, {int(s['reproduced'])} with a result"
+            + (f", {int(s['missing'])} without one yet" if s["missing"] else "") + "; ")
+    text += (f"{compared} compared with the paper, {int(s['within'])} of them within ±{s['tolerance']:.2f} mIoU."
+             if compared else "none compared with the paper (no value covers the paper's folds).")
     if s["gains"]:
         text += f" Gains with the paper's sign: {int(s['gains_same_sign'])} of {int(s['gains'])}."
     return text
@@ -388,21 +406,30 @@ def to_wide_csv(table: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(summary: pd.DataFrame, tolerance: float, demo: bool) -> str:
     title = "Reproduction summary" + (f" ({DEMO_NOTE})" if demo else "")
+    tol = f"±{tolerance:.2f}"
     lines = [f"## {title}", "",
-             f"A value counts as reproduced when |reproduced − paper| <= {tolerance:.2f} mIoU points. "
-             "Gains compare each row's mean with its reference row (the paper's numbers in parentheses). "
-             "Device-hours: train + evaluate wall time of the table's cells from the Snakemake benchmark files "
-             "(GPU-hours when the device is cuda; shared cells count in every table using them).", "",
-             "| Table | Shown | Reproduced | Within tolerance | Missing | Mean abs. delta | Max abs. delta | "
-             "Gains with paper's sign | Device-hours |", "|:--|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "Columns: the values a table shows (folds and means, or means only); how many have a result of "
+             "ours; how many of those are compared with the paper (a mean over fewer folds than the paper's 4 is "
+             f"not); how many compared values lie within {tol} mIoU of the paper's; the mean and largest |ours − "
+             "paper| over the compared values; how many gains over a reference row (over compared means) have the "
+             "paper's sign; device-hours: train + evaluate wall time of the table's cells from the Snakemake "
+             "benchmark files (GPU-hours when the device is cuda; a cell shared by tables counts in each).", "",
+             f"| Table | Values shown | With a result | Compared with the paper | Within {tol} of the paper | "
+             "Without a result yet | Mean abs. difference | Largest abs. difference | Gains with the paper's sign | "
+             "Device-hours |", "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for s in summary.itertuples():
         gains = f"{s.gains_same_sign} of {s.gains}" if s.gains else "n/a"
         hours = MISSING if pd.isna(s.device_hours) else f"{s.device_hours:.2f} ({s.devices})"
-        lines.append(f"| {s.table} | {s.shown} | {s.reproduced} | {s.within} of {s.compared} | {s.missing} | "
+        within = f"{s.within} of {s.compared}" if s.compared else "n/a"
+        lines.append(f"| {s.table} | {s.shown} | {s.reproduced} | {s.compared} | {within} | {s.missing} | "
                      f"{_fmt(s.mean_abs_delta)} | {_fmt(s.max_abs_delta)} | {gains} | {hours} |")
     total = summary[["shown", "reproduced", "compared", "within", "missing", "recorded", "not_reproduced"]].sum()
-    lines += ["", f"All tables: {total['within']} of {total['compared']} compared values within tolerance; "
-                  f"{total['missing']} of {total['shown']} shown values not reproduced yet."]
+    lines += ["", f"All tables: {total['shown']} values shown, {total['reproduced']} with a result"
+                  + (f", {total['missing']} without one yet" if total["missing"] else "")
+                  + f"; {total['compared']} compared with the paper, {total['within']} of them within {tol} mIoU."]
+    if total["compared"] < total["reproduced"]:
+        lines.append(f"{total['reproduced'] - total['compared']} values with a result are not compared: they are "
+                     "means over fewer folds than the paper's 4 (or the paper has no value for them).")
     if total["recorded"]:
         lines += ["", f"Imported from a results bundle: {total['recorded'] - total['not_reproduced']} of "
                       f"{total['recorded']} shown values re-evaluated here within "

@@ -26,13 +26,14 @@ def test_synth_prepare_splits_commands(tmp_path, capsys):
     assert "class" in capsys.readouterr().err
 
 
-def test_splits_missing_mask_exits_1_naming_the_file(tmp_path, capsys):
+def test_splits_missing_mask_exits_6_naming_the_file(tmp_path, capsys):
     root = tmp_path / "ds"
     write_dataset_json(root, "pascal")
     write_id_list(root / "lists/train.txt", ["2007_000032"])
     write_id_list(root / "lists/val.txt", ["2007_000033"])
-    assert main(["splits", "--dataset-root", str(root), "--out", str(tmp_path / "s")]) == 1
-    assert "2007_000032.png" in capsys.readouterr().err
+    assert main(["splits", "--dataset-root", str(root), "--out", str(tmp_path / "s")]) == 6
+    err = capsys.readouterr().err
+    assert "2007_000032.png" in err and "Traceback" not in err
 
 
 def test_splits_warns_and_fails_strictly_on_reference_mismatch(tmp_path, capsys, monkeypatch):
@@ -76,11 +77,13 @@ def test_splits_warns_and_fails_strictly_on_reference_mismatch(tmp_path, capsys,
 def test_synth_totals_round_up_and_warn_below_six(tmp_path, capsys):
     assert main(["synth", "pascal", "--out", str(tmp_path / "c"), "--train", "21", "--val", "20", "--size", "128"]) == 0
     captured = capsys.readouterr()
-    info = json.loads(captured.out)
+    summary, result = captured.out.splitlines()
+    info = json.loads(summary)
+    assert result == f"svf synth: pascal: {sum(info['counts'].values())} synthetic images -> {tmp_path / 'c'}"
     assert info["counts"]["voc_val"] == 20  # 20 val images: one per class
     assert info["guaranteed_pool_size"] == {"train": 1, "val": 1}  # 21 -> 2 per class, one of them mixed
     assert "only guaranteed 1 images" in captured.err
-    assert main(["synth", "pascal", "--out", str(tmp_path / "p"), "--size", "80"]) == 1
+    assert main(["synth", "pascal", "--out", str(tmp_path / "p"), "--size", "80"]) == 2  # a usage error
     assert "too small" in capsys.readouterr().err
 
 
@@ -103,5 +106,5 @@ def test_download_list_and_unknown_item(capsys, tmp_path):
     assert main(["download", "--list"]) == 0
     out = capsys.readouterr().out
     assert "6cd6e144f989b92b3379bac3b3de84fd" in out and "resnet50_v2.pth" in out
-    assert main(["download", "imagenet", "--dest", str(tmp_path)]) == 1
+    assert main(["download", "imagenet", "--dest", str(tmp_path)]) == 2
     assert "unknown download item 'imagenet'" in capsys.readouterr().err

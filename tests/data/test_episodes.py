@@ -257,7 +257,7 @@ def test_bench_loader_command_writes_its_json(tiny, tmp_path):
     from svf.cli import main
 
     out = tmp_path / "loader.json"
-    rc = main(["bench-loader", "--root", str(tiny[0]), "--splits", str(tiny[1]), "--setting", "dagger",
+    rc = main(["bench", "loader", "--root", str(tiny[0]), "--splits", str(tiny[1]), "--setting", "dagger",
                "--episodes", "3", "--repeats", "2", "--crop", "25", "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())

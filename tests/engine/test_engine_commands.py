@@ -29,7 +29,8 @@ def test_spec_that_is_neither_json_nor_a_file(tmp_path):
     result = subprocess.run([sys.executable, "-m", "svf", "evaluate", "--spec", str(tmp_path / "none.json"),
                              "--dataset-root", "x", "--splits", "y", "--model", "m", "--out", "o"],
                             capture_output=True, text=True)
-    assert result.returncode != 0 and "neither JSON nor an existing file" in result.stderr
+    assert result.returncode == 5 and "neither JSON text nor an existing file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_import_published_bam_base_learner(tmp_path):
@@ -47,3 +48,31 @@ def test_import_published_bam_base_learner(tmp_path):
                       reduce_dim=16, base_cls_dim=16)
     bam.load_base_learner(state)
     assert torch.equal(bam.layer0p[0].weight, pspnet.layer0[0].weight)
+
+
+def _commands(parser, name="svf"):
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _commands(sub, f"{name} {sub_name}")
+
+
+def test_every_command_has_a_description_and_every_option_help_without_markup():
+    import argparse
+
+    from svf.cli import build_parser
+
+    commands = dict(_commands(build_parser()))
+    assert "svf bench loader" in commands and "svf bench-loader" not in commands  # one place for benchmarks
+    for name, parser in commands.items():
+        assert parser.description, name
+        text = parser.format_help()
+        assert "`" not in text, (name, [line for line in text.splitlines() if "`" in line])
+        for action in parser._actions:
+            assert action.help or isinstance(action, argparse._SubParsersAction), (name, action.dest)
+    assert "--spec" in commands["svf train"].format_help() and "everything a run needs" in \
+        commands["svf evaluate"].format_help()
+    assert "best validation mIoU" in commands["svf train"].description

@@ -104,9 +104,10 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     code = main(["collect", "--cells-root", str(tmp_path / "cells"), "--benchmarks", str(tmp_path / "b"),
                  "--out", str(tmp_path / "r.csv"),
                  "--cells", "pascal/resnet50/baseline/dagger/svf/svf-code/1shot/fold0/seed321"])
-    assert code == 1
+    assert code == 11  # results
     err = capsys.readouterr().err
-    assert err.startswith("svf collect: error: ") and "metrics file not found" in err
+    assert err.startswith("svf collect: results error: ") and "metrics file not found" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "r.csv").exists()
 
 

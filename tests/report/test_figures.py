@@ -64,9 +64,10 @@ def test_figure6_cli_error_names_missing_file(tmp_path, tables, capsys):
     frozen = cells_of(tables, ["table4"], row_ids=["frozen"], folds=[0])
     ids = write_fake_cells(tmp_path / "cells", None, frozen, lambda c: 60.0)  # frozen: no singular values
     assert main(["figure6", "--cells-root", str(tmp_path / "cells"), "--cells", *ids,
-                 "--out", str(tmp_path / "f.png")]) == 1
+                 "--out", str(tmp_path / "f.png")]) == 11
     err = capsys.readouterr().err
-    assert "svf figure6: error:" in err and f"{ids[0]}/singular_values.json: singular values file not found" in err
+    assert "svf figure6: results error:" in err and "Traceback" not in err
+    assert f"{ids[0]}/singular_values.json: singular values file not found" in err
 
 
 def test_epoch_curves_aggregate_steps(tmp_path, svf_cells):
@@ -92,4 +93,44 @@ def test_curves_and_overview_cli(tmp_path, tables):
     assert (tmp_path / "overview.png").read_bytes()[:8] == PNG
     missing = cell_id(cells_of(tables, ["table5"], row_ids=["full"], folds=[0])[0])
     assert main(["curves", "--cells-root", str(tmp_path / "cells"), "--cells", missing,
-                 "--out", str(tmp_path / "c.png")]) == 1
+                 "--out", str(tmp_path / "c.png")]) == 11
+
+
+def test_curve_panels_follow_the_tables_reference_rows(tables):
+    from svf.report.figures import row_groups
+
+    t = tables["tables"]
+    assert [[r["id"] for r in g] for g in row_groups(t["table1"])][:2] == [
+        ["vgg16-baseline-dagger", "vgg16-baseline-dagger-svf"], ["vgg16-pfenet-dagger", "vgg16-pfenet-dagger-svf"]]
+    assert [len(g) for g in row_groups(t["table1"])] == [2] * 9
+    assert [len(g) for g in row_groups(t["table5"])] == [6]  # frozen and the five rows compared with it
+    assert [len(g) for g in row_groups(t["table7"])] == [7]  # no reference row: one panel
+
+
+def test_figures_fit_a_page_label_their_axes_and_carry_the_demo_mark(tmp_path, tables, svf_cells):
+    from svf.report.figures import PAGE_WIDTH_IN, plot_curves, plot_figure6, plot_overview
+    from svf.report.tables import DEMO_NOTE, compare, read_paper
+
+    cells = cells_of(tables, ["table4"], folds=[0])
+    ids = write_fake_cells(tmp_path / "cells4", tmp_path / "bench", cells, lambda c: 40.0)
+    results = pd.DataFrame({"cell_id": ids, "miou": 40.0, "config_hash": "abc"})
+    frame = compare(tables, results, read_paper(PAPER_CSV), names=["table1", "table4"], folds=[0], shots=[1])
+    figures = {
+        "figure6": plot_figure6(figure6_data(tmp_path / "cells", svf_cells), demo=True),
+        "curves": plot_curves(epoch_curves(read_train_logs(tmp_path / "cells4", ids)), "Table 4",
+                              tables["tables"]["table4"], demo=True),
+        "overview": plot_overview(tables, frame, 1.0, demo=True),
+    }
+    for name, fig in figures.items():
+        assert fig.get_figwidth() == pytest.approx(PAGE_WIDTH_IN), name
+        assert DEMO_NOTE.upper() in fig._suptitle.get_text(), name
+        shown = [ax for ax in fig.axes if ax.axison]
+        assert shown and all(ax.get_ylabel() for ax in shown) and shown[-1].get_xlabel(), name
+    panels = [ax for ax in figures["figure6"].axes]
+    assert [ax.get_title(loc="left")[:3] for ax in panels] == ["(a)", "(b)"]
+    bars = [ax for ax in figures["overview"].axes if ax.get_title(loc="left") == "Table 4"][0]
+    assert bars.get_xlim()[0] == 0  # bars start at 0
+    assert "ours (fold 0 only)" in [t.get_text() for t in bars.get_legend().get_texts()]
+    lines = figures["curves"].axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["none", "BN", "BN + S", "S"]  # the table's row labels
+    assert len({line.get_color() for line in lines}) == 4

@@ -165,3 +165,7 @@ def test_cli_writes_the_study(tables, tmp_path):
     assert len(pd.read_csv(tmp_path / "study" / "study.csv")) == 19
     assert (tmp_path / "fig" / "study_claims.png").stat().st_size > 10_000
     assert (tmp_path / "fig" / "study_rows.png").is_file()
+    code = main(["study", "--results", str(tmp_path / "r.csv"), "--tables", str(TABLES_YAML), "--paper",
+                 str(PAPER_CSV), "--out", str(tmp_path / "s2"), "--figures-dir", str(tmp_path / "f2"),
+                 "--references", "table4=no-such-row"])
+    assert code == 11  # a results error: one paragraph naming the row, its own exit code

@@ -64,7 +64,8 @@ def test_missing_cells_show_dash_and_paper_value(tables, paper, tmp_path):
     assert "|  | BN | ✓ | - | — (63.12) | — (-1.95) |" in md
     assert "|  | S |  | ✓ | 67.64 (67.14, +0.50) | +2.07 (+2.07) |" in md
     assert "no result yet for this cell" in md
-    assert "Within ±1.00 mIoU of the paper: 3 of 3 compared values (4 shown, 1 not reproduced yet)" in md
+    assert ("4 values shown, 3 with a result, 1 without one yet; 3 compared with the paper, 3 of them within "
+            "±1.00 mIoU.") in md
     wide = pd.read_csv(tmp_path / "table4.csv")
     assert wide.columns.tolist() == ["row", "group", "label", "BN", "S", "1shot_mean_reproduced", "1shot_mean_paper",
                                      "1shot_mean_delta", "1shot_gain", "1shot_paper_gain"]
@@ -95,7 +96,7 @@ def test_table1_layout_groups_and_tex(tables, paper, tmp_path):
     assert tex.count(r"\midrule") == 2  # after the header and between the VGG16 and ResNet50 blocks
     summary = (tmp_path / "summary.md").read_text()
     assert "demo scale — not comparable to the paper" in summary
-    assert "| table1 | 180 | 180 | 0 of 180 | 0 |" in summary
+    assert "| table1 | 180 | 180 | 180 | 0 of 180 | 0 |" in summary
 
 
 def test_fold_restriction_means_are_not_compared(tables, paper):
@@ -106,6 +107,21 @@ def test_fold_restriction_means_are_not_compared(tables, paper):
     assert not means["comparable"].any() and not means["within"].any()
     assert means["reproduced"].notna().all()
     assert summarise(frame, 1.0).loc[0, "compared"] == 0
+
+
+def test_fold_subset_means_are_shown_beside_the_papers_without_a_difference(tables, paper, tmp_path):
+    results = paper_results(tables, paper, ["table4", "table1"], shift=0.5)  # shared cells: table4's means
+    write_tables(tables, results, paper, tmp_path, names=["table1", "table4"], folds=[0], shots=[1],
+                 summary=tmp_path / "summary.md")
+    table4 = (tmp_path / "table4.md").read_text()
+    assert "|  | S |  | ✓ | 67.64 (paper's 4-fold mean 67.14) |" in table4  # not "(67.14, +0.50)"
+    assert "(paper's, 4 folds: +2.07)" in table4 and "Only fold 0 ran" in table4
+    summary = (tmp_path / "summary.md").read_text()
+    # a value with a result is not called "reproduced", and an uncompared mean is not counted as compared
+    assert "| Table | Values shown | With a result | Compared with the paper | Within ±1.00 of the paper |" in summary
+    assert "| table4 | 4 | 4 | 0 | n/a | 0 |" in summary and "| table1 | 36 | 36 | 18 | 18 of 18 | 0 |" in summary
+    assert "Reproduced" not in summary and "not reproduced yet" not in summary
+    assert "22 values with a result are not compared: they are means over fewer folds" in summary
 
 
 def test_tex_escape():
@@ -125,14 +141,14 @@ def test_cli_all_tables_and_mixed_config_guard(tables, paper, tmp_path, capsys):
     assert names == sorted(["summary.md", "comparison.csv"] + [f"table{n}.{e}" for n in (1, 2, 4, 5, 6, 7, 8)
                                                                for e in ("csv", "md", "tex")])
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "| table7 | 7 | 7 | 7 of 7 | 0 |" in summary and "| table5 | 6 | 6 | 6 of 6 | 0 |" in summary
+    assert "| table7 | 7 | 7 | 7 | 7 of 7 | 0 |" in summary and "| table5 | 6 | 6 | 6 | 6 of 6 | 0 |" in summary
     assert "| 72.00 (cuda) |" in summary and "| 8.00 (cuda) |" in summary  # table1: 144 cells, table4: 16
     results.loc[0, "config_hash"] = "other"
     results.to_csv(tmp_path / "results.csv", index=False)
-    assert main(args + ["--only", "table4"]) == 1
+    assert main(args + ["--only", "table4"]) == 11  # a results error
     assert "2 config hashes" in capsys.readouterr().err
     assert main(args + ["--only", "table4", "--allow-mixed-config"]) == 0
-    assert main(args + ["--only", "table3", "--allow-mixed-config"]) == 1
+    assert main(args + ["--only", "table3", "--allow-mixed-config"]) == 11
     assert "table3" in capsys.readouterr().err
 
 

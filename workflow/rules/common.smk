@@ -8,16 +8,42 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-from svf.pipeline import paths
+from svf.errors import ConfigError, SvfError, describe
+from svf.pipeline import checks, paths
 from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
 from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
 from svf.pipeline.tables import cells_of, config_cells, load_tables, training_seeds
 from svf.pipeline.tables import probe_cells as tables_probe_cells, study_cells as tables_study_cells
-from svf.policy import POLICY_PATTERN, is_canonical
+from svf.policy_names import POLICY_PATTERN
 
-validate(config, schema="../schemas/config.schema.yaml")
 
-TABLES = load_tables(config["tables"]["file"])
+def fail(error):
+    """End Snakemake with the error's paragraph and exit code, before any job (no traceback, no schema dump)."""
+    print(describe(error).paragraph("workflow"), file=sys.stderr)
+    sys.exit(describe(error).exit_code)
+
+
+def profile_resources():
+    """The raw values of the resources a profile or the command line sets, by where they are set."""
+    settings = workflow.resource_settings
+    values = {f"default-resources {k}": v.raw for k, v in (settings.default_resources or {}).items()}
+    for rule_name, mapping in settings.overwrite_resources.items():
+        values.update({f"set-resources {rule_name}:{k}": getattr(v, "raw", v) for k, v in mapping.items()})
+    return values
+
+
+try:
+    CONFIG_FILES = [str(f) for f in workflow.configfiles]
+    checks.check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"), CONFIG_FILES)
+    if workflow.is_main_process:  # jobs inside SLURM see the values the controller expanded
+        checks.check_profile_variables(profile_resources(), " (workflow/profiles/slurm/profile.yaml, docs/cluster.md)")
+    TABLES = load_tables(config["tables"]["file"])
+    checks.check_table_names(config, TABLES["tables"], config["tables"]["file"], CONFIG_FILES)
+    checks.check_recipes(cells_of(TABLES), config["recipes"], config["tables"]["file"])
+except SvfError as error:
+    fail(error)
+validate(config, schema="../schemas/config.schema.yaml")  # passes now; fills in the schema's defaults
+
 CONFIG_HASH = config_hash(config)
 # Every rule runs in environment.yml's environment under `--sdm conda`; otherwise in the interpreter that runs
 # Snakemake (no reliance on an activated venv or PATH).
@@ -41,22 +67,10 @@ SEEDS = training_seeds(config)
 def cells_for(names):
     """Cells (dicts) of the named tables, deduplicated (a cell shared by several tables trains once), every seed,
     restricted to the config's folds/shots."""
-    return config_cells(config, TABLES, names)
-
-
-def _check_cells(cells):
-    """Fail at DAG-building time, before any job starts, on names no rule can run."""
-    for cell in cells:
-        if not is_canonical(cell["policy"]):
-            raise ValueError(
-                f"cell {cell_id(cell)}: policy {cell['policy']!r} is not a canonical "
-                f"policy name (see svf/policy.py)"
-            )
-        if cell["recipe"] not in config["recipes"]:
-            raise ValueError(
-                f"cell {cell_id(cell)} uses recipe {cell['recipe']!r}; "
-                f"config recipes are {sorted(config['recipes'])}"
-            )
+    try:
+        return config_cells(config, TABLES, names)
+    except ValueError as error:
+        fail(ConfigError(str(error)))
 
 
 # ---- warm start (demo): one server imports torch once and forks every `svf` job (see svf/warm.py) ----------------
@@ -83,7 +97,6 @@ def stop_warm_server():
 
 
 ALL_CELLS = cells_for(config["tables"]["build"])
-_check_cells(cells_for(TABLE_NAMES))
 
 # Results bundle to import (svf/bundle/): its cells' training comes from the archive (rule import_bundle), only their
 # evaluation runs here. The plan reads the archive's manifest alone and refuses, before any job, a bundled cell whose
@@ -152,7 +165,7 @@ def metrics_of(cells):
 def published_base_learner(dataset, backbone, fold):
     root = config["weights"]["bam_base_learner_dir"]
     if not root:
-        raise ValueError("weights.bam_base_learner is 'published' but weights.bam_base_learner_dir is not set")
+        fail(ConfigError("weights.bam_base_learner is 'published' but weights.bam_base_learner_dir is not set"))
     return paths.published_base_learner(root, dataset, backbone, fold)
 
 
@@ -164,11 +177,39 @@ def figure_cells():
     """The 1-shot cells of the configured Table 1 row (R50 baseline + SVF by default) feeding Figures 4 and 6, one per
     fold (the first training seed)."""
     row_id = config["figures"]["figure6_row"]
+    if "table1" not in TABLE_NAMES:
+        fail(ConfigError(f"figures.figure6_row names a row of table1, which {config['tables']['file']} lacks"))
     restrict = {"folds": config["tables"].get("folds"), "shots": config["tables"].get("shots")}
-    cells = [c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], **restrict) if c["shot"] == 1]
+    try:
+        cells = [
+            c for c in cells_of(TABLES, ["table1"], row_ids=[row_id], seeds=SEEDS[:1], **restrict) if c["shot"] == 1
+        ]
+    except KeyError as error:
+        fail(ConfigError(f"figures.figure6_row: {describe(error).message}"))
     if not cells:
-        raise ValueError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)")
+        fail(ConfigError(f"figures.figure6_row {row_id!r} has no 1-shot cell in table1 (after fold/shot filters)"))
     return cells
+
+
+# `snakemake --report FILE` (without --report-after-run): the targets are what exists, so the report shows the tables
+# and figures built so far instead of failing on the first one missing.
+REPORT_ONLY = (
+    any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv
+)
+
+
+def built(files):
+    """``files``, or in a report-only run those of them that exist."""
+    return [f for f in files if os.path.exists(pv(f))] if REPORT_ONLY else files
+
+
+def target_rules():
+    """The rules that only gather outputs (all, demo, tableN, study, estimate, figure4, figure6)."""
+    return [r.name for r in workflow.rules if not r.has_wildcards() and not r.output]
+
+
+def unknown_target_input(wildcards):
+    fail(checks.unknown_target(wildcards.name, target_rules()))
 
 
 def figure6_outputs():
@@ -255,7 +296,10 @@ def study_figures():
     return list(paths.STUDY_FIGURES) + ([paths.STUDY_PROBE_FIGURE] if probe_cells() else [])
 
 
-probe_cells()  # refuses, before any job, probe seeds that the study's rows also train with
+try:
+    probe_cells()  # refuses, before any job, probe seeds that the study's rows also train with
+except ValueError as error:
+    fail(ConfigError(str(error)))
 
 
 # ---- data, tables and figures helpers ------------------------------------------------------------------------
@@ -284,14 +328,18 @@ def cell_ids_arg(cells):
     return " ".join(shlex.quote(cell_id(c)) for c in cells)
 
 
+def demo_flag():
+    """Figures of a demo run carry the "demo scale" mark."""
+    return "--demo" if config.get("demo") else ""
+
+
 def table_filter_args():
     """Options shared by `svf tables` and `svf overview`: fold/shot restriction, tolerance, demo, mixing."""
     args = [f"--tolerance {config['tables']['tolerance']}", "--seeds " + " ".join(str(s) for s in SEEDS)]
     for key in ("folds", "shots"):
         if config["tables"].get(key):
             args.append(f"--{key} " + " ".join(str(v) for v in config["tables"][key]))
-    if config.get("demo"):
-        args.append("--demo")
+    args.append(demo_flag())
     if config["tables"]["allow_mixed_config"]:
         args.append("--allow-mixed-config")
     return " ".join(args)

@@ -15,7 +15,7 @@ rule download:
         mirror=mirror_arg,
         out_dir=expanded(paths.DOWNLOADS_DIR),
     shell:
-        "svf download {wildcards.artifact} --out-dir {params.out_dir} {params.mirror} > {log} 2>&1"
+        "svf --log {log} download {wildcards.artifact} --out-dir {params.out_dir} {params.mirror}"
 
 
 rule synthesize:
@@ -32,9 +32,10 @@ rule synthesize:
         min_pixels=config["data"]["min_pixels"],
         out=expanded(WORLD.raw_dir),
     shell:
-        "svf synth {wildcards.dataset} --out {params.out} --train-per-class {params.sizes[train_per_class]} "
+        "svf --log {log} synth {wildcards.dataset} --out {params.out} "
+        "--train-per-class {params.sizes[train_per_class]} "
         "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
-        "--min-pixels {params.min_pixels} --seed {params.seed} > {log} 2>&1"
+        "--min-pixels {params.min_pixels} --seed {params.seed}"
 
 
 rule prepare:
@@ -57,8 +58,8 @@ rule prepare:
         ),
         val_order=config["data"]["coco_val_order"],
     shell:
-        "svf prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
-        "--workers {threads} {params.aug} --coco-val-order {params.val_order} --quiet > {log} 2>&1"
+        "svf --log {log} prepare {wildcards.dataset} --raw {params.raw} --out {params.out} "
+        "--workers {threads} {params.aug} --coco-val-order {params.val_order} --quiet"
 
 
 rule splits:
@@ -78,9 +79,9 @@ rule splits:
         root=expanded(WORLD.dataset_root),
         out=expanded(WORLD.splits_dir),
     shell:
-        "svf splits --dataset-root {params.root} --out {params.out} "
+        "svf --log {log} splits --dataset-root {params.root} --out {params.out} "
         "--min-pixels {params.min_pixels} --min-pool-size {params.min_pool} --coco-split {params.coco_split} "
-        "--workers {threads} --quiet > {log} 2>&1"
+        "--workers {threads} --quiet"
 
 
 if config["weights"]["source"] == "download":
@@ -99,8 +100,7 @@ if config["weights"]["source"] == "download":
             mirror=mirror_arg,
             out_dir=expanded(paths.DOWNLOADS_DIR),
         shell:
-            "svf download {params.artifact} --out-dir {params.out_dir} {params.mirror} --copy-to {output} "
-            "> {log} 2>&1"
+            "svf --log {log} download {params.artifact} --out-dir {params.out_dir} {params.mirror} --copy-to {output}"
 
 else:
 
@@ -117,4 +117,4 @@ else:
         params:
             spec=lambda w: canonical_json(pretrain_spec(config, w.backbone, world_seed(w))),
         shell:
-            "svf pretrain --spec {params.spec:q} --out {output} --threads {threads} > {log} 2>&1"
+            "svf --log {log} pretrain --spec {params.spec:q} --out {output} --threads {threads}"

@@ -27,6 +27,6 @@ rule evaluate:
         splits=expanded(WORLD.splits_dir),
         base_learner=base_learner_arg,
     shell:
-        "svf evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf --log {log} evaluate --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --model {input.model} --out {output.metrics} "
-        "--config-hash $SVF_CONFIG_HASH --threads {threads} > {log} 2>&1"
+        "--config-hash $SVF_CONFIG_HASH --threads {threads}"

@@ -19,9 +19,10 @@ rule figure6_plot:
     params:
         cells_root=expanded(paths.CELLS_ROOT),
         ids=lambda w: cell_ids_arg(figure_cells()),
+        demo=demo_flag(),
     shell:
-        "svf figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} --data {output.data} "
-        "> {log} 2>&1"
+        "svf --log {log} figure6 --cells-root {params.cells_root} --cells {params.ids} --out {output.png} "
+        "--data {output.data} {params.demo}"
 
 
 rule figure4_plot:
@@ -43,14 +44,17 @@ rule figure4_plot:
         root=lambda w: pv(WORLD.dataset_root.format(**figure_cell(w.fold))),
         splits=lambda w: pv(WORLD.splits_dir.format(**figure_cell(w.fold))),
         images=config["figures"]["figure4_images"],
+        demo=demo_flag(),
     shell:
-        "svf figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
-        "--weights {input.weights} --model {input.model} --images {params.images} --out {output} > {log} 2>&1"
+        "svf --log {log} figure4 --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "--weights {input.weights} --model {input.model} --images {params.images} --out {output} "
+        "{params.demo}"
 
 
 rule curves:
     input:
-        lambda w: [paths.cell_file(c, paths.TRAIN_LOG) for c in cells_for([w.table])],
+        logs=lambda w: [paths.cell_file(c, paths.TRAIN_LOG) for c in cells_for([w.table])],
+        tables=config["tables"]["file"],
     output:
         report(
             paths.CURVES_FILE,
@@ -66,9 +70,10 @@ rule curves:
     params:
         cells_root=expanded(paths.CELLS_ROOT),
         ids=lambda w: cell_ids_arg(cells_for([w.table])),
+        demo=demo_flag(),
     shell:
-        "svf curves --cells-root {params.cells_root} --cells {params.ids} --title {wildcards.table} "
-        "--out {output} > {log} 2>&1"
+        "svf --log {log} curves --cells-root {params.cells_root} --cells {params.ids} --tables {input.tables} "
+        "--table {wildcards.table} --out {output} {params.demo}"
 
 
 rule overview:
@@ -87,5 +92,6 @@ rule overview:
         only=" ".join(config["tables"]["build"]),
         options=table_filter_args(),
     shell:
-        "svf overview --results {input.results} --tables {input.tables} --paper {input.paper} --out {output} "
-        "--only {params.only} {params.options} > {log} 2>&1"
+        "svf --log {log} overview --results {input.results} --tables {input.tables} --paper {input.paper} "
+        "--out {output} "
+        "--only {params.only} {params.options}"

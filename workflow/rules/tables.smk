@@ -17,8 +17,8 @@ rule collect:
         ids=cell_ids_arg(ALL_CELLS),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
-        "--cells {params.ids} {params.mixed} > {log} 2>&1"
+        "svf --log {log} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "--cells {params.ids} {params.mixed}"
 
 
 rule table:
@@ -37,7 +37,8 @@ rule table:
         md=paths.TABLE_FILES[1],
         tex=paths.TABLE_FILES[2],
     log:
-        "<logs>/tables/{table}.log",
+        collect="<logs>/tables/{table}_collect.log",
+        tables="<logs>/tables/{table}.log",
     localrule: True
     conda:
         CONDA_ENV
@@ -50,10 +51,10 @@ rule table:
         reevaluation=reevaluation_arg(),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "(svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output.cells} "
-        "--cells {params.ids} {params.mixed} && "
-        "svf tables --results {output.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {wildcards.table} {params.options} {params.reevaluation}) > {log} 2>&1"
+        "svf --log {log.collect} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} "
+        "--out {output.cells} --cells {params.ids} {params.mixed} && "
+        "svf --log {log.tables} tables --results {output.cells} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --only {wildcards.table} {params.options} {params.reevaluation}"
 
 
 rule summary:
@@ -75,9 +76,9 @@ rule summary:
         options=table_filter_args(),
         reevaluation=reevaluation_arg(),
     shell:
-        "svf tables --results {input.results} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--only {params.only} --summary {output.summary} --comparison {output.comparison} {params.options} "
-        "{params.reevaluation} > {log} 2>&1"
+        "svf --log {log} tables --results {input.results} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --only {params.only} --summary {output.summary} --comparison {output.comparison} "
+        "{params.options} {params.reevaluation}"
 
 
 rule study_cells:
@@ -96,8 +97,8 @@ rule study_cells:
         ids=cell_ids_arg(study_cells()),
         mixed="--allow-mixed-config" if config["tables"]["allow_mixed_config"] else "",
     shell:
-        "svf collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
-        "--cells {params.ids} {params.mixed} > {log} 2>&1"
+        "svf --log {log} collect --cells-root {params.cells_root} --benchmarks {params.benchmarks} --out {output} "
+        "--cells {params.ids} {params.mixed}"
 
 
 rule probe:
@@ -121,9 +122,9 @@ rule probe:
         splits=expanded(WORLD.splits_dir),
         base_learner=base_learner_arg,
     shell:
-        "svf probe --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf --log {log} probe --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} --model {input.model} {params.base_learner} --out {output} "
-        "--threads {threads} > {log} 2>&1"
+        "--threads {threads}"
 
 
 rule study_report:
@@ -151,10 +152,9 @@ rule study_report:
         margin=config["study"]["margin"],
         options=table_filter_args(),
     shell:
-        "svf study --results {input.cells} --tables {input.tables} --paper {input.paper} --out {params.out} "
-        "--figures-dir {params.figures} --only {params.only} --references {params.references} "
-        "--primary {params.primary} --margin {params.margin} --probes {input.probes} {params.options} "
-        "> {log} 2>&1"
+        "svf --log {log} study --results {input.cells} --tables {input.tables} --paper {input.paper} "
+        "--out {params.out} --figures-dir {params.figures} --only {params.only} --references {params.references} "
+        "--primary {params.primary} --margin {params.margin} --probes {input.probes} {params.options}"
 
 
 rule estimate_cost:
@@ -174,4 +174,4 @@ rule estimate_cost:
         config=lambda w: canonical_json(config),
         out=expanded(paths.RESULTS_DIR),
     shell:
-        "svf estimate --config-json {params.config:q} --out {params.out} --threads {threads} > {log} 2>&1"
+        "svf --log {log} estimate --config-json {params.config:q} --out {params.out} --threads {threads}"

@@ -30,9 +30,9 @@ if config["weights"]["bam_base_learner"] == "train":
             splits=expanded(WORLD.splits_dir),
             checkpoint=expanded(WORLD.base_learner_checkpoints),
         shell:
-            "svf train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+            "svf --log {log} train-base --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
             "--weights {input.weights} --out {output.model} --checkpoint-dir {params.checkpoint} "
-            "--threads {threads} > {log} 2>&1"
+            "--threads {threads}"
 
 else:
 
@@ -59,7 +59,7 @@ else:
         conda:
             CONDA_ENV
         shell:
-            "svf import-base-learner --source {input.published} --out {output.model} > {log} 2>&1"
+            "svf --log {log} import-base-learner --source {input.published} --out {output.model}"
 
 
 rule train:
@@ -89,6 +89,6 @@ rule train:
         out=expanded(paths.CELL_DIR),
         checkpoint=expanded(paths.CELL_CHECKPOINTS),
     shell:
-        "svf train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
+        "svf --log {log} train --spec {params.spec:q} --dataset-root {params.root} --splits {params.splits} "
         "--weights {input.weights} {params.base_learner} --out-dir {params.out} "
-        "--checkpoint-dir {params.checkpoint} --config-hash $SVF_CONFIG_HASH --threads {threads} > {log} 2>&1"
+        "--checkpoint-dir {params.checkpoint} --config-hash $SVF_CONFIG_HASH --threads {threads}"
