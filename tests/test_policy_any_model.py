@@ -12,7 +12,7 @@ from torch import nn
 from svf.decompose import decomposed_layers
 from svf.policy import apply_policy, param_groups, parse_policy, selected_parameters, set_bn_mode
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_svf_on_a_stock_torchvision_resnet50():
@@ -66,15 +66,16 @@ def test_globs_that_match_nothing_and_mixed_layers_are_refused():
         parse_policy({"kind": "svf", "include": ["a"], "layers": [3]})
 
 
-def _readme_block(marker: str) -> str:
-    text = README.read_text()
+def _python_block(doc: str, marker: str) -> str:
+    text = (ROOT / doc).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     found = [b for b in blocks if marker in b]
-    assert found, f"no python block with {marker!r} in the README"
+    assert found, f"no python block with {marker!r} in {doc}"
     return found[0]
 
 
-@pytest.mark.parametrize("marker", ["# a stock torchvision ResNet-50", "# a model of Linear layers"])
-def test_the_readme_examples_run(marker, tmp_path, monkeypatch):
+@pytest.mark.parametrize("doc, marker", [("docs/core.md", "# a stock torchvision ResNet-50"),
+                                         ("README.md", "# a model of Linear layers")])
+def test_the_documented_examples_run(doc, marker, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples save files into the working directory
-    exec(compile(_readme_block(marker), "README.md", "exec"), {})
+    exec(compile(_python_block(doc, marker), doc, "exec"), {})
