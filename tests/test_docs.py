@@ -39,8 +39,9 @@ def _named_paths():
 
 
 def test_every_named_repository_path_exists():
-    missing = []
-    for where, path, test_name in _named_paths():
+    missing, named = [], list(_named_paths())
+    assert len(named) > 100, f"only {len(named)} paths found in the docs: is the pattern still right?"
+    for where, path, test_name in named:
         target = ROOT / path
         if not target.exists():
             missing.append(f"{where}: {path}")
@@ -72,15 +73,17 @@ def _resolve(dotted: str) -> str | None:
 
 
 def test_every_named_svf_module_and_object_resolves():
-    failures = []
+    failures, checked = [], set()
     for doc, text in _texts():
         for match in DOTTED.finditer(text):
             name = match.group(0).rstrip(".")
             if name.endswith(FILE_SUFFIXES) or name == "svf":
                 continue
+            checked.add(name)
             problem = _resolve(name)
             if problem:
                 failures.append(f"{_where(doc, text, match.start())}: {name}: {problem}")
+    assert len(checked) > 10, f"only {len(checked)} svf names found in the docs: is the pattern still right?"
     assert not failures, "svf names in the docs that do not resolve:\n" + "\n".join(failures)
 
 
