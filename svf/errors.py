@@ -84,7 +84,7 @@ class ExitCode:
     examples: str
 
 
-#: Every exit status of ``svf`` (also in ``svf --help`` and the README's Reliability section).
+#: Every exit status of ``svf`` (also in ``svf --help`` and docs/errors.md).
 EXIT_CODES = (
     ExitCode(0, "success", ""),
     ExitCode(1, "unexpected error", "an exception the code did not foresee (probably a bug: rerun with --debug)"),

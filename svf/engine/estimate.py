@@ -56,7 +56,7 @@ COCO_DAGGER_TRAIN_IMAGES = (21_917, 41_809, 43_045, 44_614)
 #: PFENet builds its COCO fold lists at run time and publishes none: an assumption (about 3/4 of the 82,081
 #: annotated train2014 images hold a base class), used for the `original` setting without --splits.
 COCO_ORIGINAL_TRAIN_IMAGES = 61_500
-#: The whole lists BAM's base learner reads, (train, val) images (README, Data).
+#: The whole lists BAM's base learner reads, (train, val) images (docs/episodes.md).
 FULL_LISTS = {"pascal": (5_953, 1_449), "coco": (82_081, 40_137)}
 #: Image size (height, width) of the loading model: PASCAL's typical 375 x 500, COCO's 480 x 640.
 IMAGE_HW = {"pascal": (375, 500), "coco": (480, 640)}

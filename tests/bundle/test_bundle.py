@@ -285,7 +285,7 @@ def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_pat
     """Table 7's S row at paper size (ResNet-50 baseline†, untrained: trained tensors have the same shapes; no data
     needed). The backbone's share of the cell's entry is its 12,544 singular values, under 100 KiB; the entry as a
     whole is dominated by the baseline head (4.9 M parameters, trained in every cell), which no bundle can leave out
-    if the cell is to be re-evaluated. The breakdown is printed (README, "Results bundles")."""
+    if the cell is to be re-evaluated. The breakdown is printed (docs/bundles.md)."""
     from svf.decompose import singular_values
     from svf.engine.build import build_cell_model, trained_state
     from svf.files import torch_save, write_json

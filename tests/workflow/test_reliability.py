@@ -110,7 +110,7 @@ def test_snakemake_and_its_jobs_killed_then_unlock_and_rerun_resumes(uninterrupt
     while leftovers() and time.time() < deadline:
         time.sleep(0.5)
     assert not leftovers(), f"processes survived the kill: {leftovers()}"
-    # Snakemake's directory lock survives a SIGKILL of the controller: --unlock (README), then the same command
+    # Snakemake's directory lock survives a SIGKILL of the controller: --unlock (docs/reliability.md), then the same command
     assert subprocess.run(_command("--unlock"), cwd=work, capture_output=True, timeout=300).returncode == 0
     result = subprocess.run(_command(), cwd=work, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
