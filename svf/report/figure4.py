@@ -55,7 +55,7 @@ def component_maps(model: nn.Module, layer: str, images: torch.Tensor, component
     return captured["v"][:, list(components)]
 
 
-#: The synthetic textures (svf/data/looks.py) in words, for the titles of Figure 4.
+#: The synthetic textures (svf/synthetic/looks.py) in words, for the titles of Figure 4.
 TEXTURE_WORDS = {"solid": "plain", "hstripes": "horizontally striped", "vstripes": "vertically striped",
                  "checker": "chequered", "diagonal": "diagonally striped", "dots": "dotted"}
 
@@ -68,7 +68,7 @@ def class_names(dataset_root: str) -> dict[int, str]:
     dataset = open_dataset(dataset_root)
     names = {k + 1: name for k, name in enumerate(dataset.info["class_names"])}
     if dataset.info.get("source") == "synthetic":
-        from ..data.looks import class_look
+        from ..synthetic.looks import class_look
 
         names = {c: f"{name} ({TEXTURE_WORDS.get(class_look(c)[1], class_look(c)[1])} {class_look(c)[0]})"
                  for c, name in names.items()}

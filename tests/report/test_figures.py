@@ -134,3 +134,13 @@ def test_figures_fit_a_page_label_their_axes_and_carry_the_demo_mark(tmp_path, t
     lines = figures["curves"].axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["none", "BN", "BN + S", "S"]  # the table's row labels
     assert len({line.get_color() for line in lines}) == 4
+
+
+def test_figure4_class_names_describe_the_synthetic_looks(pascal_data):
+    """Figure 4's titles name each class and, on synthetic data, the look standing in for it (a broken import here
+    once failed only in the slow demo test)."""
+    from svf.report.figure4 import TEXTURE_WORDS, class_names
+
+    names = class_names(pascal_data["root"])
+    assert len(names) == 20 and names[15].startswith("person (")
+    assert any(word in names[1] for word in TEXTURE_WORDS.values())
