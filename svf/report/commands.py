@@ -7,6 +7,7 @@ import argparse
 from .. import console
 from ..errors import UnknownNameError, UsageError
 from ..pipeline.cells import DEFAULT_SEED
+from ..pipeline.paths import COMPARISON_NAME, PAPER_RESULTS, SUMMARY_NAME
 from ..engine.commands import _add_cell_arguments
 
 
@@ -19,7 +20,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, nargs="+",
                         help="results.csv written by svf collect (several: combined, a shared cell once)")
     parser.add_argument("--tables", required=True, help="config/tables.yaml")
-    parser.add_argument("--paper", required=True, help="config/paper_results.csv")
+    parser.add_argument("--paper", required=True, help=PAPER_RESULTS)
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
@@ -86,8 +87,8 @@ def _add_tables(subparsers) -> None:
 
         tables, results, paper = _load_table_inputs(args)
         whole = args.only is None
-        summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
-        comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+        summary = args.summary or (Path(args.out) / SUMMARY_NAME if whole else None)
+        comparison = args.comparison or (Path(args.out) / COMPARISON_NAME if whole else None)
         written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
                                demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
                                comparison=comparison, seeds=args.seeds,
