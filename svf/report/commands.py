@@ -36,7 +36,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_table_inputs(args):
     from ..report.collect import check_config_hashes, read_results
-    from ..report.tables import read_paper
+    from ..report.comparison import read_paper
     from ..pipeline.tables import load_tables
 
     import pandas as pd
@@ -83,7 +83,8 @@ def _add_tables(subparsers) -> None:
     def run(args):
         from pathlib import Path
 
-        from ..report.tables import REEVALUATION_TOLERANCE, write_tables
+        from ..report.comparison import REEVALUATION_TOLERANCE
+        from ..report.tables import write_tables
 
         tables, results, paper = _load_table_inputs(args)
         whole = args.only is None
@@ -159,7 +160,7 @@ def _add_curves(subparsers) -> None:
 
     def run(args):
         from ..pipeline.tables import load_tables, tables_of
-        from ..report.figures import write_curves
+        from ..report.curves import write_curves
 
         table = None
         if args.tables or args.table:
