@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 from .errors import ModelFileError
 
+#: The source checkout this package runs from: config/ and workflow/ (the schemas, the reference lists) live there.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 def current_umask() -> int:
     """The process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere set and

@@ -17,13 +17,13 @@ from .errors import ConfigError
 KINDS = ("frozen", "svf", "bn", "part")
 DEFAULT_LAYERS = (2, 3, 4)
 _L = r"l(?=[0-4])0?1?2?3?4?"
-#: every spec ``parse_policy`` accepts as a string (canonical or not); use it in config schemas
-POLICY_PATTERN = (rf"^(?:frozen|full|bn(?:-{_L})?|svf(?:-{_L})?(?:-(?=[USV])U?S?V?)?(?:-bn)?"
-                  rf"|part(?:-{_L})?(?:-(?:3x3|1x1))?)(?:-bntrain)?$")
 _GRAMMAR = re.compile(
     rf"^(?:(?P<frozen>frozen)|(?P<full>full)|(?P<bn>bn)(?:-(?P<bn_layers>{_L}))?"
     rf"|(?P<svf>svf)(?:-(?P<svf_layers>{_L}))?(?:-(?P<sub>(?=[USV])U?S?V?))?(?P<svf_bn>-bn)?"
     rf"|(?P<part>part)(?:-(?P<part_layers>{_L}))?(?:-(?P<kernel>3x3|1x1))?)(?P<bntrain>-bntrain)?$")
+#: every spec ``parse_policy`` accepts as a string (canonical or not); use it in config schemas and wildcard
+#: constraints. The grammar above without its group names, so the two cannot drift apart.
+POLICY_PATTERN = re.sub(r"\(\?P<\w+>", "(?:", _GRAMMAR.pattern)
 VALID_FORMS = ("frozen", "svf[-l<digits 0-4>][-<U?S?V?>][-bn]", "bn[-l<digits>]", "full",
                "part[-l<digits>][-3x3|-1x1]", "any of these + '-bntrain'")
 #: canonical names of every row of Tables 1, 2 and 4-8 (plus original PFENet's frozen backbone with BN in train mode)

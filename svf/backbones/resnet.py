@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .base import StagedBackbone
+from .base import STAGES, StagedBackbone
 
 RESNET50_DEPTHS = (3, 4, 6, 3)
 DILATION_PATTERNS = ("pfenet", "torchvision")
@@ -108,8 +108,7 @@ class ResNetBackbone(StagedBackbone):
         self.layer2 = _stage(planes[0] * 4, planes[1], depths[1], 2, 1, 1)
         self.layer3 = _stage(planes[1] * 4, planes[2], depths[2], *l3)
         self.layer4 = _stage(planes[2] * 4, planes[3], depths[3], *l4)
-        self.channels = {"layer0": inplanes, "layer1": planes[0] * 4, "layer2": planes[1] * 4,
-                         "layer3": planes[2] * 4, "layer4": planes[3] * 4}
+        self.channels = dict(zip(STAGES, (inplanes, *(p * 4 for p in planes))))
         self.init_weights()
 
 

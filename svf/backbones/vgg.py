@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import StagedBackbone
+from .base import STAGES, StagedBackbone
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 STAGE_BOUNDS = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
@@ -48,10 +48,10 @@ class VGGBackbone(StagedBackbone):
         if output_stride == 8:
             features[LAYER3_POOL] = nn.Identity()
         for k, (lo, hi) in enumerate(STAGE_BOUNDS):
-            setattr(self, f"layer{k}", nn.Sequential(*[features[i] for i in range(lo, hi)]))
+            setattr(self, STAGES[k], nn.Sequential(*[features[i] for i in range(lo, hi)]))
         self.init_weights()  # same module order as `features`, so the same random draws
         c = lambda v: max(1, int(round(v * width)))  # noqa: E731
-        self.channels = {"layer0": c(64), "layer1": c(128), "layer2": c(256), "layer3": c(512), "layer4": c(512)}
+        self.channels = dict(zip(STAGES, (c(64), c(128), c(256), c(512), c(512))))
 
 
 def vgg16_bn(width: float = 1.0, output_stride: int = 16) -> VGGBackbone:

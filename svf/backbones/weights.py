@@ -136,7 +136,7 @@ def map_imagenet_keys(state: Mapping[str, torch.Tensor], layout: str) -> tuple[d
             if stage is None:
                 mapped[key] = value
                 continue
-            mapped[f"layer{stage}.{idx - STAGE_BOUNDS[stage][0]}.{m.group(2)}"] = value
+            mapped[f"{STAGES[stage]}.{idx - STAGE_BOUNDS[stage][0]}.{m.group(2)}"] = value
         elif head in stem:
             mapped[f"layer0.{stem[head]}.{rest}"] = value
         else:

@@ -225,10 +225,7 @@ def write_dataset_json(root: str | Path, name: str, **extra) -> Path:
     """Write ``<root>/dataset.json`` for dataset ``name`` (extra keys, e.g. ``source``, are kept)."""
     _check_dataset(name)
     info = {"name": name, "num_classes": NUM_CLASSES[name], "class_names": list(CLASS_NAMES[name]), **extra}
-    path = Path(root) / DATASET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=1) + "\n")
-    return path
+    return write_text(Path(root) / DATASET_FILE, json.dumps(info, indent=1) + "\n")
 
 
 def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import write_text
+from ..files import REPO_ROOT, write_text
 
 from .datasets import (
     IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, SPLITS_SUMMARY, PreparedDataset, base_classes, novel_classes,
@@ -44,7 +44,8 @@ FOLD_LISTS = (*SPLITS, HOLDOUT)  # every list `svf splits` writes per setting an
 SOURCE_LIST = {"train": "train", "val": "val", HOLDOUT: "train"}  # the dataset list each fold list is drawn from
 
 # The authors' published PASCAL lists reduced to ids (shipped in the repository, see config/reference_splits/).
-DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "config" / "reference_splits"
+DEFAULT_REFERENCE_DIR = REPO_ROOT / "config" / "reference_splits"
+IMAGE_CLASSES = "image_classes.json"  # the classes and pixel counts of every image, from one scan of the masks
 
 
 # --- scanning -----------------------------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def load_fold(splits_dir, setting: str, split: str, fold: int) -> FoldList:
 
 
 def load_image_classes(splits_dir) -> dict[str, dict[int, int]]:
-    path = Path(splits_dir) / "image_classes.json"
+    path = Path(splits_dir) / IMAGE_CLASSES
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (run `svf splits`)")
     raw = json.loads(path.read_text())
@@ -252,7 +253,7 @@ def make_splits(dataset: PreparedDataset, out_dir, settings=SETTINGS, folds=rang
     settings, folds = list(settings), [int(k) for k in folds]
     lists = {split: dataset.ids(split) for split in SPLITS}
     image_classes = scan_masks(dataset, lists["train"] + lists["val"], workers=workers, progress=progress)
-    _write_json(out_dir / "image_classes.json",
+    _write_json(out_dir / IMAGE_CLASSES,
                 {i: {str(c): n for c, n in sorted(counts.items())} for i, counts in image_classes.items()})
 
     files = {}

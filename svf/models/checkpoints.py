@@ -24,10 +24,10 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..backbones.base import STAGES
 from ..backbones.weights import LoadReport, read_state_dict, strict_load
 from .bam import BAM, BASE_STAGES
 from .baseline import Baseline
-from .common import STAGES
 from .pspnet import PSPNet
 
 SVD_MARKERS = ("conv_V.weight", "vector_S", "conv_U.weight")
@@ -123,7 +123,7 @@ def inspect_checkpoint(source) -> dict:
         out_key = "layer0.0.weight" if "layer0.0.weight" in keys else "layer0.0.conv_U.weight"
         info["width"] = int(state[out_key].shape[0]) / 64
         if info["backbone"] == "resnet50":
-            info["depths"] = [len({k.split(".")[1] for k in keys if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+            info["depths"] = [len({k.split(".")[1] for k in keys if k.startswith(f"{s}.")}) for s in STAGES[1:]]
     if "down_supp.0.weight" in keys:
         info["reduce_dim"] = int(state["down_supp.0.weight"].shape[0])
     if "learner_base.1.0.weight" in keys:

@@ -28,6 +28,18 @@ METRICS = "metrics.json"
 TRAIN_OUTPUTS = (MODEL, TRAIN_LOG, SINGULAR_VALUES, TRAIN_SUMMARY)
 #: An imported cell's metrics.json as the bundle recorded it (metrics.json is then this machine's re-evaluation).
 RECORDED_METRICS = "recorded_metrics.json"
+#: The checkpoint of a run in its checkpoint directory (``CELL_CHECKPOINTS``, ``BASE_LEARNER_CHECKPOINTS``).
+CHECKPOINT = "last.pt"
+
+# Files of the reports: the templates below and the commands that write them by hand share these names.
+RESULTS_NAME = "results.csv"
+TABLE_FORMATS = ("csv", "md", "tex")  # each table beside the paper's numbers
+SUMMARY_NAME, COMPARISON_NAME = "summary.md", "comparison.csv"
+STUDY_MD, STUDY_CSV, STUDY_ROWS_CSV, STUDY_PROBE_CSV = "study.md", "study.csv", "study_rows.csv", "study_probe.csv"
+STUDY_CLAIMS_PNG, STUDY_ROWS_PNG, STUDY_PROBE_PNG = "study_claims.png", "study_rows.png", "study_probe.png"
+ESTIMATE_NAMES = ("estimate.csv", "estimate.md")  # `svf estimate --out DIR` writes both
+#: The paper's numbers, beside which every table and the study print ours (a file of the repository).
+PAPER_RESULTS = "config/paper_results.csv"
 
 # Roots.
 RESULTS_DIR = "<results>"
@@ -121,11 +133,11 @@ CELL_CHECKPOINTS = "<resources>/checkpoints/cells/" + CELL_ID_FORMAT
 
 # Reports.
 CELL_DIR = f"{CELLS_ROOT}/{CELL_ID_FORMAT}"
-RESULTS_CSV = f"{RESULTS_DIR}/results.csv"
-TABLE_FILES = tuple(f"{TABLES_DIR}/{{table}}.{ext}" for ext in ("csv", "md", "tex"))  # beside the paper's numbers
+RESULTS_CSV = f"{RESULTS_DIR}/{RESULTS_NAME}"
+TABLE_FILES = tuple(f"{TABLES_DIR}/{{table}}.{ext}" for ext in TABLE_FORMATS)
 TABLE_CELLS = TABLES_DIR + "/{table}_cells.csv"  # the collected cells of one table, which `svf tables` renders
-SUMMARY_MD = f"{TABLES_DIR}/summary.md"
-COMPARISON_CSV = f"{TABLES_DIR}/comparison.csv"
+SUMMARY_MD = f"{TABLES_DIR}/{SUMMARY_NAME}"
+COMPARISON_CSV = f"{TABLES_DIR}/{COMPARISON_NAME}"
 CURVES_FILE = FIGURES_DIR + "/curves_{table}.png"
 FIGURE4_FILE = FIGURES_DIR + "/figure4_fold{fold}.png"
 FIGURE6_FILES = (f"{FIGURES_DIR}/figure6_singular_values.png", f"{FIGURES_DIR}/figure6_singular_values.pdf")
@@ -133,12 +145,12 @@ FIGURE6_DATA = f"{FIGURES_DIR}/figure6_singular_values.csv"
 OVERVIEW_PNG = f"{FIGURES_DIR}/overview.png"
 # The study (docs/study.md): its cells collected, the verdicts, the rows, the probe of the paper's mechanism.
 STUDY_CELLS = f"{STUDY_DIR}/cells.csv"
-STUDY_FILES = tuple(f"{STUDY_DIR}/{name}" for name in ("study.md", "study.csv", "study_rows.csv"))
-STUDY_FIGURES = tuple(f"{FIGURES_DIR}/study_{name}.png" for name in ("claims", "rows"))
-STUDY_PROBE_FIGURE = f"{FIGURES_DIR}/study_probe.png"
+STUDY_FILES = tuple(f"{STUDY_DIR}/{name}" for name in (STUDY_MD, STUDY_CSV, STUDY_ROWS_CSV))
+STUDY_FIGURES = tuple(f"{FIGURES_DIR}/{name}" for name in (STUDY_CLAIMS_PNG, STUDY_ROWS_PNG))
+STUDY_PROBE_FIGURE = f"{FIGURES_DIR}/{STUDY_PROBE_PNG}"
 STUDY_PROBE = f"{STUDY_DIR}/probe/{CELL_ID_FORMAT}.json"  # `svf probe` of one cell (before/after base training)
 BUNDLE_FILE = f"{RESULTS_DIR}/bundle.tar.gz"  # `snakemake bundle`: every finished cell (svf bundle export)
-ESTIMATE_CSV, ESTIMATE_MD = f"{RESULTS_DIR}/estimate.csv", f"{RESULTS_DIR}/estimate.md"  # svf estimate writes both
+ESTIMATE_CSV, ESTIMATE_MD = (f"{RESULTS_DIR}/{name}" for name in ESTIMATE_NAMES)
 
 
 #: Snakemake's defaults of the path variables (the config's ``pathvars`` override them).
@@ -191,10 +203,6 @@ def imagenet_artifact(config: Mapping[str, Any], backbone: str) -> str:
 def inputs_of_cell(cell: Mapping[str, Any], layout: "ResourceLayout | None" = None) -> dict[str, str]:
     """Everything a cell's training (and evaluation) reads besides its own outputs (``layout``: its world's)."""
     return (layout or SHARED).inputs_of_cell(cell)
-
-
-#: BAM's folder name of each backbone in its initmodel/PSPNet layout.
-PUBLISHED_BACKBONE_NAMES = {"vgg16": "vgg", "resnet50": "resnet50"}
 
 
 #: BAM's folder name of each backbone in its initmodel/PSPNet layout.

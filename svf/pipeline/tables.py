@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ConfigError, UnknownNameError
+from ..files import REPO_ROOT
 from .cells import DEFAULT_SEED, cell_id
 from .validation import did_you_mean, schema_errors
 
 #: The parameters a row must have (after the table's defaults are merged in).
 ROW_CELL_KEYS = ("backbone", "method", "setting", "policy", "recipe")
 #: The schema shipped with the repository (``workflow/schemas/tables.schema.yaml``).
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "tables.schema.yaml"
+DEFAULT_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "tables.schema.yaml"
 
 
 class TablesConfigError(ConfigError):

@@ -7,6 +7,7 @@ import argparse
 from .. import console
 from ..errors import UnknownNameError, UsageError
 from ..pipeline.cells import DEFAULT_SEED
+from ..pipeline.paths import COMPARISON_NAME, PAPER_RESULTS, SUMMARY_NAME
 from ..engine.commands import _add_cell_arguments
 
 
@@ -19,7 +20,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", required=True, nargs="+",
                         help="results.csv written by svf collect (several: combined, a shared cell once)")
     parser.add_argument("--tables", required=True, help="config/tables.yaml")
-    parser.add_argument("--paper", required=True, help="config/paper_results.csv")
+    parser.add_argument("--paper", required=True, help=PAPER_RESULTS)
     parser.add_argument("--only", nargs="+", metavar="TABLE", help="only these tables (default: all)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="|reproduced - paper| in mIoU points that counts as reproduced (default 1.0)")
@@ -35,7 +36,7 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_table_inputs(args):
     from ..report.collect import check_config_hashes, read_results
-    from ..report.tables import read_paper
+    from ..report.comparison import read_paper
     from ..pipeline.tables import load_tables
 
     import pandas as pd
@@ -82,12 +83,13 @@ def _add_tables(subparsers) -> None:
     def run(args):
         from pathlib import Path
 
-        from ..report.tables import REEVALUATION_TOLERANCE, write_tables
+        from ..report.comparison import REEVALUATION_TOLERANCE
+        from ..report.tables import write_tables
 
         tables, results, paper = _load_table_inputs(args)
         whole = args.only is None
-        summary = args.summary or (Path(args.out) / "summary.md" if whole else None)
-        comparison = args.comparison or (Path(args.out) / "comparison.csv" if whole else None)
+        summary = args.summary or (Path(args.out) / SUMMARY_NAME if whole else None)
+        comparison = args.comparison or (Path(args.out) / COMPARISON_NAME if whole else None)
         written = write_tables(tables, results, paper, args.out, names=args.only, tolerance=args.tolerance,
                                demo=args.demo, shots=args.shots, folds=args.folds, summary=summary,
                                comparison=comparison, seeds=args.seeds,
@@ -158,7 +160,7 @@ def _add_curves(subparsers) -> None:
 
     def run(args):
         from ..pipeline.tables import load_tables, tables_of
-        from ..report.figures import write_curves
+        from ..report.curves import write_curves
 
         table = None
         if args.tables or args.table:

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backbones.base import STAGES
+from ..data.transforms import MEAN, STD
 from ..decompose import SVDConv2d
 from ..engine.build import load_cell_model
 from ..engine.device import setup_process
 from ..engine.loaders import eval_loader
 from ..pipeline.paths import SINGULAR_VALUES
 
-_MEAN = np.array([0.485, 0.456, 0.406]) * 255
-_STD = np.array([0.229, 0.224, 0.225]) * 255
+_MEAN, _STD = np.array(MEAN), np.array(STD)  # ImageNet statistics in pixel units, to undo the normalisation
 
 
 def last_kxk_conv(model: nn.Module, stage: str = "layer3") -> str:
@@ -48,8 +49,8 @@ def component_maps(model: nn.Module, layer: str, images: torch.Tensor, component
     handle = conv.conv_V.register_forward_hook(lambda m, i, o: captured.setdefault("v", o))
     try:
         x = images
-        for k in range(4):  # layer0..layer3 reach the conv
-            x = getattr(model, f"layer{k}")(x)
+        for stage in STAGES[:STAGES.index(layer.split(".")[0]) + 1]:  # the stages up to the conv's
+            x = getattr(model, stage)(x)
     finally:
         handle.remove()
     return captured["v"][:, list(components)]

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..pipeline.paths import (STUDY_CLAIMS_PNG, STUDY_CSV, STUDY_MD, STUDY_PROBE_CSV, STUDY_PROBE_PNG, STUDY_ROWS_CSV,
+                              STUDY_ROWS_PNG)
 from ..pipeline.tables import table_entries, tables_of
 from ..policy import parse_policy
 from . import atomic_write, atomic_write_text
@@ -376,14 +378,14 @@ def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Data
     probe_runs = read_probes(probes, study_rows(tables, names)) if probes else pd.DataFrame()
     probe = probe_summary(probe_runs) if len(probe_runs) else None
     out_dir, figures_dir = Path(out_dir), Path(figures_dir)
-    written = [atomic_write(out_dir / "study.csv", lambda tmp: claims.round(5).to_csv(tmp, index=False)),
-               atomic_write(out_dir / "study_rows.csv", lambda tmp: rows.round(4).to_csv(tmp, index=False)),
-               atomic_write_text(out_dir / "study.md", summary_markdown(claims, rows, probe, demo, margin)),
-               save_figure(plot_claims(claims, demo), figures_dir / "study_claims.png"),
-               save_figure(plot_rows(rows, demo), figures_dir / "study_rows.png")]
+    written = [atomic_write(out_dir / STUDY_CSV, lambda tmp: claims.round(5).to_csv(tmp, index=False)),
+               atomic_write(out_dir / STUDY_ROWS_CSV, lambda tmp: rows.round(4).to_csv(tmp, index=False)),
+               atomic_write_text(out_dir / STUDY_MD, summary_markdown(claims, rows, probe, demo, margin)),
+               save_figure(plot_claims(claims, demo), figures_dir / STUDY_CLAIMS_PNG),
+               save_figure(plot_rows(rows, demo), figures_dir / STUDY_ROWS_PNG)]
     if probe is not None:
-        written += [atomic_write(out_dir / "study_probe.csv", lambda tmp: probe_runs.round(4).to_csv(tmp, index=False)),
-                    save_figure(plot_probe(probe, demo), figures_dir / "study_probe.png")]
+        written += [atomic_write(out_dir / STUDY_PROBE_CSV, lambda tmp: probe_runs.round(4).to_csv(tmp, index=False)),
+                    save_figure(plot_probe(probe, demo), figures_dir / STUDY_PROBE_PNG)]
     return written
 
 

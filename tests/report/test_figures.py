@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from svf.cli import main
-from svf.report.figures import FigureError, epoch_curves, figure6_data, figure6_layers, read_train_logs
+from svf.report.curves import epoch_curves, read_train_logs
+from svf.report.figures import FigureError, figure6_data, figure6_layers
 from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import cells_of, load_tables
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML, write_fake_cells
@@ -97,7 +98,7 @@ def test_curves_and_overview_cli(tmp_path, tables):
 
 
 def test_curve_panels_follow_the_tables_reference_rows(tables):
-    from svf.report.figures import row_groups
+    from svf.report.curves import row_groups
 
     t = tables["tables"]
     assert [[r["id"] for r in g] for g in row_groups(t["table1"])][:2] == [
@@ -108,8 +109,10 @@ def test_curve_panels_follow_the_tables_reference_rows(tables):
 
 
 def test_figures_fit_a_page_label_their_axes_and_carry_the_demo_mark(tmp_path, tables, svf_cells):
-    from svf.report.figures import PAGE_WIDTH_IN, plot_curves, plot_figure6, plot_overview
-    from svf.report.tables import DEMO_NOTE, compare, read_paper
+    from svf.report.curves import plot_curves
+    from svf.report.figures import PAGE_WIDTH_IN, plot_figure6, plot_overview
+    from svf.report.comparison import compare, read_paper
+    from svf.report.tables import DEMO_NOTE
 
     cells = cells_of(tables, ["table4"], folds=[0])
     ids = write_fake_cells(tmp_path / "cells4", tmp_path / "bench", cells, lambda c: 40.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from svf.report.tables import read_paper
+from svf.report.comparison import read_paper
 from svf.pipeline.tables import load_tables
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
@@ -87,7 +87,7 @@ def test_shared_cells_have_the_same_paper_value(paper):
 
 
 def test_read_paper_names_bad_entries(tmp_path):
-    from svf.report.tables import TablesError
+    from svf.report.comparison import TablesError
 
     raw = pd.read_csv(PAPER_CSV, dtype=str, keep_default_na=False)
     path = tmp_path / "paper.csv"

@@ -14,7 +14,7 @@ from svf.pipeline.tables import cells_of, load_tables
 from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
                                claim_statistics, decide, holm, stratified_mean)
 from svf.report.study import claims_of, study_frames, study_rows, world_clustered_p
-from svf.report.tables import read_paper
+from svf.report.comparison import read_paper
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
 
 NAMES = ["table4", "table5", "table6", "table7", "table8"]

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from svf.cli import main
-from svf.report.tables import compare, read_paper, summarise, tex_escape, write_tables
+from svf.report.comparison import compare, read_paper, summarise
+from svf.report.tables import tex_escape, write_tables
 from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import load_tables, table_entries
 from fakes import PAPER_CSV, SCHEMA, TABLES_YAML

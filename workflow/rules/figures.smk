@@ -80,7 +80,7 @@ rule overview:
     input:
         results=paths.RESULTS_CSV,
         tables=config["tables"]["file"],
-        paper="config/paper_results.csv",
+        paper=paths.PAPER_RESULTS,
     output:
         report(paths.OVERVIEW_PNG, caption="../report/figure.rst", category="Figures", labels={"figure": "overview"}),
     log:

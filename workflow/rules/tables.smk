@@ -25,7 +25,7 @@ rule table:
     input:
         metrics=lambda w: metrics_of(cells_for([w.table])),
         tables=config["tables"]["file"],
-        paper="config/paper_results.csv",
+        paper=paths.PAPER_RESULTS,
     output:
         cells=paths.TABLE_CELLS,
         csv=report(
@@ -61,7 +61,7 @@ rule summary:
     input:
         results=paths.RESULTS_CSV,
         tables=config["tables"]["file"],
-        paper="config/paper_results.csv",
+        paper=paths.PAPER_RESULTS,
     output:
         summary=paths.SUMMARY_MD,
         comparison=paths.COMPARISON_CSV,
@@ -132,7 +132,7 @@ rule study_report:
         cells=paths.STUDY_CELLS,
         probes=study_probes(),
         tables=config["tables"]["file"],
-        paper="config/paper_results.csv",
+        paper=paths.PAPER_RESULTS,
     output:
         md=report(paths.STUDY_FILES[0], caption="../report/table.rst", category="Study"),
         csv=paths.STUDY_FILES[1],
