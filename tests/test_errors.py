@@ -88,7 +88,7 @@ def test_a_bad_device_is_a_usage_error_listing_the_devices(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and "usage:" not in err
     assert "argument --device: 'gpu' is not a device: use auto" in err and "cuda:N" in err
-    from svf.engine.device import select_device
+    from svf.engine.loop.device import select_device
 
     with pytest.raises(Exception) as raised:  # the library call: the same words, not torch's list
         select_device("gpu")

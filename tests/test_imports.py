@@ -55,4 +55,4 @@ def test_no_import_cycle_in_svf():
     for name in sorted(graph):
         if name not in state:
             visit(name)
-    assert len(graph) > 40 and graph["svf.engine.train"]  # the walk saw the package
+    assert len(graph) > 40 and graph["svf.engine.tasks.train"]  # the walk saw the package

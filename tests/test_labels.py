@@ -42,7 +42,7 @@ def test_no_module_but_svf_labels_spells_the_ignore_label():
 
 def test_every_user_reads_the_one_constant():
     from svf.data import datasets, transforms
-    from svf.engine import metrics
+    from svf.engine.tasks import metrics
     from svf.models import common
 
     assert IGNORE_LABEL == 255

@@ -72,7 +72,7 @@ def _add_train(subparsers) -> None:
 
     def run(args):
         from ..pipeline.specs import load_spec
-        from ..engine.train import train_cell
+        from .tasks.train import train_cell
 
         s = train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
                        args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
@@ -95,7 +95,7 @@ def _add_train_base(subparsers) -> None:
     _add_device_arguments(parser)
 
     def run(args):
-        from ..engine.base_learner import train_base_learner
+        from .tasks.base_learner import train_base_learner
         from ..pipeline.specs import load_spec
 
         spec = load_spec(args.spec)
@@ -147,7 +147,7 @@ def _add_pretrain(subparsers) -> None:
     _add_device_arguments(parser)
 
     def run(args):
-        from ..engine.pretrain import pretrain_backbone
+        from .tasks.pretrain import pretrain_backbone
         from ..pipeline.specs import load_spec
 
         spec = load_spec(args.spec)
@@ -170,7 +170,7 @@ def _add_evaluate(subparsers) -> None:
     parser.add_argument("--out", required=True, help="metrics.json to write")
 
     def run(args):
-        from ..engine.evaluate import evaluate_cell
+        from .tasks.evaluate import evaluate_cell
         from ..pipeline.specs import load_spec
 
         m = evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
@@ -196,7 +196,7 @@ def _add_probe(subparsers) -> None:
     parser.add_argument("--out", required=True, help="JSON to write: probe mIoU per feature before and after")
 
     def run(args):
-        from ..engine.probe import probe_cell
+        from .tasks.probe import probe_cell
         from ..pipeline.specs import load_spec
 
         probe_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
@@ -230,7 +230,7 @@ def _add_estimate(subparsers) -> None:
     def run(args):
         import json
 
-        from ..engine.estimate import compare_measured, estimate, write_estimate
+        from .tools.estimate import compare_measured, estimate, write_estimate
 
         if args.configfile:
             import yaml
@@ -276,7 +276,7 @@ def _add_bench(subparsers) -> None:
     _add_device_arguments(step)
 
     def run(args):
-        from ..bench import run_svf_step, write_json
+        from .tools.step_bench import run_svf_step, write_json
 
         result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                               threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
@@ -297,8 +297,8 @@ def _add_bench(subparsers) -> None:
     _add_device_arguments(cache, threads=1)
 
     def run_cache(args):
-        from ..bench import write_json
-        from ..engine.val_bench import run_val_cache
+        from .tools.step_bench import write_json
+        from .tools.val_bench import run_val_cache
 
         result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
         out = write_json(result, args.out)

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ..decompose import SVDConv2d
-from ..engine.build import load_cell_model
-from ..engine.device import setup_process
-from ..engine.loaders import eval_loader
+from ..engine.tasks.build import load_cell_model
+from ..engine.loop.device import setup_process
+from ..engine.tasks.loaders import eval_loader
 from ..pipeline.paths import SINGULAR_VALUES
 
 _MEAN = np.array([0.485, 0.456, 0.406]) * 255

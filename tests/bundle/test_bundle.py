@@ -287,7 +287,7 @@ def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_pat
     whole is dominated by the baseline head (4.9 M parameters, trained in every cell), which no bundle can leave out
     if the cell is to be re-evaluated. The breakdown is printed (docs/bundles.md)."""
     from svf.decompose import singular_values
-    from svf.engine.build import build_cell_model, trained_state
+    from svf.engine.tasks.build import build_cell_model, trained_state
     from svf.files import torch_save, write_json
 
     config = make_config(tmp_path, "paper", tables={"file": str(TABLES_YAML), "build": ["table7"], "folds": [0]})

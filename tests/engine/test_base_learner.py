@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from svf.engine.base_learner import base_class_miou, segmentation_counts
+from svf.engine.tasks.base_learner import base_class_miou, segmentation_counts
 from svf.pipeline.specs import resolve_recipe
 
 from cells import merged_config

@@ -6,10 +6,10 @@ import copy
 import pytest
 import torch
 
-from svf.engine.batching import Grouping, check_grouping, grouped_loss, micro_batches, slice_batch
-from svf.engine.build import build_cell_model
-from svf.engine.precision import Precision
-from svf.engine.train import forward
+from svf.engine.loop.batching import Grouping, check_grouping, grouped_loss, micro_batches, slice_batch
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.loop.precision import Precision
+from svf.engine.tasks.train import forward
 
 from cells import tiny_spec
 

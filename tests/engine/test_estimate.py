@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from svf.cli import main
-from svf.engine.build import build_cell_model
-from svf.engine.estimate import (COCO_DAGGER_TRAIN_IMAGES, base_learner_kinds, compare_measured, distinct_kinds,
-                                 estimate, project, train_images, write_estimate)
-from svf.engine.timing import ModelBuilds, time_kind
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.tools.estimate import (COCO_DAGGER_TRAIN_IMAGES, base_learner_kinds, compare_measured, distinct_kinds,
+                                       estimate, project, train_images, write_estimate)
+from svf.engine.tools.timing import ModelBuilds, time_kind
 from svf.pipeline.cells import Cell
 from svf.pipeline.paths import benchmark_name
 from svf.pipeline.specs import cell_spec
@@ -172,7 +172,7 @@ def test_comparison_with_measured_jobs(tmp_path):
 def test_the_paper_config_projects_every_cell_and_base_learner(monkeypatch):
     """The paper-scale path without the compute: every kind's spec, list sizes, cache and protocol arithmetic, the
     base learners when trained, both precision columns (timings faked by the step's size)."""
-    import svf.engine.estimate as est
+    import svf.engine.tools.estimate as est
 
     def fake(entry, dev, steps, flops, builds, scratch, config):
         size = est._cost_rank(entry["spec"]) / 1e6 * (0.5 if entry["precision"].startswith("bf16") else 1.0)

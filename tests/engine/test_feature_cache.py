@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from svf.engine.build import build_cell_model
-from svf.engine.feature_cache import ValidationCache, backbone_is_frozen
-from svf.engine.loaders import eval_loader, fold_novel_classes
-from svf.engine.train import score_episodes
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.tasks.feature_cache import ValidationCache, backbone_is_frozen
+from svf.engine.tasks.loaders import eval_loader, fold_novel_classes
+from svf.engine.tasks.train import score_episodes
 from svf.models import build_base_learner
 
 from cells import tiny_spec

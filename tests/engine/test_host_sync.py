@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from svf.engine.batching import Grouping
-from svf.engine.build import build_cell_model, random_base_learner
-from svf.engine.loop import train_step
-from svf.engine.precision import Precision
-from svf.engine.train import cell_step
+from svf.engine.loop.batching import Grouping
+from svf.engine.tasks.build import build_cell_model, random_base_learner
+from svf.engine.loop.fit import train_step
+from svf.engine.loop.precision import Precision
+from svf.engine.tasks.train import cell_step
 from svf.policy import set_bn_mode
 
 from cells import tiny_spec

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from svf.engine.evaluate import evaluate_cell
-from svf.engine.loaders import eval_loader, fold_novel_classes
-from svf.engine.pretrain import pretrain_backbone
+from svf.engine.tasks.evaluate import evaluate_cell
+from svf.engine.tasks.loaders import eval_loader, fold_novel_classes
+from svf.engine.tasks.pretrain import pretrain_backbone
 from svf.pipeline.specs import pretrain_spec
-from svf.engine.train import score_episodes, train_cell
+from svf.engine.tasks.train import score_episodes, train_cell
 
 from cells import merged_config, tiny_spec
 

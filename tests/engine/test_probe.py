@@ -1,4 +1,4 @@
-"""The novel-class probe (svf/engine/probe.py) on constructed cases whose answer is known."""
+"""The novel-class probe (svf/engine/tasks/probe.py) on constructed cases whose answer is known."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cells import tiny_spec
-from svf.engine.build import build_cell_model, trained_state
-from svf.engine.probe import IGNORED, probe_cell, probe_miou, pixel_labels
+from svf.engine.tasks.build import build_cell_model, trained_state
+from svf.engine.tasks.probe import IGNORED, probe_cell, probe_miou, pixel_labels
 from svf.files import torch_save
 
 

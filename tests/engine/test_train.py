@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-import svf.engine.loop as loop_module
-import svf.engine.train as train_module
-from svf.engine.base_learner import train_base_learner
-from svf.engine.evaluate import evaluate_cell
+import svf.engine.loop.fit as loop_module
+import svf.engine.tasks.train as train_module
+from svf.engine.tasks.base_learner import train_base_learner
+from svf.engine.tasks.evaluate import evaluate_cell
 from svf.pipeline.specs import base_learner_spec
-from svf.engine.train import NonFiniteLossError, train_cell
+from svf.engine.tasks.train import NonFiniteLossError, train_cell
 
 from cells import TINY, merged_config, tiny_spec
 
@@ -145,7 +145,7 @@ def test_bn_train_mode_policy_keeps_its_drifting_statistics(pascal_data, tmp_pat
 
 def test_frozen_random_head_parameters_are_saved_and_rebuilt_identically(pascal_data, tmp_path):
     # the authors' baseline never trains down_query: it keeps its random init, which evaluation must reuse
-    from svf.engine.build import build_cell_model, load_cell_model
+    from svf.engine.tasks.build import build_cell_model, load_cell_model
 
     spec = tiny_spec()
     cell_dir = _train(spec, pascal_data, tmp_path, "dq")
@@ -177,8 +177,8 @@ class _Steps:
 
 def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None, val_every=1):
     """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
-    from svf.engine.schedule import LRSchedule
-    from svf.engine.loop import Run, fit
+    from svf.engine.loop.schedule import LRSchedule
+    from svf.engine.loop.fit import Run, fit
 
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=0.1)
@@ -225,13 +225,13 @@ def test_a_mid_epoch_best_resets_the_early_stop_count_only_for_bam(tmp_path, res
 
 
 def test_each_method_follows_its_script():
-    from svf.engine.train import MID_VAL_RESETS_EARLY_STOP
+    from svf.engine.tasks.train import MID_VAL_RESETS_EARLY_STOP
 
     assert MID_VAL_RESETS_EARLY_STOP == {"baseline": False, "pfenet": False, "bam": True}
 
 
 def test_out_of_memory_names_the_cell_and_the_setting_to_lower(pascal_data, tmp_path, monkeypatch):
-    from svf.engine.train import DeviceMemoryError
+    from svf.engine.tasks.train import DeviceMemoryError
 
     spec = tiny_spec()
 

@@ -195,7 +195,7 @@ def deadline(seconds: float):
 
 
 def reset_determinism() -> None:
-    from svf.engine.device import configure_determinism
+    from svf.engine.loop.device import configure_determinism
 
     configure_determinism(False)
     torch.use_deterministic_algorithms(False)
@@ -240,7 +240,7 @@ def spec_peaks(name: str) -> dict | None:
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, tf32: bool, repeats: int = 10) -> float:
-    from svf.engine.timing import sync
+    from svf.engine.tools.timing import sync
 
     saved = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -272,7 +272,7 @@ def check_device(device: torch.device, small: bool) -> dict:
 # --- 2. precision, 3. the 4 x 2 arithmetic (a tiny model) -----------------------------------------------------------
 
 def _tiny_model(configs: Configs, device):
-    from svf.engine.build import build_cell_model
+    from svf.engine.tasks.build import build_cell_model
     from svf.pipeline.cells import Cell
     from svf.pipeline.specs import cell_spec
 
@@ -297,8 +297,8 @@ def _episodes(n, size, device):
 
 def check_precision(configs: Configs, device: torch.device) -> dict:
     from svf.decompose import SVDConv2d
-    from svf.engine.precision import Precision
-    from svf.engine.train import forward
+    from svf.engine.loop.precision import Precision
+    from svf.engine.tasks.train import forward
 
     Precision("fp32").configure()
     model, batch = _tiny_model(configs, device), _episodes(4, 65, device)
@@ -327,9 +327,9 @@ def check_precision(configs: Configs, device: torch.device) -> dict:
 
 
 def check_micro_batches(configs: Configs, device: torch.device) -> dict:
-    from svf.engine.batching import check_grouping, grouped_loss, micro_batches, slice_batch
-    from svf.engine.precision import Precision
-    from svf.engine.train import forward
+    from svf.engine.loop.batching import check_grouping, grouped_loss, micro_batches, slice_batch
+    from svf.engine.loop.precision import Precision
+    from svf.engine.tasks.train import forward
 
     Precision("fp32").configure()  # exact float32: TF32 would differ between the two summation orders
     model, batch = _tiny_model(configs, device), _episodes(8, 33, device)
@@ -379,8 +379,8 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
                 budget: Budget, keep_s: float) -> dict:
     """The heavy kinds, each precision; a kind is not started when less than ``keep_s`` of the budget is left (the
     projection and the cell check need it)."""
-    from svf.engine.build import random_base_learner
-    from svf.engine.timing import ModelBuilds, parse_precision, time_base_learner, time_kind
+    from svf.engine.tasks.build import random_base_learner
+    from svf.engine.tools.timing import ModelBuilds, parse_precision, time_base_learner, time_kind
 
     config, builds, rows = heavy_config(configs, small), ModelBuilds(), []
     peaks = (device_info or {}).get("spec_peak_tflops") or {}
@@ -440,7 +440,7 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
 
 def check_paper(configs: Configs, device: torch.device, small: bool, out_dir: Path, budget: Budget,
                 reserve_s: float, report: Report) -> dict:
-    from svf.engine.estimate import estimate, write_estimate
+    from svf.engine.tools.estimate import estimate, write_estimate
 
     if small:
         config = configs.merged("config.yaml", "demo.yaml")
@@ -477,10 +477,10 @@ def check_paper(configs: Configs, device: torch.device, small: bool, out_dir: Pa
 
 def check_cell(configs: Configs, directory: Path, device: str, small: bool) -> dict:
     """Pretrain the stand-in, train and evaluate one R50 baseline SVF cell; twice with deterministic: true."""
-    from svf.engine.evaluate import evaluate_cell
-    from svf.engine.pretrain import pretrain_backbone
-    from svf.engine.train import train_cell
-    from svf.engine.val_bench import synthetic_pascal
+    from svf.engine.tasks.evaluate import evaluate_cell
+    from svf.engine.tasks.pretrain import pretrain_backbone
+    from svf.engine.tasks.train import train_cell
+    from svf.engine.tools.val_bench import synthetic_pascal
     from svf.pipeline.cells import Cell
     from svf.pipeline.specs import cell_spec, pretrain_spec
 

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import console
-from .. import files as atomic
-from ..backbones import build_backbone
-from ..errors import TrainingError
-from ..synthetic.objects import ObjectImages
-from .device import setup_process
-from .loop import seed_everything
+from ... import console
+from ... import files as atomic
+from ...backbones import build_backbone
+from ...errors import TrainingError
+from ...synthetic.objects import ObjectImages
+from ..loop.device import setup_process
+from ..loop.fit import seed_everything
 
 
 def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: str = "auto") -> dict:

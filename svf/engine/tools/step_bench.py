@@ -27,11 +27,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .backbones import build_backbone
-from .decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
-from .engine.device import select_device
-from .engine.timing import count_flops as flops_of, sync
-from .policy import apply_policy, param_groups, set_bn_mode
+from ...backbones import build_backbone
+from ...decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
+from ..loop.device import select_device
+from .timing import count_flops as flops_of, sync
+from ...policy import apply_policy, param_groups, set_bn_mode
 
 TARGETS = {"svf_over_full": 0.85, "svf_over_frozen": 1.10, "merged_over_plain": 1.05}
 RATIOS = {"svf_over_full": ("svf_train", "full_train"), "svf_over_frozen": ("svf_train", "frozen_train"),
@@ -172,7 +172,7 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    from .files import write_text
+    from ...files import write_text
 
     return write_text(path, json.dumps(result, indent=2, sort_keys=False) + "\n")
 

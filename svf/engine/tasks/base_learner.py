@@ -15,21 +15,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import files as atomic
-from ..backbones.base import STAGES
-from ..labels import IGNORE_LABEL
-from ..data.episodes import base_datasets, collate_episodes
-from ..models import build_base_learner
-from ..models.common import cross_entropy
-from ..pipeline.paths import TRAIN_LOG
+from ... import files as atomic
+from ...backbones.base import STAGES
+from ...labels import IGNORE_LABEL
+from ...data.episodes import base_datasets, collate_episodes
+from ...models import build_base_learner
+from ...models.common import cross_entropy
+from ...pipeline.paths import TRAIN_LOG
 from .build import load_weights_file
-from .device import setup_process
+from ..loop.device import setup_process
 from .loaders import loader_workers, train_aug
-from .batching import Grouping
-from .precision import Precision
-from .schedule import LRSchedule, resolve_schedule
-from .loop import Run, final_state, fit, seed_everything, write_log
-from .scoring import to_device
+from ..loop.batching import Grouping
+from ..loop.precision import Precision
+from ..loop.schedule import LRSchedule, resolve_schedule
+from ..loop.fit import Run, final_state, fit, seed_everything, write_log
+from ..loop.device import to_device
 
 
 def base_class_miou(intersection: torch.Tensor, union: torch.Tensor) -> float:

@@ -3,7 +3,7 @@
 
 * :func:`time_kind`: a cell's model with random weights (no download; :class:`ModelBuilds`) stepped exactly as
   ``svf train`` steps it: the recipe's precision and memory format, the policy's BatchNorm modes (frozen ones in eval
-  mode), loss groups, micro-batches and :func:`svf.engine.loop.train_step`, on random episodes at the recipe's crop
+  mode), loss groups, micro-batches and :func:`svf.engine.loop.fit.train_step`, on random episodes at the recipe's crop
   and batch; then validation batches at ``val_size``, split into the backbone part and the head (what the validation
   cache keeps and what it still runs). Records the peak device memory, the bytes one episode's cached backbone inputs
   take and, on request, the FLOPs of one step (``torch.utils.flop_counter``: forward and backward).
@@ -26,17 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones.base import STAGES
-from ..models import build_base_learner, build_model
-from ..models.common import cross_entropy
-from ..policy import Policy, apply_policy, parse_policy, set_bn_mode
-from .batching import Grouping
-from .feature_cache import backbone_is_frozen, nbytes
-from .loop import train_step
-from .metrics import FewShotScore
-from .precision import PRECISIONS, Precision
-from .scoring import score_logits
-from .train import cell_step, head_parameters
+from ...backbones.base import STAGES
+from ...models import build_base_learner, build_model
+from ...models.common import cross_entropy
+from ...policy import Policy, apply_policy, parse_policy, set_bn_mode
+from ..loop.batching import Grouping
+from ..tasks.feature_cache import backbone_is_frozen, nbytes
+from ..loop.fit import train_step
+from ..tasks.metrics import FewShotScore
+from ..loop.precision import PRECISIONS, Precision
+from ..tasks.scoring import score_logits
+from ..tasks.train import cell_step, head_parameters
 
 CHANNELS_LAST_SUFFIX = "-cl"
 
@@ -261,8 +261,8 @@ class LoadingCosts:
 
     def _source(self, image_hw: tuple[int, int]):
         if image_hw not in self._sources:
-            from ..data.datasets import open_dataset
-            from ..data.loader_bench import write_bench_dataset
+            from ...data.datasets import open_dataset
+            from ...data.loader_bench import write_bench_dataset
 
             root = self.scratch / f"images_{image_hw[0]}x{image_hw[1]}"
             write_bench_dataset(root, None, n_train=self.images, n_val=0, size_hw=image_hw)
@@ -271,7 +271,7 @@ class LoadingCosts:
 
     def _measure(self, key: tuple, image_hw: tuple[int, int], transform: Callable) -> float:
         if key not in self._costs:
-            from ..data.images import read_pair
+            from ...data.images import read_pair
 
             source = self._source(image_hw)
             ids = source.ids("train")
@@ -291,8 +291,8 @@ class LoadingCosts:
         return self._costs[key]
 
     def train_image_s(self, image_hw: tuple[int, int], aug) -> float:
-        from ..data.transforms import train_transform
-        from ..labels import IGNORE_LABEL
+        from ...data.transforms import train_transform
+        from ...labels import IGNORE_LABEL
 
         def transform(image, label, rng):
             present = label[(label > 0) & (label < IGNORE_LABEL)]
@@ -301,7 +301,7 @@ class LoadingCosts:
         return self._measure(key, tuple(image_hw), transform)
 
     def val_image_s(self, image_hw: tuple[int, int], size: int) -> float:
-        from ..data.transforms import eval_transform
+        from ...data.transforms import eval_transform
 
         return self._measure(("val", tuple(image_hw), int(size)), tuple(image_hw),
                              lambda image, label, rng: eval_transform(image, label, int(size)))

@@ -1,11 +1,11 @@
 """``svf estimate``: what the paper costs on *your* device, measured on synthetic tensors at the config's sizes.
 
 For every distinct kind of cell of the requested tables (dataset, backbone, method, setting, policy, recipe, shot;
-folds and seeds share a kind) and every requested precision, :func:`svf.engine.timing.time_kind` measures a
+folds and seeds share a kind) and every requested precision, :func:`svf.engine.tools.timing.time_kind` measures a
 training step, a validation episode (whole, and the head alone on cached features), the peak memory, the bytes one
 cached episode takes and the model's build; kinds that differ only in what does not change a step (the setting, a
 recipe's schedule) share one timing. BAM's base learners are timed too when the config trains them. The loaders'
-read + augmentation is measured per image (:class:`svf.engine.timing.LoadingCosts`). The projection, per cell:
+read + augmentation is measured per image (:class:`svf.engine.tools.timing.LoadingCosts`). The projection, per cell:
 
     train job    = build + epochs x steps_per_epoch x step + validation passes
     step         = max(compute, loading / W) with W loader workers (a GPU job: min(8, threads - 1)); on the CPU
@@ -38,18 +38,18 @@ from pathlib import Path
 
 import torch
 
-from ..data.datasets import SPLITS_SUMMARY
-from ..pipeline.cells import DEFAULT_SEED, Cell
-from ..pipeline.specs import base_learner_spec, cell_spec
-from ..pipeline.tables import cells_of, load_tables
-from ..policy import parse_policy
-from .build import random_base_learner
-from .device import library_versions, setup_process
-from .loaders import loader_workers, protocol_runs, train_aug
+from ...data.datasets import SPLITS_SUMMARY
+from ...pipeline.cells import DEFAULT_SEED, Cell
+from ...pipeline.specs import base_learner_spec, cell_spec
+from ...pipeline.tables import cells_of, load_tables
+from ...policy import parse_policy
+from ..tasks.build import random_base_learner
+from ..loop.device import library_versions, setup_process
+from ..tasks.loaders import loader_workers, protocol_runs, train_aug
 from .timing import (LoadingCosts, ModelBuilds, parse_precision, precision_label, time_base_learner, time_kind)
-from .precision import Precision
+from ..loop.precision import Precision
 
-REFERENCE = Path(__file__).resolve().parents[2] / "config" / "reference_splits" / "summary.json"
+REFERENCE = Path(__file__).resolve().parents[3] / "config" / "reference_splits" / "summary.json"
 #: BAM's published COCO-20i training lists (its fss_list/train/data_list_{0..3}.txt): images per fold; the †
 #: setting (docs/sources.md#coco-20i-fold-lists).
 COCO_DAGGER_TRAIN_IMAGES = (21_917, 41_809, 43_045, 44_614)
@@ -381,7 +381,7 @@ def compare_measured(result: dict, benchmarks: str | Path) -> dict:
     cells whose files exist."""
     import csv
 
-    from ..pipeline.paths import benchmark_name
+    from ...pipeline.paths import benchmark_name
 
     root, first = Path(benchmarks), result["precisions"][0]
     sums = {job: {"estimated_h": 0.0, "measured_h": 0.0, "jobs": 0} for job in ("train", "evaluate", "train_base")}
@@ -431,7 +431,7 @@ def _hours(h: float) -> str:
 def write_estimate(result: dict, out_dir: str | Path, comparison: dict | None = None) -> list[Path]:
     import pandas as pd
 
-    from ..files import atomic_write, write_text
+    from ...files import atomic_write, write_text
 
     out = Path(out_dir)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "fold_seeds"} for r in result["rows"]])
@@ -449,7 +449,7 @@ def estimate_lines(result: dict, frame, comparison: dict | None = None) -> list[
         f"({COCO_ORIGINAL_TRAIN_IMAGES:,} images per fold)")
     lines = [f"# Cost estimate on {result['device_name']} ({result['device']}{memory})", "",
              "Measured on synthetic tensors at each recipe's crop, batch, loss groups and micro-batch, BatchNorm as "
-             "training runs it (svf/engine/estimate.py, svf/engine/timing.py); every epoch assumed to run (early "
+             "training runs it (svf/engine/tools/estimate.py, svf/engine/tools/timing.py); every epoch assumed to run (early "
              "stop: best epoch at a third of the schedule, then `early_stop` more). Training lists: "
              f"{splits}. Loading: measured seconds per image of the loaders' read + augmentation, overlapped with "
              f"the compute by {result['workers']['train']} loader workers (train jobs) / "

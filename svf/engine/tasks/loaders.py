@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import episodes
-from ..data.datasets import fold_classes
-from ..data import protocols
-from ..data.transforms import TrainAug
+from ...data import episodes
+from ...data.datasets import fold_classes
+from . import protocols
+from ...data.transforms import TrainAug
 
 
 def _coco_split(spec: dict) -> str:

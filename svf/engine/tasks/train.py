@@ -1,11 +1,11 @@
-"""Training of one cell on top of the loop of svf/engine/loop.py (checkpoint every epoch, exact resume).
+"""Training of one cell on top of the loop of svf/engine/loop/fit.py (checkpoint every epoch, exact resume).
 
 The cell follows the authors' SVF training scripts: SGD (momentum 0.9, weight decay 1e-4) on the policy's param
 groups (backbone at 1/10 of the head), the recipe's schedule, BN frozen in eval mode unless the policy says
 otherwise, validation on the fold's test episodes after every epoch (their best-epoch selection; `select: last`
 keeps the final epoch instead), and early stopping after `early_stop` epochs without a new best.
 
-Checkpoints: ``<checkpoint-dir>/last.pt`` (svf/engine/loop.py says what it holds and why a resumed run ends exactly
+Checkpoints: ``<checkpoint-dir>/last.pt`` (svf/engine/loop/fit.py says what it holds and why a resumed run ends exactly
 like an uninterrupted one).
 """
 from __future__ import annotations
@@ -16,20 +16,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import files
-from ..decompose import count_parameters, load_trainable_state_dict, merge, singular_values
-from ..policy import param_groups, set_bn_mode
-from ..pipeline.paths import MODEL, SINGULAR_VALUES, TRAIN_LOG, TRAIN_SUMMARY
-from .batching import Grouping
+from ... import files
+from ...decompose import count_parameters, load_trainable_state_dict, merge, singular_values
+from ...policy import param_groups, set_bn_mode
+from ...pipeline.paths import MODEL, SINGULAR_VALUES, TRAIN_LOG, TRAIN_SUMMARY
+from ..loop.batching import Grouping
 from .feature_cache import ValidationCache, backbone_is_frozen, backbone_trains
 from .build import build_cell_model, trained_state
-from .device import library_versions, setup_process
+from ..loop.device import library_versions, setup_process
 from .loaders import fold_novel_classes, train_loader, validation_loader
-from .precision import Precision
-from .loop import (DeviceMemoryError, NonFiniteLossError, Run, final_state, fit, out_of_memory, seed_everything,
+from ..loop.precision import Precision
+from ..loop.fit import (DeviceMemoryError, NonFiniteLossError, Run, final_state, fit, out_of_memory, seed_everything,
                    write_log)
 from .scoring import forward, score_episodes
-from .schedule import LRSchedule, resolve_schedule
+from ..loop.schedule import LRSchedule, resolve_schedule
 
 # Whether a new best at the mid-epoch validation (COCO) restarts the early-stop count, per the authors' script of
 # each method: train_aspp.py (baseline) and train_pfenet.py do not reset keep_epoch there, train_BAM.py does.

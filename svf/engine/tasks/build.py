@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..backbones.base import STAGES
-from ..backbones.weights import load_backbone_weights
-from ..files import torch_load
-from ..decompose import load_trainable_state_dict, trainable_state_dict
-from ..models import build_model
-from ..policy import Policy, apply_policy, parse_policy
+from ...backbones.base import STAGES
+from ...backbones.weights import load_backbone_weights
+from ...files import torch_load
+from ...decompose import load_trainable_state_dict, trainable_state_dict
+from ...models import build_model
+from ...policy import Policy, apply_policy, parse_policy
 
 
 WEIGHTS_REMEDY = "delete it; `snakemake` re-makes it (rule imagenet_weights, or pretrain_weights in the demo)"
@@ -52,7 +52,7 @@ def build_cell_model(spec: dict, weights: str | Path | None, base_learner: str |
 def random_base_learner(spec: dict, directory: str | Path) -> str:
     """A randomly initialised BAM base learner for a cell's spec, saved under ``directory`` (timing and tests: the
     shapes of a trained one, no training)."""
-    from ..models import build_base_learner
+    from ...models import build_base_learner
 
     keys = ("backbone", "dataset", "fold", "coco_split", "width", "depths", "stem", "dilation", "vgg_stride")
     with torch.random.fork_rng(devices=[]):  # seeded: the same backbone weights for every kind of a backbone

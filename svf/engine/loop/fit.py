@@ -24,12 +24,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import console, files
-from ..errors import DeviceError, TrainingError
+from ... import console, files
+from ...errors import DeviceError, TrainingError
 from .batching import batch_length, micro_batches
 from .precision import Precision
 from .schedule import LRSchedule
-from .scoring import progress_bar, to_device
+from .device import to_device
 
 LOG_COLUMNS = ("epoch", "step", "loss", "lr_head", "lr_backbone", "val_miou", "time_s")
 
@@ -244,6 +244,15 @@ def fit(run: Run, hooks: list[Hook] | None = None) -> TrainState:
         for hook in hooks:
             hook.epoch_done(run, state)
     return state
+
+
+def progress_bar(iterable, desc: str | None):
+    """A tqdm bar on a terminal (none in Snakemake logs)."""
+    if desc and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(iterable, desc=desc, leave=False)
+    return iterable
 
 
 def train_step(optimizer: torch.optim.Optimizer, batch: dict, step: Callable, micro_batch: int | None,

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import console, files
-from ..data.datasets import fold_classes, open_dataset
-from ..data.images import read_image
-from ..data.splits import HOLDOUT, load_fold
-from ..data.transforms import eval_transform
-from ..models.common import mid_level, resize
+from ... import console, files
+from ...data.datasets import fold_classes, open_dataset
+from ...data.images import read_image
+from ...data.splits import HOLDOUT, load_fold
+from ...data.transforms import eval_transform
+from ...models.common import mid_level, resize
 from .build import build_cell_model, load_cell_model
-from .device import setup_process
+from ..loop.device import setup_process
 
 FEATURES = ("mid", "layer4")
 PROBE_TRAIN, PROBE_TEST = HOLDOUT, "val"  # fitted on held-out images' pixels, scored on the test images' pixels

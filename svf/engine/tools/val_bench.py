@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline.cells import Cell
-from ..pipeline.specs import cell_spec, merge_configs
-from .build import build_cell_model
-from .device import setup_process
-from .feature_cache import ValidationCache, backbone_is_frozen
-from .loaders import eval_loader, fold_novel_classes
-from .scoring import score_episodes
+from ...pipeline.cells import Cell
+from ...pipeline.specs import cell_spec, merge_configs
+from ..tasks.build import build_cell_model
+from ..loop.device import setup_process
+from ..tasks.feature_cache import ValidationCache, backbone_is_frozen
+from ..tasks.loaders import eval_loader, fold_novel_classes
+from ..tasks.scoring import score_episodes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def demo_config() -> dict:
@@ -35,10 +35,10 @@ def demo_config() -> dict:
 
 def synthetic_pascal(directory: Path) -> tuple[str, str]:
     """The demo's synthetic PASCAL, prepared and split, under ``directory``: (dataset root, splits)."""
-    from ..data.datasets import open_dataset
-    from ..data.pascal import PascalRaw, prepare_pascal
-    from ..data.splits import make_splits
-    from ..synthetic.raw import SynthConfig, synth
+    from ...data.datasets import open_dataset
+    from ...data.pascal import PascalRaw, prepare_pascal
+    from ...data.splits import make_splits
+    from ...synthetic.raw import SynthConfig, synth
 
     synth(directory / "raw", SynthConfig("pascal"))
     prepare_pascal(PascalRaw.under(directory / "raw"), directory / "data", progress=False)

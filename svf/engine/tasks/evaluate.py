@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from .. import files as atomic
-from ..decompose import merge
-from ..pipeline.paths import TRAIN_SUMMARY
+from ... import files as atomic
+from ...decompose import merge
+from ...pipeline.paths import TRAIN_SUMMARY
 from .build import load_cell_model
-from .device import library_versions, setup_process
+from ..loop.device import library_versions, setup_process
 from .loaders import eval_loader, fold_novel_classes, protocol_runs
-from .precision import Precision
-from .loop import out_of_memory
+from ..loop.precision import Precision
+from ..loop.fit import out_of_memory
 from .metrics import FewShotScore
 from .scoring import score_episodes
 
