@@ -230,7 +230,8 @@ def _add_estimate(subparsers) -> None:
     def run(args):
         import json
 
-        from .tools.estimate import compare_measured, estimate, write_estimate
+        from .tools.estimate import estimate
+        from .tools.estimate_report import compare_measured, write_estimate
 
         if args.configfile:
             import yaml

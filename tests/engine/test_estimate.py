@@ -12,8 +12,9 @@ import yaml
 
 from svf.cli import main
 from svf.engine.tasks.build import build_cell_model
-from svf.engine.tools.estimate import (COCO_DAGGER_TRAIN_IMAGES, base_learner_kinds, compare_measured, distinct_kinds,
-                                       estimate, project, train_images, write_estimate)
+from svf.engine.tools.estimate import base_learner_kinds, distinct_kinds, estimate
+from svf.engine.tools.estimate_report import compare_measured, write_estimate
+from svf.engine.tools.projection import COCO_DAGGER_TRAIN_IMAGES, project, train_images
 from svf.engine.tools.timing import ModelBuilds, time_kind
 from svf.pipeline.cells import Cell
 from svf.pipeline.paths import benchmark_name

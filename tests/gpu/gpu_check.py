@@ -440,7 +440,8 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
 
 def check_paper(configs: Configs, device: torch.device, small: bool, out_dir: Path, budget: Budget,
                 reserve_s: float, report: Report) -> dict:
-    from svf.engine.tools.estimate import estimate, write_estimate
+    from svf.engine.tools.estimate import estimate
+    from svf.engine.tools.estimate_report import write_estimate
 
     if small:
         config = configs.merged("config.yaml", "demo.yaml")

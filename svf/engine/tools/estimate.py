@@ -5,24 +5,11 @@ folds and seeds share a kind) and every requested precision, :func:`svf.engine.t
 training step, a validation episode (whole, and the head alone on cached features), the peak memory, the bytes one
 cached episode takes and the model's build; kinds that differ only in what does not change a step (the setting, a
 recipe's schedule) share one timing. BAM's base learners are timed too when the config trains them. The loaders'
-read + augmentation is measured per image (:class:`svf.engine.tools.timing.LoadingCosts`). The projection, per cell:
+read + augmentation is measured per image (:class:`svf.engine.tools.timing.LoadingCosts`).
+:mod:`svf.engine.tools.projection` turns the timings into device-hours (its docstring has the arithmetic and the
+list sizes it assumes) and :mod:`svf.engine.tools.estimate_report` writes them out.
 
-    train job    = build + epochs x steps_per_epoch x step + validation passes
-    step         = max(compute, loading / W) with W loader workers (a GPU job: min(8, threads - 1)); on the CPU
-                   (W = 0) compute + loading; loading = batch x (1 + K) images x seconds per image
-    validation   = passes x episodes x max(compute, (1 + K) images / W) (CPU: the sum); passes = epochs, plus one
-                   mid-epoch pass in every epoch but the first when the recipe has it. Frozen backbones: the first
-                   pass whole, later ones run the head alone (no loading) on the C episodes the cache holds,
-                   C = min(episodes, val_cache_gb / bytes per episode), and the whole model on the others
-    evaluate job = build + protocol episodes x episode (W of the evaluate job's threads)
-    base learner = build + epochs x (train list // batch) x step + epochs x val images x image (BAM's stage 1)
-
-steps_per_epoch = training images of the fold's list (capped by ``max_episodes_per_epoch``) // batch_size. Lists:
-``--splits`` when given; else PASCAL's from the authors' published lists, COCO's † lists from BAM's published
-fold lists (``COCO_DAGGER_TRAIN_IMAGES``), COCO's original (PFENet) lists assumed (``COCO_ORIGINAL_TRAIN_IMAGES``:
-PFENet builds them at run time); synthetic data: the config's image counts. Every epoch is assumed to run (an upper
-bound); ``early_stop_hours`` assumes the best epoch at a third of the schedule, so a run stops ``early_stop`` epochs
-later. A time budget (``budget_s``) stops the timing; kinds left untimed are then inferred and say so (``timed``):
+A time budget (``budget_s``) stops the timing; kinds left untimed are then inferred and say so (``timed``):
 in another precision from a timed one times the median ratio between the precisions over kinds timed in both;
 otherwise as the nearest timed kind (same dataset, backbone, method, shot and whether the backbone trains, then
 looser).
@@ -38,30 +25,19 @@ from pathlib import Path
 
 import torch
 
-from ...data.datasets import SPLITS_SUMMARY
-from ...pipeline.cells import DEFAULT_SEED, Cell
+from ...pipeline.cells import CELL_KEYS, DEFAULT_SEED, Cell
 from ...pipeline.specs import base_learner_spec, cell_spec
 from ...pipeline.tables import cells_of, load_tables
 from ...policy import parse_policy
-from ..tasks.build import random_base_learner
 from ..loop.device import library_versions, setup_process
-from ..tasks.loaders import loader_workers, protocol_runs, train_aug
-from .timing import (LoadingCosts, ModelBuilds, parse_precision, precision_label, time_base_learner, time_kind)
 from ..loop.precision import Precision
+from ..tasks.build import random_base_learner
+from ..tasks.loaders import loader_workers, train_aug
+from .projection import image_hw, project, project_base_learner
+from .timing import LoadingCosts, ModelBuilds, parse_precision, precision_label, time_base_learner, time_kind
 
-REFERENCE = Path(__file__).resolve().parents[3] / "config" / "reference_splits" / "summary.json"
-#: BAM's published COCO-20i training lists (its fss_list/train/data_list_{0..3}.txt): images per fold; the †
-#: setting (docs/sources.md#coco-20i-fold-lists).
-COCO_DAGGER_TRAIN_IMAGES = (21_917, 41_809, 43_045, 44_614)
-#: PFENet builds its COCO fold lists at run time and publishes none: an assumption (about 3/4 of the 82,081
-#: annotated train2014 images hold a base class), used for the `original` setting without --splits.
-COCO_ORIGINAL_TRAIN_IMAGES = 61_500
-#: The whole lists BAM's base learner reads, (train, val) images (docs/episodes.md).
-FULL_LISTS = {"pascal": (5_953, 1_449), "coco": (82_081, 40_137)}
-#: Image size (height, width) of the loading model: PASCAL's typical 375 x 500, COCO's 480 x 640.
-IMAGE_HW = {"pascal": (375, 500), "coco": (480, 640)}
-CLASSES = {"pascal": 20, "coco": 80}
-KIND_KEYS = ("dataset", "backbone", "method", "setting", "policy", "recipe", "shot")
+#: What makes a kind of cell: a cell's parameters but its fold and seed (which share one timing).
+KIND_KEYS = tuple(k for k in CELL_KEYS if k not in ("fold", "seed"))
 BASE_LEARNER = "base-learner"  # the method column of BAM's stage-1 rows
 #: Precision columns: ``config`` is each recipe's own precision.
 DEFAULT_PRECISIONS = ("config", "bf16-cl")
@@ -99,109 +75,6 @@ def base_learner_kinds(config: dict, kinds: list[dict]) -> list[dict]:
             entry["folds"].update(f for f, _ in kind["fold_seeds"])
             entry["tables"] += [t for t in kind["tables"] if t not in entry["tables"]]
     return [{**e, "fold_seeds": [(f, None) for f in sorted(e.pop("folds"))], "cells": 0} for e in out.values()]
-
-
-# --- list sizes ----------------------------------------------------------------------------------------------------
-
-def train_images(dataset: str, setting: str, fold: int, splits: dict[str, str] | None, config: dict | None = None
-                 ) -> tuple[int, str]:
-    """(training images of a fold list, where the number comes from)."""
-    if splits and dataset in splits:
-        summary = json.loads((Path(splits[dataset]) / SPLITS_SUMMARY).read_text())
-        return int(summary["files"][f"{setting}/train/fold{fold}"]["images"]), "splits"
-    if config is not None and config["data"].get("source") == "synthetic":
-        return full_lists(dataset, config)[0], "synthetic (whole train list)"
-    if dataset == "pascal":
-        return int(json.loads(REFERENCE.read_text())[f"{setting}/train/fold{fold}"]["images"]), "published"
-    if setting == "dagger":
-        return COCO_DAGGER_TRAIN_IMAGES[int(fold)], "published (BAM)"
-    return COCO_ORIGINAL_TRAIN_IMAGES, "assumed"
-
-
-def full_lists(dataset: str, config: dict) -> tuple[int, int]:
-    """(train, val) images of the dataset's whole lists: the real ones, or the synthetic data's from the config."""
-    synthetic = config["data"].get("synthetic", {}).get(dataset)
-    if config["data"].get("source") == "synthetic" and synthetic:
-        classes = CLASSES[dataset]
-        return int(synthetic["train_per_class"]) * classes, int(synthetic["val_per_class"]) * classes
-    return FULL_LISTS[dataset]
-
-
-def image_hw(dataset: str, config: dict) -> tuple[int, int]:
-    synthetic = config["data"].get("synthetic", {}).get(dataset)
-    if config["data"].get("source") == "synthetic" and synthetic:
-        return int(synthetic["size"]), int(synthetic["size"])
-    return IMAGE_HW[dataset]
-
-
-# --- the projection ----------------------------------------------------------------------------------------------
-
-def _with_loading(compute_s: float, loading_s: float, workers: int) -> float:
-    """Seconds of a step or episode whose data ``loading_s`` (one thread) overlaps the compute on ``workers``
-    processes; on the CPU (no workers) the main process loads, then computes."""
-    return max(compute_s, loading_s / workers) if workers else compute_s + loading_s
-
-
-def project(kind: dict, timing: dict, spec: dict, config: dict, splits: dict[str, str] | None, loading: dict,
-            workers: dict[str, int]) -> dict:
-    """Device-hours of a kind's cells (see the module docstring). ``loading``: seconds per training and per
-    validation image (``train_image_s``, ``val_image_s``); ``workers``: loader workers of the train and evaluate
-    jobs."""
-    recipe, shot = spec["recipe"], int(kind["shot"])
-    epochs, batch = int(recipe["epochs"]), int(recipe["batch_size"])
-    cap = recipe.get("max_episodes_per_epoch")
-    step = _with_loading(timing["step_s"], batch * (1 + shot) * loading["train_image_s"], workers["train"])
-    val_load = (1 + shot) * loading["val_image_s"]
-    val_ep = _with_loading(timing["val_episode_s"], val_load, workers["train"])
-    test_ep = _with_loading(timing["val_episode_s"], val_load, workers["evaluate"])
-    passes = epochs + (max(0, epochs - 1) if recipe.get("mid_epoch_val") else 0)
-    episodes = int(recipe["val_episodes"])
-    cached = 0
-    budget = float(recipe.get("val_cache_gb", 16.0) or 0) * 2**30
-    if not math.isnan(timing["cached_val_episode_s"]) and budget > 0:
-        cached = min(episodes, int(budget // max(timing["cache_bytes_per_episode"], 1.0)))
-        later = cached * timing["cached_val_episode_s"] + (episodes - cached) * val_ep
-        val_s = episodes * val_ep + (passes - 1) * later
-    else:
-        val_s = passes * episodes * val_ep
-    test_s = sum(n for _, n in protocol_runs(spec)) * test_ep + timing["build_s"]
-    stop = recipe.get("early_stop")
-    kept = min(1.0, (epochs / 3 + stop) / epochs) if stop else 1.0
-    train = early = 0.0
-    steps_seen = []
-    for fold, _ in kind["fold_seeds"]:
-        images = train_images(kind["dataset"], kind["setting"], fold, splits, config)[0]
-        steps = int(min(images, cap) if cap else images) // batch
-        steps_seen.append(steps)
-        train_s = timing["build_s"] + epochs * steps * step + val_s
-        train += train_s / 3600
-        early += (train_s * kept + test_s) / 3600
-    n = max(len(kind["fold_seeds"]), 1)
-    hours = train + n * test_s / 3600
-    return {"steps_per_epoch": round(statistics.mean(steps_seen)) if steps_seen else 0, "epochs": epochs,
-            "validations": passes, "step_with_loading_s": step, "cached_episodes": cached,
-            "train_hours_per_cell": train / n, "test_hours_per_cell": test_s / 3600,
-            "hours_per_cell": hours / n, "early_stop_hours_per_cell": early / n, "hours": hours,
-            "early_stop_hours": early}
-
-
-def project_base_learner(kind: dict, timing: dict, spec: dict, config: dict, loading: dict, workers: int) -> dict:
-    """BAM's stage 1 per fold: the whole train list (capped) every epoch, the val list (``base_val_images``) after
-    each."""
-    recipe = spec["recipe"]
-    epochs, batch = int(recipe["epochs"]), int(recipe["batch_size"])
-    train, val = full_lists(kind["dataset"], config)
-    cap, val_cap = recipe.get("max_episodes_per_epoch"), recipe.get("base_val_images")
-    steps = int(min(train, cap) if cap else train) // batch
-    val = min(val, int(val_cap)) if val_cap else val
-    step = _with_loading(timing["step_s"], batch * loading["train_image_s"], workers)
-    image = _with_loading(timing["val_episode_s"], loading["val_image_s"], workers)
-    per_fold = (timing["build_s"] + epochs * (steps * step + val * image)) / 3600
-    folds = len(kind["fold_seeds"])
-    return {"steps_per_epoch": steps, "epochs": epochs, "validations": epochs, "step_with_loading_s": step,
-            "cached_episodes": 0, "train_hours_per_cell": per_fold, "test_hours_per_cell": 0.0,
-            "hours_per_cell": per_fold, "early_stop_hours_per_cell": per_fold, "hours": per_fold * folds,
-            "early_stop_hours": per_fold * folds}
 
 
 # --- timing every kind within a budget, inferring the rest -------------------------------------------------------
@@ -373,125 +246,4 @@ def _row(entry: dict, config: dict, splits, loading_costs: LoadingCosts, workers
             **projected}
 
 
-# --- against measured jobs ---------------------------------------------------------------------------------------
-
-def compare_measured(result: dict, benchmarks: str | Path) -> dict:
-    """The projection of the first precision against Snakemake's benchmark files of finished jobs (the ``s``
-    column: wall seconds) under ``benchmarks`` (the config's <benchmarks> root): per job type and in all, for the
-    cells whose files exist."""
-    import csv
-
-    from ...pipeline.paths import benchmark_name
-
-    root, first = Path(benchmarks), result["precisions"][0]
-    sums = {job: {"estimated_h": 0.0, "measured_h": 0.0, "jobs": 0} for job in ("train", "evaluate", "train_base")}
-
-    def seconds(path: Path) -> float | None:
-        if not path.is_file():
-            return None
-        with path.open() as handle:
-            return float(next(csv.DictReader(handle, delimiter="\t"))["s"])
-
-    for row in result["rows"]:
-        if row["precision_column"] != first:
-            continue
-        if row["method"] == BASE_LEARNER:
-            for fold in range(4):
-                s = seconds(root / "train_base" / row["dataset"] / row["backbone"] / f"fold{fold}.tsv")
-                if s is not None:
-                    _add(sums["train_base"], row["hours_per_cell"], s)
-            continue
-        train_h, test_h = row["train_hours_per_cell"], row["test_hours_per_cell"]
-        for fold, seed in row["fold_seeds"]:
-            cell = {**{k: row[k] for k in KIND_KEYS}, "fold": fold, "seed": seed}
-            for job, hours in (("train", train_h), ("evaluate", test_h)):
-                s = seconds(root / benchmark_name(job, cell))
-                if s is not None:
-                    _add(sums[job], hours, s)
-    total = {"estimated_h": sum(v["estimated_h"] for v in sums.values()),
-             "measured_h": sum(v["measured_h"] for v in sums.values()), "jobs": sum(v["jobs"] for v in sums.values())}
-    out = {**sums, "all": total}
-    for value in out.values():
-        value["error"] = value["estimated_h"] / value["measured_h"] - 1 if value["measured_h"] else math.nan
-    return out
-
-
-def _add(acc: dict, estimated_h: float, measured_s: float) -> None:
-    acc["estimated_h"] += estimated_h
-    acc["measured_h"] += measured_s / 3600
-    acc["jobs"] += 1
-
-
-# --- output --------------------------------------------------------------------------------------------------------
-
-def _hours(h: float) -> str:
-    return f"{h:,.0f}" if h >= 100 else f"{h:.1f}" if h >= 1 else f"{h:.3f}"
-
-
-def write_estimate(result: dict, out_dir: str | Path, comparison: dict | None = None) -> list[Path]:
-    import pandas as pd
-
-    from ...files import atomic_write, write_text
-
-    out = Path(out_dir)
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "fold_seeds"} for r in result["rows"]])
-    paths = [atomic_write(out / "estimate.csv", lambda tmp: frame.round(6).to_csv(tmp, index=False))]
-    paths.append(write_text(out / "estimate.md", "\n".join(estimate_lines(result, frame, comparison)) + "\n"))
-    return paths
-
-
-def estimate_lines(result: dict, frame, comparison: dict | None = None) -> list[str]:
-    """The Markdown report: assumptions, device-hours per table and precision, every kind."""
-    memory = "" if math.isnan(result["device_memory_gb"]) else f", {result['device_memory_gb']:.0f} GB"
-    labels = list(dict.fromkeys(frame["precision"]))
-    splits = "from the given splits" if result.get("splits") else (
-        "PASCAL from the authors' lists, COCO † from BAM's published fold lists, COCO original assumed "
-        f"({COCO_ORIGINAL_TRAIN_IMAGES:,} images per fold)")
-    lines = [f"# Cost estimate on {result['device_name']} ({result['device']}{memory})", "",
-             "Measured on synthetic tensors at each recipe's crop, batch, loss groups and micro-batch, BatchNorm as "
-             "training runs it (svf/engine/tools/estimate.py, svf/engine/tools/timing.py); every epoch assumed to run (early "
-             "stop: best epoch at a third of the schedule, then `early_stop` more). Training lists: "
-             f"{splits}. Loading: measured seconds per image of the loaders' read + augmentation, overlapped with "
-             f"the compute by {result['workers']['train']} loader workers (train jobs) / "
-             f"{result['workers']['evaluate']} (evaluate jobs); 0 workers: added to it. Frozen cells: the "
-             "validation cache's budget decides how many episodes later passes take from the cache. BAM base "
-             f"learners: {result['base_learners']}. Kinds timed: {result['timed']}, inferred: {result['inferred']}"
-             f" (timing took {result['timing_s']:.0f} s" + (f" of a {result['budget_s']:.0f} s budget)."
-                                                             if result.get("budget_s") else ")."), ""]
-    head = "| table | cells | " + " | ".join(f"device-hours {p} | with early stop {p}" for p in labels) + " |"
-    lines += [head, "|:--|--:|" + "--:|--:|" * len(labels)]
-    for name in result["tables"] + ["all"]:
-        part = frame if name == "all" else frame[frame["tables"].str.split().apply(lambda t, n=name: n in t)]
-        main = part[part["method"] != BASE_LEARNER]
-        n = int(main[main["precision"] == labels[0]]["cells"].sum())
-        values = " | ".join(f"{_hours(part[part['precision'] == p]['hours'].sum())} | "
-                            f"{_hours(part[part['precision'] == p]['early_stop_hours'].sum())}" for p in labels)
-        has_base = bool((part["method"] == BASE_LEARNER).any())
-        title = (f"**all (each cell once{', base learners included' if has_base else ''})**" if name == "all"
-                 else f"{name}{' (+ its base learners)' if has_base else ''}")
-        lines.append(f"| {title} | {n} | {values} |")
-    for p in labels:
-        mine = frame[frame["precision"] == p]
-        peak = mine["peak_gb"].max()
-        lines.append(f"\n{p}: every kind fits in device memory: {bool(mine['fits'].all())}, in 80 GB: "
-                     f"{bool(mine['fits_80gb'].all())} ("
-                     + ("no device memory on the CPU" if math.isnan(peak) else f"largest peak {peak:.1f} GB") + ").")
-    if comparison:
-        lines += ["", "Against the measured jobs (Snakemake benchmark files, wall seconds):", "",
-                  "| jobs | count | estimated h | measured h | error |", "|:--|--:|--:|--:|--:|"]
-        for job, v in comparison.items():
-            lines.append(f"| {job} | {v['jobs']} | {v['estimated_h']:.4f} | {v['measured_h']:.4f} | "
-                         f"{v['error']:+.0%} |")
-    lines += ["", "| kind | cells | precision | timed | crop | micro-batch | step s | step + loading s | val s/episode "
-              "| cached episodes | peak GB | TFLOP/s | h/cell |", "|:--|--:|:--|:--|" + "--:|" * 9]
-    for r in frame.itertuples():
-        kind = "/".join(str(getattr(r, k)) for k in KIND_KEYS if getattr(r, k) not in ("", 0))
-        lines.append(f"| {kind} | {r.cells} | {r.precision} | {r.timed} | {r.crop} | {r.micro_batch} | "
-                     f"{r.step_s:.3f} | {r.step_with_loading_s:.3f} | {r.val_episode_s:.4f} | {r.cached_episodes} | "
-                     f"{r.peak_gb:.1f} | {r.achieved_tflops:.0f} | {_hours(r.hours_per_cell)} |")
-    return lines
-
-
-__all__ = ["COCO_DAGGER_TRAIN_IMAGES", "DEFAULT_PRECISIONS", "base_learner_kinds", "compare_measured",
-           "distinct_kinds", "estimate", "estimate_lines", "project", "project_base_learner", "train_images",
-           "write_estimate"]
+__all__ = ["BASE_LEARNER", "DEFAULT_PRECISIONS", "KIND_KEYS", "base_learner_kinds", "distinct_kinds", "estimate"]
