@@ -4,6 +4,7 @@ between kinds), the budget, the comparison with measured jobs, and a reduced run
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -18,7 +19,7 @@ from svf.engine.tools.projection import COCO_DAGGER_TRAIN_IMAGES, project, train
 from svf.engine.tools.timing import ModelBuilds, time_kind
 from svf.pipeline.cells import Cell
 from svf.pipeline.paths import benchmark_name
-from svf.pipeline.specs import cell_spec
+from svf.pipeline.specs import build_cell_spec
 
 from cells import ROOT, merged_config, tiny_spec
 
@@ -63,7 +64,7 @@ LOADING = {"train_image_s": 0.02, "val_image_s": 0.01}
 
 
 def test_projection_arithmetic_on_a_gpu_with_loader_workers():
-    spec = cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
+    spec = build_cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
     kind = {"dataset": "pascal", "setting": "dagger", "shot": 1, "fold_seeds": [(f, 321) for f in range(4)]}
     got = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 7, "evaluate": 3})
     # loading hides behind the compute: 8 episodes x 2 images x 0.02 s over 7 workers < 0.5 s
@@ -78,7 +79,7 @@ def test_projection_arithmetic_on_a_gpu_with_loader_workers():
 
 
 def test_projection_on_the_cpu_adds_the_loading_and_frozen_cells_use_the_cache_budget():
-    spec = cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "frozen", "svf-code", 1, 0))
+    spec = build_cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "frozen", "svf-code", 1, 0))
     kind = {"dataset": "pascal", "setting": "dagger", "shot": 1, "fold_seeds": [(0, 321)]}
     cpu = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 0, "evaluate": 0})
     assert cpu["step_with_loading_s"] == pytest.approx(0.5 + 8 * 2 * 0.02)
@@ -89,13 +90,12 @@ def test_projection_on_the_cpu_adds_the_loading_and_frozen_cells_use_the_cache_b
     val_s = 1000 * 0.01 + 199 * (cached * 0.001 + (1000 - cached) * 0.01)
     train_s = 2.0 + 200 * (4208 // 8) * 0.5 + val_s
     assert got["train_hours_per_cell"] == pytest.approx(train_s / 3600)
-    no_cache = copy.deepcopy(spec)
-    no_cache["recipe"]["val_cache_gb"] = 0
+    no_cache = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, val_cache_gb=0))
     assert project(kind, frozen, no_cache, PAPER, None, LOADING, {"train": 7, "evaluate": 3})["hours"] > got["hours"]
 
 
 def test_coco_validates_mid_epoch_from_the_second_epoch_on():
-    spec = cell_spec(PAPER, Cell("coco", "resnet50", "baseline", "dagger", "svf", "svf-code", 5, 0))
+    spec = build_cell_spec(PAPER, Cell("coco", "resnet50", "baseline", "dagger", "svf", "svf-code", 5, 0))
     kind = {"dataset": "coco", "setting": "dagger", "shot": 5, "fold_seeds": [(0, 321)]}
     got = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 7, "evaluate": 3})
     assert got["validations"] == 50 + 49 and got["steps_per_epoch"] == 21_917 // 8
@@ -177,7 +177,7 @@ def test_the_paper_config_projects_every_cell_and_base_learner(monkeypatch):
 
     def fake(entry, dev, steps, flops, builds, scratch, config):
         size = est._cost_rank(entry["spec"]) / 1e6 * (0.5 if entry["precision"].startswith("bf16") else 1.0)
-        frozen = not entry["is_base"] and not est._backbone_trains(entry["spec"]["cell"]["policy"])
+        frozen = not entry["is_base"] and not est._backbone_trains(entry["spec"].cell.policy)
         return {"step_s": size, "val_episode_s": size / 20, "cached_val_episode_s": size / 100 if frozen else math.nan,
                 "cache_bytes_per_episode": 44e6 if frozen else math.nan, "peak_gb": size, "micro_batch": 2,
                 "precision": entry["precision"], "build_s": 3.0, "step_flops": math.nan}

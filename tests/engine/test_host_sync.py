@@ -74,7 +74,7 @@ def test_a_training_step_never_waits_for_the_device(tmp_path, host_syncs, method
     spec = tiny_spec(method=method, policy=policy, shot=shot, **overlay)
     base = random_base_learner(spec, tmp_path) if method == "bam" else None
     model, parsed = build_cell_model(spec, None, base)
-    device, precision, grouping = torch.device("cpu"), Precision.of(spec["recipe"]), Grouping.of(spec["recipe"])
+    device, precision, grouping = torch.device("cpu"), Precision.of(spec.recipe), Grouping.of(spec.recipe)
     model = precision.place(model, device)
     if method == "bam":
         model.share_frozen_backbone()

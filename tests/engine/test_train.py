@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import svf.engine.loop.fit as loop_module
 import svf.engine.tasks.train as train_module
 from svf.engine.tasks.base_learner import train_base_learner
 from svf.engine.tasks.evaluate import evaluate_cell
-from svf.pipeline.specs import base_learner_spec
+from svf.pipeline.specs import build_base_learner_spec
 from svf.engine.tasks.train import NonFiniteLossError, train_cell
 
 from cells import TINY, merged_config, tiny_spec
@@ -45,8 +46,8 @@ def base_learners(pascal_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("base")
     files = {}
     for backbone in ("resnet50", "vgg16"):
-        spec = base_learner_spec(config, "pascal", backbone, 0)
-        spec["recipe"].update(epochs=1, max_episodes_per_epoch=4, batch_size=2)
+        spec = build_base_learner_spec(config, "pascal", backbone, 0)
+        spec = replace(spec, recipe=replace(spec.recipe, epochs=1, max_episodes_per_epoch=4, batch_size=2))
         out = tmp / backbone / "model.pt"
         train_base_learner(spec, pascal_data["root"], None, str(out), str(tmp / backbone / "ckpt"), threads=1)
         files[backbone] = str(out)
@@ -63,7 +64,7 @@ def test_every_method_backbone_and_shot_trains_and_evaluates(method, backbone, s
     cell_dir = _train(spec, pascal_data, tmp_path, "cell", base)
     metrics = _evaluate(spec, pascal_data, cell_dir, base)
     assert 0.0 <= metrics["miou"] <= 100.0 and 0.0 <= metrics["fb_iou"] <= 100.0
-    assert metrics["episodes"] == 6 and metrics["cell_id"] == spec["cell_id"]
+    assert metrics["episodes"] == 6 and metrics["cell_id"] == spec.cell_id
     assert set(metrics["class_iou"]) == {"1", "2", "3", "4", "5"}
     import numpy
     import torchvision

@@ -22,6 +22,7 @@ from ...data.episodes import base_datasets, collate_episodes
 from ...models import build_base_learner
 from ...models.common import cross_entropy
 from ...pipeline.paths import TRAIN_LOG
+from ...pipeline.spec_types import BaseLearnerSpec
 from .build import load_weights_file
 from ..loop.device import setup_process
 from .loaders import loader_workers, train_aug
@@ -62,38 +63,37 @@ def segmentation_counts(model: nn.Module, loader, device: torch.device, num_clas
     return inter.cpu(), union.cpu()
 
 
-def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
+def train_base_learner(spec: BaseLearnerSpec, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
                        threads: int | None = None, device: str = "auto") -> dict:
-    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
-    recipe, seed = spec["recipe"], int(spec["seed"])
-    name = f"base learner {spec['dataset']}/{spec['backbone']}/fold{spec['fold']}"
+    dev = setup_process(threads, device, spec.deterministic)
+    recipe, seed, name = spec.recipe, spec.seed, spec.name
     seed_everything(seed)
-    model = build_base_learner(**spec["model"])
+    model = build_base_learner(**spec.model.kwargs())
     if weights is not None:
         load_weights_file(model, weights)
     precision = Precision.of(recipe)
     model = precision.place(model, dev)
     grouping = Grouping.of(recipe)
     train_set, val_set = base_datasets(
-        dataset_root, int(spec["fold"]), train_aug=train_aug(recipe), val_size=int(recipe["val_size"]), seed=seed,
-        max_items=recipe.get("max_episodes_per_epoch"), coco_split=spec["model"].get("coco_split", "interleaved"),
-        exif_orientation=spec.get("exif_orientation", "apply"), val_images=recipe.get("base_val_images"))
+        dataset_root, spec.fold, train_aug=train_aug(recipe), val_size=recipe.val_size, seed=seed,
+        max_items=recipe.max_episodes_per_epoch, coco_split=spec.data.coco_split,
+        exif_orientation=spec.data.exif_orientation, val_images=recipe.base_val_images)
     workers = loader_workers(dev.type)
-    loader = DataLoader(train_set, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, drop_last=True,
                         num_workers=workers, collate_fn=collate_episodes)
     val_loader = DataLoader(val_set, batch_size=8, shuffle=False, num_workers=workers, collate_fn=collate_episodes)
     if len(loader) == 0:
-        raise ValueError(f"{name}: the training list gives no full batch of {recipe['batch_size']}")
-    lr = float(recipe["base_lr"])
+        raise ValueError(f"{name}: the training list gives no full batch of {recipe.batch_size}")
+    lr = recipe.base_lr
     backbone = [p for s in STAGES for p in getattr(model, s).parameters()]
     head = [p for m in model.head_modules() for p in m.parameters()]
     optimizer = torch.optim.SGD(
-        [{"params": backbone, "lr": lr * float(recipe["backbone_lr_mult"]), "name": "backbone"},
+        [{"params": backbone, "lr": lr * recipe.backbone_lr_mult, "name": "backbone"},
          {"params": head, "lr": lr, "name": "head"}],
-        lr=lr, momentum=float(recipe["momentum"]), weight_decay=float(recipe["weight_decay"]))
-    epochs = int(recipe["epochs"])
-    schedule = LRSchedule(optimizer, resolve_schedule(recipe["schedule"], True), max_iter=epochs * len(loader),
-                          power=recipe["poly_power"], scale=recipe["poly_scale"])
+        lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    epochs = recipe.epochs
+    schedule = LRSchedule(optimizer, resolve_schedule(recipe.schedule, True), max_iter=epochs * len(loader),
+                          power=recipe.poly_power, scale=recipe.poly_scale)
     classes = model.num_base_classes + 1
 
     def step(chunk):
@@ -103,14 +103,14 @@ def train_base_learner(spec: dict, dataset_root: str, weights: str | None, out: 
     def state():
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
-    run = Run(name=name, spec=spec, optimizer=optimizer, schedule=schedule, loader=loader, step=step,
+    run = Run(name=name, spec=spec.to_json(), optimizer=optimizer, schedule=schedule, loader=loader, step=step,
               validate=lambda epoch: base_class_miou(*segmentation_counts(model, val_loader, dev, classes)),
               get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
               on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
-              checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.get("early_stop"),
+              checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.early_stop,
               precision=precision, micro_batch=grouping.micro, device=dev)
     result = fit(run)
-    kept, kept_epoch = final_state(result, recipe["select"], state())
+    kept, kept_epoch = final_state(result, recipe.select, state())
     atomic.torch_save(out, kept)
     write_log(Path(out).with_name(TRAIN_LOG), result.log_rows)
     return {"epoch": kept_epoch, "val_miou": result.best_miou}

@@ -5,13 +5,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...data import episodes
-from ...data.datasets import fold_classes
-from . import protocols
 from ...data.transforms import TrainAug
-
-
-def _coco_split(spec: dict) -> str:
-    return spec["model"].get("coco_split", "interleaved")
+from ...pipeline.recipe import Recipe
+from ...pipeline.spec_types import CellSpec
+from . import protocols
 
 
 def loader_workers(device_type: str | None = None, threads: int | None = None) -> int:
@@ -24,43 +21,36 @@ def loader_workers(device_type: str | None = None, threads: int | None = None) -
     return max(0, min(8, (threads or torch.get_num_threads()) - 1))
 
 
-def exif_orientation(spec: dict) -> str:
-    return spec.get("exif_orientation", "apply")
+def train_aug(recipe: Recipe) -> TrainAug:
+    return TrainAug(crop=(recipe.crop, recipe.crop), scale=recipe.scale, rotate=recipe.rotate)
 
 
-def train_aug(recipe: dict) -> TrainAug:
-    crop = int(recipe["crop"])
-    return TrainAug(crop=(crop, crop), scale=tuple(recipe["scale"]),
-                    rotate=tuple(recipe.get("rotate", (-10.0, 10.0))))
-
-
-def train_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
-    cell, recipe = spec["cell"], spec["recipe"]
+def train_loader(spec: CellSpec, dataset_root: str, splits_dir: str) -> DataLoader:
+    cell, recipe = spec.cell, spec.recipe
     dataset = episodes.train_episodes(
-        dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), aug=train_aug(recipe),
-        seed=int(spec["seed"]), max_episodes=recipe.get("max_episodes_per_epoch"), coco_split=_coco_split(spec),
-        exif_orientation=exif_orientation(spec))
+        dataset_root, splits_dir, cell.setting, cell.fold, cell.shot, aug=train_aug(recipe), seed=spec.seed,
+        max_episodes=recipe.max_episodes_per_epoch, coco_split=spec.data.coco_split,
+        exif_orientation=spec.data.exif_orientation)
     workers = loader_workers()
     # The dataset fixes the order of each epoch itself (set_epoch), so no sampler shuffling here.
-    return DataLoader(dataset, batch_size=int(recipe["batch_size"]), shuffle=False, drop_last=True,
+    return DataLoader(dataset, batch_size=recipe.batch_size, shuffle=False, drop_last=True,
                       num_workers=workers, collate_fn=episodes.collate_episodes,
                       pin_memory=torch.cuda.is_available())
 
 
-def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int, seed: int,
+def eval_loader(spec: CellSpec, dataset_root: str, splits_dir: str, n_episodes: int, seed: int,
                 batch_size: int | None = None, split: str = "val") -> DataLoader:
     """Episodes of the fold's test list (``split="val"``) or of its held-out selection list (``"holdout"``)."""
-    cell = spec["cell"]
+    cell = spec.cell
     dataset = episodes.eval_episodes(
-        dataset_root, splits_dir, cell["setting"], int(cell["fold"]), int(cell["shot"]), seed=int(seed),
-        n_episodes=int(n_episodes), size=int(spec["recipe"]["val_size"]), coco_split=_coco_split(spec),
-        exif_orientation=exif_orientation(spec), split=split)
-    size = batch_size or int(spec["evaluation"].get("batch_size", 8))
+        dataset_root, splits_dir, cell.setting, cell.fold, cell.shot, seed=int(seed), n_episodes=int(n_episodes),
+        size=spec.recipe.val_size, coco_split=spec.data.coco_split, exif_orientation=spec.data.exif_orientation,
+        split=split)
     workers = loader_workers()
     # A fixed episode list: its workers can live across the validations of every epoch (no restart per pass).
-    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=workers,
-                      collate_fn=episodes.collate_episodes, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0)
+    return DataLoader(dataset, batch_size=batch_size or spec.evaluation.batch_size, shuffle=False,
+                      num_workers=workers, collate_fn=episodes.collate_episodes,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
 
 # Where a cell's in-training validation episodes come from (recipe key ``val_source``): ``test`` = the first
@@ -69,22 +59,20 @@ def eval_loader(spec: dict, dataset_root: str, splits_dir: str, n_episodes: int,
 VAL_SOURCES = {"test": "val", "holdout": "holdout"}
 
 
-def validation_loader(spec: dict, dataset_root: str, splits_dir: str) -> DataLoader:
+def validation_loader(spec: CellSpec, dataset_root: str, splits_dir: str) -> DataLoader:
     """The in-training validation episodes of a cell: the same for every training seed (``val_seed``)."""
-    recipe = spec["recipe"]
-    source = recipe.get("val_source", "test")
-    if source not in VAL_SOURCES:
-        raise ValueError(f"recipe {recipe.get('name')!r}: val_source {source!r} is not one of {sorted(VAL_SOURCES)}")
-    return eval_loader(spec, dataset_root, splits_dir, n_episodes=int(recipe["val_episodes"]),
-                       seed=int(spec.get("val_seed", spec["seed"])), split=VAL_SOURCES[source])
+    recipe = spec.recipe
+    if recipe.val_source not in VAL_SOURCES:
+        raise ValueError(f"recipe {recipe.name!r}: val_source {recipe.val_source!r} is not one of "
+                         f"{sorted(VAL_SOURCES)}")
+    return eval_loader(spec, dataset_root, splits_dir, n_episodes=recipe.val_episodes, seed=spec.val_seed,
+                       split=VAL_SOURCES[recipe.val_source])
 
 
-def fold_novel_classes(spec: dict) -> list[int]:
-    cell = spec["cell"]
-    return list(fold_classes(cell["dataset"], int(cell["fold"]), _coco_split(spec)).novel)
+def fold_novel_classes(spec: CellSpec) -> list[int]:
+    return list(spec.classes.novel)
 
 
-def protocol_runs(spec: dict) -> list[tuple[int, int]]:
+def protocol_runs(spec: CellSpec) -> list[tuple[int, int]]:
     """``[(seed, episodes), ...]`` of the cell's evaluation protocol (episode count overridable in config)."""
-    evaluation = spec["evaluation"]
-    return protocols.protocol_runs(evaluation["protocol"], spec["cell"]["dataset"], evaluation.get("episodes"))
+    return protocols.protocol_runs(spec.evaluation.protocol, spec.cell.dataset, spec.evaluation.episodes)

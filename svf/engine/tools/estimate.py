@@ -26,7 +26,9 @@ from pathlib import Path
 import torch
 
 from ...pipeline.cells import CELL_KEYS, DEFAULT_SEED, Cell
-from ...pipeline.specs import base_learner_spec, cell_spec
+from ...pipeline.recipe import Recipe
+from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
+from ...pipeline.specs import build_base_learner_spec, build_cell_spec
 from ...pipeline.tables import cells_of, load_tables
 from ...policy import parse_policy
 from ..loop.device import library_versions, setup_process
@@ -82,28 +84,31 @@ def base_learner_kinds(config: dict, kinds: list[dict]) -> list[dict]:
 TIMED_FIELDS = ("step_s", "val_episode_s", "cached_val_episode_s", "cache_bytes_per_episode", "peak_gb")
 
 
-def _timing_key(spec: dict) -> str:
+def _timing_key(spec: CellSpec | BaseLearnerSpec) -> str:
     """What a step's cost depends on besides the precision: kinds equal in it share one timing."""
-    recipe = spec["recipe"]
-    cell = spec.get("cell") or {}
-    return json.dumps({"model": spec["model"], "rank": spec.get("rank"), "method": cell.get("method", BASE_LEARNER),
-                       "policy": cell.get("policy"), "evaluation": spec.get("evaluation", {}).get("batch_size"),
-                       "recipe": {k: recipe.get(k) for k in ("crop", "batch_size", "loss_groups", "micro_batch",
-                                                             "val_size")}}, sort_keys=True, default=str)
+    cell = isinstance(spec, CellSpec)
+    return json.dumps({"model": spec.model.to_json(), "rank": spec.rank if cell else None,
+                       "method": spec.cell.method if cell else BASE_LEARNER,
+                       "policy": spec.cell.policy if cell else None,
+                       "evaluation": spec.evaluation.batch_size if cell else None,
+                       "recipe": {k: getattr(spec.recipe, k) for k in ("crop", "batch_size", "loss_groups",
+                                                                       "micro_batch", "val_size")}},
+                      sort_keys=True, default=str)
 
 
-def _cost_rank(spec: dict) -> float:
+def _cost_rank(spec: CellSpec | BaseLearnerSpec) -> float:
     """A rough size of a step, to time the heaviest kinds first (their memory is the question)."""
-    recipe, cell = spec["recipe"], spec.get("cell") or {}
-    trains = cell.get("policy") is None or _backbone_trains(cell["policy"])
-    return int(recipe["crop"]) ** 2 * (1 + int(cell.get("shot", 0))) * int(recipe["batch_size"]) * (2 if trains else 1)
+    cell = spec.cell if isinstance(spec, CellSpec) else None
+    trains = cell is None or _backbone_trains(cell.policy)
+    shot = cell.shot if cell is not None else 0
+    return spec.recipe.crop ** 2 * (1 + shot) * spec.recipe.batch_size * (2 if trains else 1)
 
 
 def _backbone_trains(policy: str) -> bool:
     return parse_policy(policy).kind != "frozen"
 
 
-def _resolve_precision(label: str, recipe: dict) -> Precision:
+def _resolve_precision(label: str, recipe: Recipe) -> Precision:
     return Precision.of(recipe) if label == "config" else parse_precision(label)
 
 
@@ -175,12 +180,12 @@ def estimate(config: dict, names=None, device: str = "auto", steps: int = 3, spl
     with tempfile.TemporaryDirectory() as scratch:
         for kind in kinds + base_kinds:
             is_base = kind["method"] == BASE_LEARNER
-            spec = (base_learner_spec(config, kind["dataset"], kind["backbone"], 0) if is_base
-                    else cell_spec(config, Cell(**{k: kind[k] for k in KIND_KEYS}, fold=0)))
+            spec = (build_base_learner_spec(config, kind["dataset"], kind["backbone"], 0) if is_base
+                    else build_cell_spec(config, Cell(**{k: kind[k] for k in KIND_KEYS}, fold=0)))
             kind["trains"] = is_base or _backbone_trains(kind["policy"])
             label = "/".join(str(kind[k]) for k in KIND_KEYS if kind[k] not in ("", 0))
             for p in precisions:
-                precision = _resolve_precision(p, spec["recipe"])
+                precision = _resolve_precision(p, spec.recipe)
                 key = _timing_key(spec)
                 entries.append({"kind": kind, "spec": spec, "label": label, "precision_label": p,
                                 "precision": precision_label(precision), "timing": None, "timed": "",
@@ -218,16 +223,16 @@ def _time_entry(entry: dict, dev: torch.device, steps: int, flops: bool, builds:
     spec, precision = entry["spec"], parse_precision(entry["precision"])
     if entry["is_base"]:
         return time_base_learner(spec, dev, steps=steps, flops=flops, precision=precision)
-    base = random_base_learner(spec, scratch) if spec["cell"]["method"] == "bam" else None
+    base = random_base_learner(spec, scratch) if spec.cell.method == "bam" else None
     return time_kind(spec, dev, steps=steps, base_learner=base, builds=builds, flops=flops, precision=precision,
                      label_size=max(image_hw(entry["kind"]["dataset"], config)))
 
 
 def _row(entry: dict, config: dict, splits, loading_costs: LoadingCosts, workers: dict, total_memory: float) -> dict:
     kind, spec, timing = entry["kind"], entry["spec"], entry["timing"]
-    recipe, hw = spec["recipe"], image_hw(kind["dataset"], config)
+    recipe, hw = spec.recipe, image_hw(kind["dataset"], config)
     loading = {"train_image_s": loading_costs.train_image_s(hw, train_aug(recipe)),
-               "val_image_s": loading_costs.val_image_s(hw, int(recipe["val_size"]))}
+               "val_image_s": loading_costs.val_image_s(hw, recipe.val_size)}
     if entry["is_base"]:
         projected = project_base_learner(kind, timing, spec, config, loading, workers["train_base"])
     else:
@@ -235,7 +240,7 @@ def _row(entry: dict, config: dict, splits, loading_costs: LoadingCosts, workers
     peak = timing["peak_gb"]
     flops = timing.get("step_flops", math.nan)
     return {**{k: kind[k] for k in KIND_KEYS}, "cells": kind["cells"] or len(kind["fold_seeds"]),
-            "tables": " ".join(kind["tables"]), "crop": recipe["crop"], "batch_size": recipe["batch_size"],
+            "tables": " ".join(kind["tables"]), "crop": recipe.crop, "batch_size": recipe.batch_size,
             "precision": entry["precision"], "precision_column": entry["precision_label"], "timed": entry["timed"],
             "fold_seeds": kind["fold_seeds"],
             **{k: v for k, v in timing.items() if k != "precision"},

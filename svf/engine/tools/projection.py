@@ -26,6 +26,7 @@ import statistics
 from pathlib import Path
 
 from ...data.datasets import SPLITS_SUMMARY
+from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
 from ..tasks.loaders import protocol_runs
 
 REFERENCE = Path(__file__).resolve().parents[3] / "config" / "reference_splits" / "summary.json"
@@ -83,22 +84,22 @@ def _with_loading(compute_s: float, loading_s: float, workers: int) -> float:
     return max(compute_s, loading_s / workers) if workers else compute_s + loading_s
 
 
-def project(kind: dict, timing: dict, spec: dict, config: dict, splits: dict[str, str] | None, loading: dict,
+def project(kind: dict, timing: dict, spec: CellSpec, config: dict, splits: dict[str, str] | None, loading: dict,
             workers: dict[str, int]) -> dict:
     """Device-hours of a kind's cells (see the module docstring). ``loading``: seconds per training and per
     validation image (``train_image_s``, ``val_image_s``); ``workers``: loader workers of the train and evaluate
     jobs."""
-    recipe, shot = spec["recipe"], int(kind["shot"])
-    epochs, batch = int(recipe["epochs"]), int(recipe["batch_size"])
-    cap = recipe.get("max_episodes_per_epoch")
+    recipe, shot = spec.recipe, int(kind["shot"])
+    epochs, batch = recipe.epochs, recipe.batch_size
+    cap = recipe.max_episodes_per_epoch
     step = _with_loading(timing["step_s"], batch * (1 + shot) * loading["train_image_s"], workers["train"])
     val_load = (1 + shot) * loading["val_image_s"]
     val_ep = _with_loading(timing["val_episode_s"], val_load, workers["train"])
     test_ep = _with_loading(timing["val_episode_s"], val_load, workers["evaluate"])
-    passes = epochs + (max(0, epochs - 1) if recipe.get("mid_epoch_val") else 0)
-    episodes = int(recipe["val_episodes"])
+    passes = epochs + (max(0, epochs - 1) if recipe.mid_epoch_val else 0)
+    episodes = recipe.val_episodes
     cached = 0
-    budget = float(recipe.get("val_cache_gb", 16.0) or 0) * 2**30
+    budget = recipe.val_cache_gb * 2**30
     if not math.isnan(timing["cached_val_episode_s"]) and budget > 0:
         cached = min(episodes, int(budget // max(timing["cache_bytes_per_episode"], 1.0)))
         later = cached * timing["cached_val_episode_s"] + (episodes - cached) * val_ep
@@ -106,7 +107,7 @@ def project(kind: dict, timing: dict, spec: dict, config: dict, splits: dict[str
     else:
         val_s = passes * episodes * val_ep
     test_s = sum(n for _, n in protocol_runs(spec)) * test_ep + timing["build_s"]
-    stop = recipe.get("early_stop")
+    stop = recipe.early_stop
     kept = min(1.0, (epochs / 3 + stop) / epochs) if stop else 1.0
     train = early = 0.0
     steps_seen = []
@@ -126,13 +127,13 @@ def project(kind: dict, timing: dict, spec: dict, config: dict, splits: dict[str
             "early_stop_hours": early}
 
 
-def project_base_learner(kind: dict, timing: dict, spec: dict, config: dict, loading: dict, workers: int) -> dict:
+def project_base_learner(kind: dict, timing: dict, spec: BaseLearnerSpec, config: dict, loading: dict, workers: int) -> dict:
     """BAM's stage 1 per fold: the whole train list (capped) every epoch, the val list (``base_val_images``) after
     each."""
-    recipe = spec["recipe"]
-    epochs, batch = int(recipe["epochs"]), int(recipe["batch_size"])
+    recipe = spec.recipe
+    epochs, batch = recipe.epochs, recipe.batch_size
     train, val = full_lists(kind["dataset"], config)
-    cap, val_cap = recipe.get("max_episodes_per_epoch"), recipe.get("base_val_images")
+    cap, val_cap = recipe.max_episodes_per_epoch, recipe.base_val_images
     steps = int(min(train, cap) if cap else train) // batch
     val = min(val, int(val_cap)) if val_cap else val
     step = _with_loading(timing["step_s"], batch * loading["train_image_s"], workers)

@@ -29,6 +29,7 @@ from torch import nn
 from ...backbones.base import STAGES
 from ...models import build_base_learner, build_model
 from ...models.common import cross_entropy
+from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
 from ...policy import Policy, apply_policy, parse_policy, set_bn_mode
 from ..loop.batching import Grouping
 from ..tasks.feature_cache import backbone_is_frozen, nbytes
@@ -86,15 +87,15 @@ class ModelBuilds:
         self._stages: dict[tuple, tuple[dict, nn.Module]] = {}
         self._build_s: dict[tuple, float] = {}
 
-    def build(self, spec: dict, base_learner: str | None = None) -> tuple[nn.Module, Policy, float]:
+    def build(self, spec: CellSpec, base_learner: str | None = None) -> tuple[nn.Module, Policy, float]:
         started = time.perf_counter()
-        cell = spec["cell"]
-        torch.manual_seed(int(spec["seed"]))
-        model = build_model(cell["method"], **spec["model"])
+        cell = spec.cell
+        torch.manual_seed(spec.seed)
+        model = build_model(cell.method, **spec.model.kwargs())
         if base_learner is not None:
             model.load_base_learner(base_learner)
-        policy = parse_policy(cell["policy"])
-        arch = (json.dumps(model.backbone_config, sort_keys=True), spec["rank"])
+        policy = parse_policy(cell.policy)
+        arch = (json.dumps(model.backbone_config, sort_keys=True), spec.rank)
         fresh = {}
         if policy.uses_svd and not policy.include:
             for name in STAGES:
@@ -103,11 +104,11 @@ class ModelBuilds:
                     setattr(model, name, copy.deepcopy(known[1]))
                 else:
                     fresh[name] = {k: v.clone() for k, v in getattr(model, name).state_dict().items()}
-        apply_policy(model, policy, rank=spec["rank"])
+        apply_policy(model, policy, rank=spec.rank)
         for name, plain in fresh.items():
             self._stages[(name, *arch)] = (plain, copy.deepcopy(getattr(model, name)))
         seconds = time.perf_counter() - started
-        key = (*arch, cell["method"], policy.uses_svd)
+        key = (*arch, cell.method, policy.uses_svd)
         if len(fresh) == len(STAGES) or not policy.uses_svd:
             self._build_s.setdefault(key, seconds)
         return model, policy, self._build_s.get(key, seconds)
@@ -147,23 +148,23 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
+def time_kind(spec: CellSpec, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
               base_learner: str | None = None, builds: ModelBuilds | None = None, flops: bool = False,
               precision: Precision | None = None, label_size: int | None = None) -> dict:
     """Seconds per training step and per validation episode (whole, and the head alone; both with the scoring on a
     ``label_size`` original label, default val_size), peak memory, cache bytes per episode, build seconds and
     optionally FLOPs per step, for one cell spec (``precision``: instead of the recipe's)."""
-    recipe, shot = spec["recipe"], int(spec["cell"]["shot"])
+    recipe, shot = spec.recipe, spec.cell.shot
     model, policy, build_s = (builds or ModelBuilds()).build(spec, base_learner)
     precision = precision or Precision.of(recipe)
     model = precision.place(model, device)
-    if spec["cell"]["method"] == "bam":
+    if spec.cell.method == "bam":
         model.share_frozen_backbone()
     grouping = Grouping.of(recipe)
     step, scaler = cell_step(model, grouping), precision.scaler(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params or head_parameters(model), lr=1e-6, momentum=0.9)
-    batch = precision.prepare_batch(_episodes(int(recipe["batch_size"]), shot, int(recipe["crop"]), device))
+    batch = precision.prepare_batch(_episodes(recipe.batch_size, shot, recipe.crop, device))
     _reset_peak(device)
     model.train()
     set_bn_mode(model, policy)  # frozen BatchNorms in eval mode, as training runs them
@@ -173,9 +174,9 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
 
     step_s = _timed(one_step, device, warmup, steps)
     step_flops = count_flops(one_step) if flops else None
-    val_n = int(spec["evaluation"].get("batch_size", 8))
-    val = precision.prepare_batch(_episodes(val_n, shot, int(recipe["val_size"]), device))
-    side = int(label_size or recipe["val_size"])
+    val_n = spec.evaluation.batch_size
+    val = precision.prepare_batch(_episodes(val_n, shot, recipe.val_size, device))
+    side = int(label_size or recipe.val_size)
     labels = [torch.zeros(side, side, dtype=torch.long) for _ in range(val_n)]  # original labels stay on the host
     model.eval()
     frozen = backbone_is_frozen(model, policy)
@@ -202,18 +203,18 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
             "build_s": build_s, "step_flops": float(step_flops) if step_flops is not None else math.nan}
 
 
-def time_base_learner(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
+def time_base_learner(spec: BaseLearnerSpec, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
                       flops: bool = False, precision: Precision | None = None) -> dict:
     """BAM's stage 1 (``base_learner_spec``): seconds per training step and per validation image, peak memory."""
-    recipe = spec["recipe"]
+    recipe = spec.recipe
     started = time.perf_counter()
-    torch.manual_seed(int(spec["seed"]))
-    model = build_base_learner(**spec["model"])
+    torch.manual_seed(spec.seed)
+    model = build_base_learner(**spec.model.kwargs())
     build_s = time.perf_counter() - started
     precision = precision or Precision.of(recipe)
     model = precision.place(model, device)
     grouping = Grouping.of(recipe)
-    crop, n = int(recipe["crop"]), int(recipe["batch_size"])
+    crop, n = recipe.crop, recipe.batch_size
     g = torch.Generator().manual_seed(0)
     label = torch.zeros(n, crop, crop, dtype=torch.long)
     label[:, crop // 4: 3 * crop // 4, crop // 4: 3 * crop // 4] = 1
@@ -233,7 +234,7 @@ def time_base_learner(spec: dict, device: torch.device, steps: int = 3, warmup: 
     model.train()
     step_s = _timed(one_step, device, warmup, steps)
     step_flops = count_flops(one_step) if flops else None
-    size, val_n = int(recipe["val_size"]), 8
+    size, val_n = recipe.val_size, 8
     images = precision.prepare_batch({"image": torch.randn(val_n, 3, size, size, generator=g).to(device)})["image"]
     model.eval()
     with torch.no_grad():

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ...pipeline.cells import Cell
-from ...pipeline.specs import cell_spec, merge_configs
+from ...pipeline.specs import build_cell_spec, merge_configs
 from ..tasks.build import build_cell_model
 from ..loop.device import setup_process
 from ..tasks.feature_cache import ValidationCache, backbone_is_frozen
@@ -53,7 +53,7 @@ def run_val_cache(method: str = "baseline", episodes: int = 200, repeats: int = 
         if root is None:
             root, splits = synthetic_pascal(Path(tmp))
         config = demo_config()
-        spec = cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
+        spec = build_cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
         if method == "bam":
             raise ValueError("the benchmark builds no base learner: use baseline or pfenet")
         model, policy = build_cell_model(spec, None)
