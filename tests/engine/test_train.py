@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-import svf.engine.loop.fit as loop_module
+import svf.engine.loop.hooks as hooks_module
+import svf.engine.loop.runner as runner_module
 import svf.engine.tasks.train as train_module
 from svf.engine.tasks.base_learner import train_base_learner
 from svf.engine.tasks.evaluate import evaluate_cell
@@ -85,7 +86,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
     spec = tiny_spec(recipe_overrides={"epochs": 3})
     uninterrupted = _train(spec, pascal_data, tmp_path, "a")
 
-    real_save, saves = loop_module.save_checkpoint, []
+    real_save, saves = hooks_module.save_checkpoint, []
 
     def crash_after_second_epoch(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -93,11 +94,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
         if len(saves) == 2:
             raise KeyboardInterrupt("simulated kill after epoch 2")
 
-    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_second_epoch)
+    monkeypatch.setattr(hooks_module, "save_checkpoint", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         _train(spec, pascal_data, tmp_path, "b")
     assert not (tmp_path / "b" / "model.pt").exists()
-    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(hooks_module, "save_checkpoint", real_save)
     resumed = _train(spec, pascal_data, tmp_path, "b")
 
     a, b = _model_state(uninterrupted), _model_state(resumed)
@@ -178,8 +179,9 @@ class _Steps:
 
 def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None, val_every=1):
     """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
-    from svf.engine.loop.schedule import LRSchedule
     from svf.engine.loop.fit import Run, fit
+    from svf.engine.loop.hooks import Checkpoint, EarlyStop, KeepBest
+    from svf.engine.loop.schedule import LRSchedule
 
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=0.1)
@@ -193,12 +195,22 @@ def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, 
         points.append((epoch, done[0]))
         return next(values)
 
-    run = Run(name="dummy", spec={}, optimizer=optimizer, schedule=LRSchedule(optimizer, "flat", 10),
-              loader=_Steps(steps), step=step, validate=validate, get_state=lambda: {"w": weight.detach().clone()},
-              load_state=lambda t: None, on_epoch_start=lambda: None, epochs=epochs, seed=0,
-              checkpoint=tmp_path / "last.pt", early_stop=early_stop, mid_epoch_val=mid,
-              mid_val_resets_early_stop=resets, val_every=val_every)
-    return points, fit(run)
+    class Dummy:
+        def state(self):
+            return {"w": weight.detach().clone()}
+
+        def load(self, tensors):
+            pass
+
+        def train_mode(self):
+            pass
+
+    trainee = Dummy()
+    trainee.step, trainee.validate = step, validate
+    run = Run(name="dummy", trainee=trainee, optimizer=optimizer, schedule=LRSchedule(optimizer, "flat", 10),
+              loader=_Steps(steps), epochs=epochs, seed=0, mid_epoch_val=mid, val_every=val_every)
+    hooks = [KeepBest(), EarlyStop(early_stop, mid_val_resets=resets), Checkpoint(tmp_path / "last.pt", {})]
+    return points, fit(run, hooks)
 
 
 def test_mid_epoch_validation_is_where_the_authors_scripts_put_it(tmp_path):
@@ -239,7 +251,7 @@ def test_out_of_memory_names_the_cell_and_the_setting_to_lower(pascal_data, tmp_
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(train_module, "fit", no_memory)
+    monkeypatch.setattr(runner_module, "fit", no_memory)
     with pytest.raises(DeviceMemoryError, match=r"baseline/dagger/svf/svf-code/1shot/fold0/seed321: out of memory "
                                                 r"on cpu .*lower the recipe's micro_batch \(now 2 images"):
         _train(spec, pascal_data, tmp_path, "oom")

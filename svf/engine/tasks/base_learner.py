@@ -24,13 +24,12 @@ from ...models.common import cross_entropy
 from ...pipeline.paths import TRAIN_LOG
 from ...pipeline.spec_types import BaseLearnerSpec
 from .build import load_weights_file
-from ..loop.device import setup_process
-from .loaders import loader_workers, train_aug
 from ..loop.batching import Grouping
+from ..loop.device import setup_process, to_device
+from ..loop.fit import write_log
 from ..loop.precision import Precision
-from ..loop.schedule import LRSchedule, resolve_schedule
-from ..loop.fit import Run, final_state, fit, seed_everything, write_log
-from ..loop.device import to_device
+from ..loop.runner import RunSettings, train
+from .loaders import loader_workers, train_aug
 
 
 def base_class_miou(intersection: torch.Tensor, union: torch.Tensor) -> float:
@@ -63,54 +62,69 @@ def segmentation_counts(model: nn.Module, loader, device: torch.device, num_clas
     return inter.cpu(), union.cpu()
 
 
+def base_step(model: nn.Module, grouping: Grouping):
+    """The base learner's training loss of a (micro-)batch: cross-entropy per loss group, as the authors' per GPU."""
+    return lambda chunk: grouping.loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
+                                       {"logits": model(chunk["image"])}, chunk)
+
+
+class BaseLearnerTraining:
+    """BAM's stage 1 as the runner's task (svf/engine/loop/runner.py): a PSPNet on the whole training list, every
+    parameter trained with BatchNorm in train mode, validated on the base classes of the val list."""
+
+    def __init__(self, spec: BaseLearnerSpec, dataset_root: str, weights: str | None):
+        self.spec, self.root, self.weights = spec, dataset_root, weights
+
+    def build(self) -> nn.Module:
+        model = build_base_learner(**self.spec.model.kwargs())
+        if self.weights is not None:
+            load_weights_file(model, self.weights)
+        return model
+
+    def prepare(self, model: nn.Module, precision: Precision, grouping: Grouping, device: torch.device) -> None:
+        spec, recipe = self.spec, self.spec.recipe
+        self.model, self.device = model, device
+        self.step = base_step(model, grouping)
+        train_set, val_set = base_datasets(
+            self.root, spec.fold, train_aug=train_aug(recipe), val_size=recipe.val_size, seed=spec.seed,
+            max_items=recipe.max_episodes_per_epoch, coco_split=spec.data.coco_split,
+            exif_orientation=spec.data.exif_orientation, val_images=recipe.base_val_images)
+        workers = loader_workers(device.type)
+        self.loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, drop_last=True,
+                                 num_workers=workers, collate_fn=collate_episodes)
+        self.val_loader = DataLoader(val_set, batch_size=8, shuffle=False, num_workers=workers,
+                                     collate_fn=collate_episodes)
+
+    def param_groups(self, recipe) -> list[dict]:
+        """The backbone at ``backbone_lr_mult`` x the rate, PPM and classifier at the rate (train_base.py)."""
+        backbone = [p for s in STAGES for p in getattr(self.model, s).parameters()]
+        head = [p for m in self.model.head_modules() for p in m.parameters()]
+        return [{"params": backbone, "lr": recipe.base_lr * recipe.backbone_lr_mult, "name": "backbone"},
+                {"params": head, "lr": recipe.base_lr, "name": "head"}]
+
+    def backbone_trains(self) -> bool:
+        return True
+
+    def validate(self, epoch: int) -> float:
+        classes = self.model.num_base_classes + 1
+        return base_class_miou(*segmentation_counts(self.model, self.val_loader, self.device, classes))
+
+    def state(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load(self, tensors: dict) -> None:
+        self.model.load_state_dict(tensors)
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+
 def train_base_learner(spec: BaseLearnerSpec, dataset_root: str, weights: str | None, out: str, checkpoint_dir: str,
                        threads: int | None = None, device: str = "auto") -> dict:
+    """Train BAM's base learner of ``spec``; writes its state dict to ``out`` and train_log.csv beside it."""
     dev = setup_process(threads, device, spec.deterministic)
-    recipe, seed, name = spec.recipe, spec.seed, spec.name
-    seed_everything(seed)
-    model = build_base_learner(**spec.model.kwargs())
-    if weights is not None:
-        load_weights_file(model, weights)
-    precision = Precision.of(recipe)
-    model = precision.place(model, dev)
-    grouping = Grouping.of(recipe)
-    train_set, val_set = base_datasets(
-        dataset_root, spec.fold, train_aug=train_aug(recipe), val_size=recipe.val_size, seed=seed,
-        max_items=recipe.max_episodes_per_epoch, coco_split=spec.data.coco_split,
-        exif_orientation=spec.data.exif_orientation, val_images=recipe.base_val_images)
-    workers = loader_workers(dev.type)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, drop_last=True,
-                        num_workers=workers, collate_fn=collate_episodes)
-    val_loader = DataLoader(val_set, batch_size=8, shuffle=False, num_workers=workers, collate_fn=collate_episodes)
-    if len(loader) == 0:
-        raise ValueError(f"{name}: the training list gives no full batch of {recipe.batch_size}")
-    lr = recipe.base_lr
-    backbone = [p for s in STAGES for p in getattr(model, s).parameters()]
-    head = [p for m in model.head_modules() for p in m.parameters()]
-    optimizer = torch.optim.SGD(
-        [{"params": backbone, "lr": lr * recipe.backbone_lr_mult, "name": "backbone"},
-         {"params": head, "lr": lr, "name": "head"}],
-        lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    epochs = recipe.epochs
-    schedule = LRSchedule(optimizer, resolve_schedule(recipe.schedule, True), max_iter=epochs * len(loader),
-                          power=recipe.poly_power, scale=recipe.poly_scale)
-    classes = model.num_base_classes + 1
-
-    def step(chunk):
-        return grouping.loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
-                             {"logits": model(chunk["image"])}, chunk)
-
-    def state():
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-    run = Run(name=name, spec=spec.to_json(), optimizer=optimizer, schedule=schedule, loader=loader, step=step,
-              validate=lambda epoch: base_class_miou(*segmentation_counts(model, val_loader, dev, classes)),
-              get_state=state, load_state=lambda tensors: model.load_state_dict(tensors),
-              on_epoch_start=lambda: model.train(), epochs=epochs, seed=seed,
-              checkpoint=Path(checkpoint_dir) / "last.pt", early_stop=recipe.early_stop,
-              precision=precision, micro_batch=grouping.micro, device=dev)
-    result = fit(run)
-    kept, kept_epoch = final_state(result, recipe.select, state())
-    atomic.torch_save(out, kept)
-    write_log(Path(out).with_name(TRAIN_LOG), result.log_rows)
-    return {"epoch": kept_epoch, "val_miou": result.best_miou}
+    settings = RunSettings(spec.name, spec.to_json(), spec.recipe, spec.seed, Path(checkpoint_dir) / "last.pt")
+    trained = train(settings, BaseLearnerTraining(spec, dataset_root, weights), dev)
+    atomic.torch_save(out, trained.kept)
+    write_log(Path(out).with_name(TRAIN_LOG), trained.state.log_rows)
+    return {"epoch": trained.kept_epoch, "val_miou": trained.state.best_miou}

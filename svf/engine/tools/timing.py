@@ -28,7 +28,6 @@ from torch import nn
 
 from ...backbones.base import STAGES
 from ...models import build_base_learner, build_model
-from ...models.common import cross_entropy
 from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
 from ...policy import Policy, apply_policy, parse_policy, set_bn_mode
 from ..loop.batching import Grouping
@@ -37,6 +36,7 @@ from ..loop.fit import train_step
 from ..tasks.metrics import FewShotScore
 from ..loop.precision import PRECISIONS, Precision
 from ..tasks.scoring import score_logits
+from ..tasks.base_learner import base_step
 from ..tasks.train import cell_step, head_parameters
 
 CHANNELS_LAST_SUFFIX = "-cl"
@@ -223,9 +223,7 @@ def time_base_learner(spec: BaseLearnerSpec, device: torch.device, steps: int = 
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
     scaler = precision.scaler(device)
 
-    def step(chunk):
-        return grouping.loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
-                             {"logits": model(chunk["image"])}, chunk)
+    step = base_step(model, grouping)
 
     def one_step():
         train_step(optimizer, batch, step, grouping.micro, precision, scaler, device)
