@@ -163,7 +163,7 @@ def world_clustered_p(diffs: pd.DataFrame) -> float:
     return float(stats.ttest_1samp(per_seed, 0.0).pvalue)
 
 
-# --- the probe (svf/engine/tasks/probe.py) ------------------------------------------------------------------------------
+# --- the probe (svf/engine/tasks/probe.py) ------------------------------------------------------------------------
 
 
 def probe_summary(probes: pd.DataFrame, feature: str = "mid") -> pd.DataFrame:

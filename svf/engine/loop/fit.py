@@ -5,10 +5,10 @@ sync per step), validates the run's :class:`Trainee` after every epoch (and mid-
 validation and every finished epoch to small hooks (svf/engine/loop/hooks.py: the best state, the early stop, the
 checkpoint). svf/engine/loop/runner.py sets a run up from a recipe.
 
-Resume: ``last.pt`` (svf/engine/loop/checkpoint.py) holds the trained tensors, optimizer, best state, log rows, epoch and RNG states after each
-finished epoch. Every epoch reseeds from (seed, epoch) as the authors' ``setup_seed(321+epoch)`` does, and data
-order and augmentation derive from (seed, epoch, index), so a killed run resumed from its last checkpoint ends with
-exactly the metrics of an uninterrupted one.
+Resume: ``last.pt`` (svf/engine/loop/checkpoint.py) holds the trained tensors, optimizer, best state, log rows,
+epoch and RNG states after each finished epoch. Every epoch reseeds from (seed, epoch) as the authors'
+``setup_seed(321+epoch)`` does, and data order and augmentation derive from (seed, epoch, index), so a killed run
+resumed from its last checkpoint ends with exactly the metrics of an uninterrupted one.
 """
 from __future__ import annotations
 

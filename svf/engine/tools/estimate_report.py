@@ -84,8 +84,8 @@ def estimate_lines(result: dict, frame, comparison: dict | None = None) -> list[
         f"({COCO_ORIGINAL_TRAIN_IMAGES:,} images per fold)")
     lines = [f"# Cost estimate on {result['device_name']} ({result['device']}{memory})", "",
              "Measured on synthetic tensors at each recipe's crop, batch, loss groups and micro-batch, BatchNorm as "
-             "training runs it (svf/engine/tools/estimate.py, svf/engine/tools/timing.py); every epoch assumed to run (early "
-             "stop: best epoch at a third of the schedule, then `early_stop` more). Training lists: "
+             "training runs it (svf/engine/tools/timing.py, svf/engine/tools/projection.py); every epoch assumed to "
+             "run (early stop: best epoch at a third of the schedule, then `early_stop` more). Training lists: "
              f"{splits}. Loading: measured seconds per image of the loaders' read + augmentation, overlapped with "
              f"the compute by {result['workers']['train']} loader workers (train jobs) / "
              f"{result['workers']['evaluate']} (evaluate jobs); 0 workers: added to it. Frozen cells: the "

@@ -127,7 +127,8 @@ def project(kind: dict, timing: dict, spec: CellSpec, config: dict, splits: dict
             "early_stop_hours": early}
 
 
-def project_base_learner(kind: dict, timing: dict, spec: BaseLearnerSpec, config: dict, loading: dict, workers: int) -> dict:
+def project_base_learner(kind: dict, timing: dict, spec: BaseLearnerSpec, config: dict, loading: dict,
+                         workers: int) -> dict:
     """BAM's stage 1 per fold: the whole train list (capped) every epoch, the val list (``base_val_images``) after
     each."""
     recipe = spec.recipe

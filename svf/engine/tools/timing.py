@@ -203,8 +203,8 @@ def time_kind(spec: CellSpec, device: torch.device, steps: int = 3, warmup: int 
             "build_s": build_s, "step_flops": float(step_flops) if step_flops is not None else math.nan}
 
 
-def time_base_learner(spec: BaseLearnerSpec, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
-                      flops: bool = False, precision: Precision | None = None) -> dict:
+def time_base_learner(spec: BaseLearnerSpec, device: torch.device, steps: int = 3, warmup: int = 1,
+                      val_batches: int = 2, flops: bool = False, precision: Precision | None = None) -> dict:
     """BAM's stage 1 (``base_learner_spec``): seconds per training step and per validation image, peak memory."""
     recipe = spec.recipe
     started = time.perf_counter()
