@@ -151,7 +151,7 @@ def serve(path: str, parent_pid: int) -> None:
     import torch._dynamo  # noqa: F401
 
     from . import cli  # noqa: F401
-    from .engine import base_learner, evaluate, pretrain, probe, train  # noqa: F401
+    from .engine.tasks import base_learner, evaluate, pretrain, probe, train  # noqa: F401
     from .report import collect, figure4, figures, study, tables  # noqa: F401
 
     if os.path.exists(path):

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from svf.pipeline.cells import Cell
-from svf.pipeline.specs import cell_spec
+from svf.pipeline.spec_types import CellSpec
+from svf.pipeline.specs import build_cell_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +35,6 @@ TINY = {"recipe_overrides": {"epochs": 2, "max_episodes_per_epoch": 4, "batch_si
 
 
 def tiny_spec(dataset="pascal", backbone="resnet50", method="baseline", setting="dagger", policy="svf",
-              recipe="svf-code", shot=1, fold=0, **overlay) -> dict:
+              recipe="svf-code", shot=1, fold=0, **overlay) -> CellSpec:
     config = merged_config(TINY, overlay)
-    return cell_spec(config, Cell(dataset, backbone, method, setting, policy, recipe, shot, fold))
+    return build_cell_spec(config, Cell(dataset, backbone, method, setting, policy, recipe, shot, fold))

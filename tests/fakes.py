@@ -86,7 +86,7 @@ def write_fake_cells(cells_root: Path, benchmarks: Path | None, cells: Iterable[
 def write_fake_trained_cell(cells_root: Path, cell: Mapping[str, Any], miou: float, spec: Mapping[str, Any],
                             **kwargs: Any) -> Path:
     """A finished cell as rules train and evaluate leave it: write_fake_cell's files plus a small model.pt (the
-    trained-tensors layout of svf/engine/train.py) and train_summary.json holding ``spec``."""
+    trained-tensors layout of svf/engine/tasks/train.py) and train_summary.json holding ``spec``."""
     import torch
 
     cell_dir = write_fake_cell(cells_root, None, cell, miou, **kwargs)

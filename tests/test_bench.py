@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from svf.bench import RATIOS, TARGETS, run_svf_step
+from svf.engine.tools.step_bench import RATIOS, TARGETS, run_svf_step
 from svf.cli import main
 
 VARIANTS = {"frozen_train", "full_train", "svf_train", "svf_train_three_step", "plain_eval", "merged_eval",

@@ -1,11 +1,6 @@
 """Each idea is defined once (issue 24): the ignore label, the ImageNet statistics, the repository root, the file
 names of cells and reports, the policy grammar, the stage names, the default seed, the atomic writer. Each test
-fails when a second definition appears in svf/ (or the workflow).
-
-``PENDING`` lists the files of a concurrent branch (the engine's reorganisation) that still hold a second
-definition; they are fixed after that branch is merged, and each entry says how. A pending file under svf/engine/
-is matched by name, as that branch moves it into a subfolder of svf/engine/ (svf/bench.py and
-svf/data/protocols.py move there too)."""
+fails when a second definition appears in svf/ (or the workflow)."""
 from __future__ import annotations
 
 import ast
@@ -18,39 +13,11 @@ from svf.pipeline import paths
 
 PACKAGE = Path(svf.__file__).parent
 ROOT = PACKAGE.parent
-MOVING_INTO_ENGINE = {"svf/bench.py", "svf/data/protocols.py"}
-
-PENDING = {
-    # svf/engine/val_bench.py: ROOT -> svf.files.REPO_ROOT; svf/engine/estimate.py: REFERENCE ->
-    # svf.data.splits.DEFAULT_REFERENCE_DIR / "summary.json"; svf/engine/commands.py (_code_version): root ->
-    # svf.files.REPO_ROOT; svf/pipeline/specs.py: CONFIG_SCHEMA -> REPO_ROOT / "workflow" / ...
-    "repo root": {"svf/engine/val_bench.py", "svf/engine/estimate.py", "svf/engine/commands.py",
-                  "svf/pipeline/specs.py"},
-    # svf/engine/train.py and svf/engine/base_learner.py: "last.pt" -> paths.CHECKPOINT; svf/engine/estimate.py
-    # (write_estimate): "estimate.csv", "estimate.md" -> paths.ESTIMATE_NAMES
-    "file names": {"svf/engine/train.py", "svf/engine/base_learner.py", "svf/engine/estimate.py"},
-    # svf/engine/val_bench.py: seed=321 -> the svf-code protocol's seed (PROTOCOLS["svf-code"].seeds[0])
-    "seed": {"svf/engine/val_bench.py"},
-    # svf/engine/estimate.py: its own `config["tables"].get("seeds") or [...]` -> svf.pipeline.tables.training_seeds
-    "training seeds": {"svf/engine/estimate.py"},
-    # svf/data/download.py (its ImageNet table is that branch's): the three Path.write_text of the checksums file,
-    # the stamps and the markers -> svf.files.write_text
-    "atomic writer": {"svf/data/download.py"},
-}
 
 
 def _relative(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
-
-def _pending(rel: str, idea: str) -> bool:
-    for entry in PENDING[idea]:
-        if rel == entry:
-            return True
-        moving = entry.startswith("svf/engine/") or entry in MOVING_INTO_ENGINE
-        if moving and rel.startswith("svf/engine/") and PurePosixPath(rel).name == PurePosixPath(entry).name:
-            return True
-    return False
 
 
 def _modules() -> dict[str, tuple[str, ast.AST]]:
@@ -118,7 +85,7 @@ def test_no_module_but_svf_labels_spells_the_ignore_label():
 
 def test_every_user_reads_the_one_constant():
     from svf.data import datasets, transforms
-    from svf.engine import metrics
+    from svf.engine.tasks import metrics
     from svf.models import common
 
     assert IGNORE_LABEL == 255
@@ -152,7 +119,7 @@ def test_the_repository_root_is_found_in_one_place():
     assert (REPO_ROOT / "workflow" / "schemas").is_dir() and (REPO_ROOT / "config").is_dir()
     holders = sorted(rel for rel, (source, _) in MODULES.items()
                      if any("parents[" in line.split("#")[0] for line in source.splitlines()))
-    assert [rel for rel in holders if not _pending(rel, "repo root")] == ["svf/files.py"]
+    assert holders == ["svf/files.py"]
 
 
 # --- file names ----------------------------------------------------------------------------------------------------
@@ -184,8 +151,6 @@ def test_cell_and_report_file_names_are_spelled_only_where_defined():
             "study.csv", "paper_results.csv", "dataset.json", "estimate.csv"} <= set(names)
     offenders = []
     for rel, (_, tree) in MODULES.items():
-        if _pending(rel, "file names"):
-            continue
         for node in _strings(tree):
             offenders += [f"{rel}:{node.lineno} {name}" for name, home in names.items()
                           if rel != home and _names_a_file(node.value, name)]
@@ -247,16 +212,14 @@ def test_the_stage_names_are_built_only_in_svf_backbones_base():
 
 
 def test_the_default_training_seed_is_written_once():
-    # svf/data/protocols.py: the published evaluation protocols' episode seeds, which no training seed changes
-    allowed = {"svf/pipeline/cells.py", "svf/data/protocols.py"}
+    # svf/engine/tasks/protocols.py: the published evaluation protocols' episode seeds, which no training seed changes
+    allowed = {"svf/pipeline/cells.py", "svf/engine/tasks/protocols.py"}
     holders = sorted(rel for rel, (_, tree) in MODULES.items()
                      if any(isinstance(n, ast.Constant) and type(n.value) is int and n.value == 321
                             for n in ast.walk(tree)))
-    assert [rel for rel in holders
-            if rel not in allowed and not _pending(rel, "seed")
-            and not (rel.startswith("svf/engine/") and rel.endswith("/protocols.py"))] == []
+    assert [rel for rel in holders if rel not in allowed] == []
     readers = sorted(rel for rel, (source, _) in MODULES.items() if '.get("seeds")' in source)
-    assert [rel for rel in readers if not _pending(rel, "training seeds")] == ["svf/pipeline/tables.py"]
+    assert readers == ["svf/pipeline/tables.py"]
     smk = (ROOT / "workflow" / "rules" / "common.smk").read_text(encoding="utf-8")
     assert "SEEDS = training_seeds(config)" in smk
 
@@ -269,7 +232,7 @@ def test_outputs_are_written_through_svf_files():
     the downloads (svf/synthetic/raw.py), complete only when rule synth touches its marker."""
     allowed = {"svf/files.py", "svf/synthetic/raw.py"}
     offenders = [f"{rel}:{node.lineno}" for rel, (_, tree) in MODULES.items()
-                 if rel not in allowed and not _pending(rel, "atomic writer")
+                 if rel not in allowed
                  for node in ast.walk(tree)
                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                  and node.func.attr in ("write_text", "write_bytes")

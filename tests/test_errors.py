@@ -27,7 +27,7 @@ def _svf(*args, cwd=None):
 
 
 def _train(capsys, root, splits, tmp_path, *extra):
-    code = main(["train", "--spec", json.dumps(tiny_spec()), "--dataset-root", str(root), "--splits", str(splits),
+    code = main(["train", "--spec", json.dumps(tiny_spec().to_json()), "--dataset-root", str(root), "--splits", str(splits),
                  "--out-dir", str(tmp_path / "cell"), "--checkpoint-dir", str(tmp_path / "ck"), "--threads", "1",
                  *extra])
     return code, capsys.readouterr().err
@@ -73,7 +73,7 @@ def test_a_truncated_model_names_the_file_and_the_rule(tmp_path, pascal_data):
     model = tmp_path / "model.pt"
     torch.save({"state": {"w": torch.zeros(1000)}}, model)
     model.write_bytes(model.read_bytes()[:300])
-    result = _svf("evaluate", "--spec", json.dumps(tiny_spec()), "--dataset-root", pascal_data["root"],
+    result = _svf("evaluate", "--spec", json.dumps(tiny_spec().to_json()), "--dataset-root", pascal_data["root"],
                   "--splits", pascal_data["splits"], "--model", model, "--out", tmp_path / "metrics.json",
                   "--threads", "1")
     assert result.returncode == 7, result.stderr
@@ -88,7 +88,7 @@ def test_a_bad_device_is_a_usage_error_listing_the_devices(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and "usage:" not in err
     assert "argument --device: 'gpu' is not a device: use auto" in err and "cuda:N" in err
-    from svf.engine.device import select_device
+    from svf.engine.loop.device import select_device
 
     with pytest.raises(Exception) as raised:  # the library call: the same words, not torch's list
         select_device("gpu")
@@ -99,7 +99,7 @@ def test_log_sends_everything_to_the_file_and_keeps_the_paragraph_on_the_termina
     model = tmp_path / "model.pt"
     model.write_bytes(b"not a torch file")
     log = tmp_path / "logs" / "evaluate.log"
-    result = _svf("--log", log, "evaluate", "--spec", json.dumps(tiny_spec()), "--dataset-root", "x", "--splits",
+    result = _svf("--log", log, "evaluate", "--spec", json.dumps(tiny_spec().to_json()), "--dataset-root", "x", "--splits",
                   "y", "--model", model, "--out", tmp_path / "m.json")
     assert result.returncode == 7 and result.stdout == ""
     assert result.stderr.startswith("svf evaluate: model file error:") and "Traceback" not in result.stderr

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-from svf.engine.build import load_weights_file
-from svf.engine.evaluate import evaluate_cell
-from svf.engine.train import train_cell
+from svf.engine.tasks.build import load_weights_file
+from svf.engine.tasks.evaluate import evaluate_cell
+from svf.engine.tasks.train import train_cell
 from svf.files import UnreadableFileError, UnsafeFileError, torch_load
 
 from cells import tiny_spec

@@ -203,7 +203,7 @@ def export_bundle(config: Mapping[str, Any], out: str | Path, tables: Sequence[s
                   log: Callable[[str], None] = print) -> dict:
     """Write the bundle of the finished cells of ``tables`` (default: the config's ``tables.build``); returns the
     manifest plus ``archive_bytes`` and ``sha256``. ``results``/``resources`` default to the config's pathvars."""
-    from ..engine.device import library_versions
+    from ..engine.loop.device import library_versions
 
     out = Path(out)
     compress = _compressed(out)

@@ -22,7 +22,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+# weights_artifact: re-exported for the pipeline's paths (the download of a backbone's weights)
+from ..backbones.imagenet import DEFAULT_WEIGHTS, IMAGENET_WEIGHTS, weights_artifact  # noqa: F401
 from ..errors import DownloadFailure
+from ..files import write_text
 
 CHUNK = 1 << 20
 CHECKSUMS_FILE = "checksums.json"  # sha256 recorded at first download for artifacts without a published checksum
@@ -66,35 +69,14 @@ REGISTRY: dict[str, Artifact] = {a.key: a for a in (
              ("http://images.cocodataset.org/annotations/annotations_trainval2014.zip",),
              md5="0a379cfc70b0e71301e0f377548639bd", extract=True, size="241 MB",
              description="COCO 2014 instances_{train,val}2014.json"),
-    Artifact("vgg16_bn", "vgg16_bn-6c64b313.pth", ("https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",),
-             sha256_prefix="6c64b313", size="528 MB", description="torchvision VGG16-BN ImageNet weights"),
-    Artifact("resnet50_torchvision", "resnet50-0676ba61.pth",
-             ("https://download.pytorch.org/models/resnet50-0676ba61.pth",), sha256_prefix="0676ba61", size="98 MB",
-             description="torchvision ResNet-50 ImageNet weights (7x7 stem; with weights.resnet50: torchvision)"),
-    Artifact("resnet50_v2", "resnet50_v2.pth", gdrive_folder="1Hrz1wOxOZm4nIIS7UMJeL79AQrdvpj6v", size="100 MB",
-             description="ResNet-50 'v2' deep-stem ImageNet weights (PFENet/semseg Google Drive folder); "
-                         "no published checksum: the sha256 of the first download is recorded"),
+    *(Artifact(key, **fields) for key, fields in IMAGENET_WEIGHTS.items()),
 )}
 
 GROUPS = {
     "pascal": ("voc2012", "sbd", "sbd_train_noval"),
     "coco": ("coco_train2014", "coco_val2014", "coco_annotations2014"),
-    "weights": ("vgg16_bn", "resnet50_v2"),
+    "weights": DEFAULT_WEIGHTS,
 }
-
-
-#: The ImageNet weights artifact of each ``weights.resnet50`` choice (VGG16 has one: vgg16_bn).
-RESNET50_WEIGHTS = {"resnet50_v2": "resnet50_v2", "torchvision": "resnet50_torchvision"}
-
-
-def weights_artifact(backbone: str, resnet50: str = "resnet50_v2") -> str:
-    """The artifact holding a backbone's ImageNet weights (``resnet50``: the config's weights.resnet50)."""
-    if backbone == "vgg16":
-        return "vgg16_bn"
-    if backbone != "resnet50" or resnet50 not in RESNET50_WEIGHTS:
-        raise ValueError(f"no ImageNet weights for backbone {backbone!r} (weights.resnet50 {resnet50!r}); "
-                         f"backbones: resnet50 ({sorted(RESNET50_WEIGHTS)}), vgg16")
-    return RESNET50_WEIGHTS[resnet50]
 
 
 def resolve_keys(names) -> list[str]:
@@ -134,7 +116,7 @@ def _record_sha256(dest_dir: Path, filename: str, sha256: str) -> None:
     path = dest_dir / CHECKSUMS_FILE
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[filename] = {"sha256": sha256, "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def verify(path: Path, artifact: Artifact, dest_dir: Path, source: str) -> None:
@@ -170,7 +152,7 @@ def _stamp_matches(path: Path) -> bool:
 
 def _write_stamp(path: Path) -> None:
     st = path.stat()
-    _stamp(path).write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    write_text(_stamp(path), json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns}))
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------------
@@ -345,7 +327,7 @@ def extract(archive: str | Path, dest_dir: str | Path, progress: bool = False) -
             raise DownloadError(f"{archive}: unknown archive type (expected .tar, .tgz, .tar.gz or .zip)")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise DownloadError(f"{archive}: cannot extract ({exc})") from exc
-    marker.write_text(json.dumps({"archive": str(archive), "size": archive.stat().st_size}) + "\n")
+    write_text(marker, json.dumps({"archive": str(archive), "size": archive.stat().st_size}) + "\n")
     return marker
 
 

@@ -11,16 +11,15 @@ from .. import __version__, console
 #: What --device accepts (checked before torch starts, so a typo costs no start-up and gives a usage error).
 DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?)$")
 SPEC_HELP = ("the cell's specification: JSON text or a JSON file with everything a run needs besides paths "
-             "(cell, model, resolved recipe, evaluation, seeds), as svf.pipeline.specs.cell_spec builds it from "
-             "the config; each Snakemake job passes its own, and a run can be repeated by hand with it")
+             "(cell, model, resolved recipe, evaluation, data, validation seed), as svf.pipeline.specs.cell_spec "
+             "builds it from the config; each Snakemake job passes its own, and a run can be repeated by hand with it")
 
 
 def _code_version() -> str:
     """The git commit of the source tree when there is one, else the package version."""
     import subprocess
-    from pathlib import Path
+    from ..files import REPO_ROOT as root
 
-    root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
@@ -71,10 +70,11 @@ def _add_train(subparsers) -> None:
                         help="where last.pt lives (outside the rule outputs so a killed job resumes)")
 
     def run(args):
+        from ..pipeline.spec_types import CellSpec
         from ..pipeline.specs import load_spec
-        from ..engine.train import train_cell
+        from .tasks.train import train_cell
 
-        s = train_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.out_dir,
+        s = train_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.out_dir,
                        args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
                        threads=args.threads, device=args.device, code_version=_code_version())
         console.result(f"{s['cell_id']}: validation mIoU {s['best_val_miou']:.2f} at epoch {s['best_epoch']} of "
@@ -95,13 +95,14 @@ def _add_train_base(subparsers) -> None:
     _add_device_arguments(parser)
 
     def run(args):
-        from ..engine.base_learner import train_base_learner
+        from ..pipeline.spec_types import BaseLearnerSpec
         from ..pipeline.specs import load_spec
+        from .tasks.base_learner import train_base_learner
 
-        spec = load_spec(args.spec)
+        spec = BaseLearnerSpec.from_json(load_spec(args.spec))
         result = train_base_learner(spec, args.dataset_root, args.weights, args.out, args.checkpoint_dir,
                                     threads=args.threads, device=args.device)
-        console.result(f"{spec['dataset']}/{spec['backbone']}/fold{spec['fold']}: base-class mIoU "
+        console.result(f"{spec.dataset}/{spec.backbone}/fold{spec.fold}: base-class mIoU "
                        f"{result['val_miou']:.2f} at epoch {result['epoch']} -> {args.out}")
 
     parser.set_defaults(func=run)
@@ -141,18 +142,19 @@ def _add_pretrain(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain", help="demo only: pretrain a tiny backbone on synthetic object images (ImageNet stand-in)")
     parser.add_argument("--spec", required=True,
-                        help='JSON: {"model": {"backbone", "width", "depths", "stem"}, "steps", "size", '
+                        help='JSON: {"backbone": {"name", "width", "depths", "stem", "vgg_stride"}, "steps", "size", '
                              '"batch_size", "lr", "classes", "seed"}')
     parser.add_argument("--out", required=True, help="backbone weights file to write")
     _add_device_arguments(parser)
 
     def run(args):
-        from ..engine.pretrain import pretrain_backbone
+        from ..pipeline.spec_types import PretrainSpec
         from ..pipeline.specs import load_spec
+        from .tasks.pretrain import pretrain_backbone
 
-        spec = load_spec(args.spec)
+        spec = PretrainSpec.from_json(load_spec(args.spec))
         result = pretrain_backbone(spec, args.out, threads=args.threads, device=args.device)
-        console.result(f"{spec['model']['backbone']}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
+        console.result(f"{spec.backbone.name}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
                        f"of {result['steps']} steps, {result['wall_time_s']:.0f} s -> {args.out}")
 
     parser.set_defaults(func=run)
@@ -170,10 +172,11 @@ def _add_evaluate(subparsers) -> None:
     parser.add_argument("--out", required=True, help="metrics.json to write")
 
     def run(args):
-        from ..engine.evaluate import evaluate_cell
+        from ..pipeline.spec_types import CellSpec
         from ..pipeline.specs import load_spec
+        from .tasks.evaluate import evaluate_cell
 
-        m = evaluate_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+        m = evaluate_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.model, args.out,
                           base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
                           device=args.device, code_version=_code_version())
         console.result(f"{m['cell_id']}: mIoU {m['miou']:.2f}, FB-IoU {m['fb_iou']:.2f} over {m['episodes']} test "
@@ -196,10 +199,11 @@ def _add_probe(subparsers) -> None:
     parser.add_argument("--out", required=True, help="JSON to write: probe mIoU per feature before and after")
 
     def run(args):
-        from ..engine.probe import probe_cell
+        from ..pipeline.spec_types import CellSpec
         from ..pipeline.specs import load_spec
+        from .tasks.probe import probe_cell
 
-        probe_cell(load_spec(args.spec), args.dataset_root, args.splits, args.weights, args.model, args.out,
+        probe_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.model, args.out,
                    base_learner=args.base_learner, threads=args.threads, device=args.device)
 
     parser.set_defaults(func=run)
@@ -230,7 +234,8 @@ def _add_estimate(subparsers) -> None:
     def run(args):
         import json
 
-        from ..engine.estimate import compare_measured, estimate, write_estimate
+        from .tools.estimate import estimate
+        from .tools.estimate_report import compare_measured, write_estimate
 
         if args.configfile:
             import yaml
@@ -276,7 +281,7 @@ def _add_bench(subparsers) -> None:
     _add_device_arguments(step)
 
     def run(args):
-        from ..bench import run_svf_step, write_json
+        from .tools.step_bench import run_svf_step, write_json
 
         result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                               threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
@@ -297,8 +302,8 @@ def _add_bench(subparsers) -> None:
     _add_device_arguments(cache, threads=1)
 
     def run_cache(args):
-        from ..bench import write_json
-        from ..engine.val_bench import run_val_cache
+        from .tools.step_bench import write_json
+        from .tools.val_bench import run_val_cache
 
         result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
         out = write_json(result, args.out)
@@ -335,8 +340,12 @@ def _add_check_checkpoint(subparsers) -> None:
         from ..models.checkpoints import check_checkpoint
         from ..policy import apply_policy
 
-        kwargs = {k: v for k, v in {"dilation": args.dilation, "dataset": args.dataset, "fold": args.fold}.items()
-                  if v is not None}
+        kwargs = {"dilation": args.dilation} if args.dilation else {}
+        if args.dataset:  # BAM's base classes: the fold's, or (no fold) only their number
+            from ..data.datasets import base_classes
+
+            classes = base_classes(args.dataset, 0 if args.fold is None else args.fold)
+            kwargs.update({"num_base_classes": len(classes)} if args.fold is None else {"base_classes": classes})
         if args.bins:
             kwargs["bins"] = tuple(float(b) if "." in b else int(b) for b in args.bins.split(","))
         result = check_checkpoint(args.path, method=args.method, backbone=args.backbone, shot=args.shot,

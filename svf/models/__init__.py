@@ -16,24 +16,7 @@ from .pspnet import PSPNet
 
 MODELS = {"baseline": Baseline, "pfenet": PFENet, "bam": BAM}
 # Accepted by build_model for every method so callers can pass one set of arguments; only BAM uses them.
-BASE_CLASS_KWARGS = ("num_base_classes", "base_classes", "dataset", "fold", "coco_split")
-
-
-def _resolve_base_classes(kwargs: dict) -> dict:
-    """``dataset`` (+ ``fold``) -> BAM's base classes: with a fold the fold's base class ids (svf.data.datasets,
-    COCO split ``coco_split``, default interleaved as the authors'); without one only their number (15 / 60)."""
-    kwargs = dict(kwargs)
-    dataset, fold = kwargs.pop("dataset", None), kwargs.pop("fold", None)
-    coco_split = kwargs.pop("coco_split", "interleaved")
-    if dataset is None or kwargs.get("base_classes") is not None:
-        return kwargs
-    from ..data import datasets
-
-    if fold is not None:
-        kwargs["base_classes"] = datasets.base_classes(dataset, int(fold), coco_split)
-    elif kwargs.get("num_base_classes") is None:
-        kwargs["num_base_classes"] = len(datasets.base_classes(dataset, 0, coco_split))
-    return kwargs
+BASE_CLASS_KWARGS = ("num_base_classes", "base_classes")
 
 
 def _drop_none_dilation(kwargs: dict) -> dict:
@@ -44,16 +27,14 @@ def build_model(method: str, **kwargs) -> nn.Module:
     """Build ``method`` (``baseline`` | ``pfenet`` | ``bam``) with its constructor's keyword arguments.
 
     ``dilation`` defaults per method as in the authors' code: ``torchvision`` for baseline and PFENet (SVF repo's
-    resnet.py), ``pfenet`` for BAM (PSPNet's dilation loop). ``num_base_classes``, ``base_classes``, ``dataset``,
-    ``fold`` and ``coco_split`` are ignored by methods without a base learner; for BAM, ``dataset`` + ``fold``
-    stand in for ``base_classes``. Unknown arguments raise TypeError naming the method.
+    resnet.py), ``pfenet`` for BAM (PSPNet's dilation loop). ``num_base_classes`` and ``base_classes`` (BAM's base
+    learner's classes, e.g. a fold's from ``svf.data.datasets.base_classes``) are ignored by methods without a base
+    learner. Unknown arguments raise TypeError naming the method.
     """
     if method not in MODELS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(MODELS)}")
     cls = MODELS[method]
-    if cls is BAM:
-        kwargs = _resolve_base_classes(kwargs)
-    else:
+    if cls is not BAM:
         kwargs = {k: v for k, v in kwargs.items() if k not in BASE_CLASS_KWARGS}
     try:
         return cls(**_drop_none_dilation(kwargs))
@@ -62,10 +43,9 @@ def build_model(method: str, **kwargs) -> nn.Module:
 
 
 def build_base_learner(**kwargs) -> PSPNet:
-    """BAM's PSPNet base learner (stage 1); same backbone arguments as the BAM model it will feed (``dataset`` +
-    ``fold`` may stand in for ``base_classes`` as in :func:`build_model`)."""
+    """BAM's PSPNet base learner (stage 1); same backbone arguments as the BAM model it will feed."""
     try:
-        return PSPNet(**_drop_none_dilation(_resolve_base_classes(kwargs)))
+        return PSPNet(**_drop_none_dilation(kwargs))
     except TypeError as err:
         raise TypeError(f"build_base_learner: {err}") from None
 

@@ -261,7 +261,7 @@ class FewShotModel(nn.Module):
         """What the head reads from the backbone and the parameter-free steps after it: query layer2/3 (``q2``,
         ``q3``), per shot layer2/3 and the mask at layer3 size (``s_feat2``, ``s_feat3``, ``s_mask3``: (B, K, ...))
         and the priors (B, K, 1, h, w). ``forward`` = ``head(backbone_inputs(...))``; with a frozen backbone these
-        never change for a fixed episode, so validation caches them (svf/engine/feature_cache.py)."""
+        never change for a fixed episode, so validation caches them (svf/engine/tasks/feature_cache.py)."""
         self._check_inputs(query, supports, support_labels)
         q = self.query_features(query)
         shots = self.support_features(supports, support_labels)

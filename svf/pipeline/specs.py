@@ -1,4 +1,5 @@
-"""Cell specifications: everything a training or evaluation process needs besides file paths.
+"""Specifications built from the config: a cell's, a BAM base learner's and the demo pretraining's (their types:
+:mod:`svf.pipeline.spec_types`); the config as a command run by hand reads it; the config hash.
 
 A spec is plain JSON so that Snakemake can pass it as a rule parameter (a change re-runs exactly the cells it
 affects) and a run can be repeated by hand from its ``spec.json``. This module is imported by the Snakefile, so it
@@ -12,126 +13,82 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError, UnknownNameError
-from .cells import DATASETS, Cell
+from ..errors import ConfigError
+from ..files import REPO_ROOT
+from .cells import Cell
+from .recipe import Recipe
+from .spec_types import (BackboneSpec, BaseLearnerModelSpec, BaseLearnerSpec, CellSpec, DataSpec, EvalSpec, ModelSpec,
+                         PretrainSpec)
 
-RECIPE_DATASET_KEYS = DATASETS  # per-dataset sub-dicts inside a recipe override its top-level values
-
-
-def resolve_recipe(config: Mapping[str, Any], recipe: str, dataset: str) -> dict:
-    """The recipe's values for one dataset: top level, then the dataset's sub-dict, then the global overrides
-    (``recipe_overrides``, used by the demo to shrink every schedule), then their per-dataset part."""
-    recipes = config["recipes"]
-    if recipe not in recipes:
-        raise UnknownNameError(f"unknown recipe {recipe!r}; config defines {sorted(recipes)}")
-    base = recipes[recipe]
-    resolved = {k: copy.deepcopy(v) for k, v in base.items() if k not in RECIPE_DATASET_KEYS}
-    resolved.update(copy.deepcopy(base.get(dataset, {})))
-    overrides = config.get("recipe_overrides") or {}
-    resolved.update({k: copy.deepcopy(v) for k, v in overrides.items() if k not in RECIPE_DATASET_KEYS})
-    resolved.update(copy.deepcopy(overrides.get(dataset, {}) or {}))
-    resolved["name"] = recipe
-    return resolved
+def data_spec(config: Mapping[str, Any]) -> DataSpec:
+    return DataSpec.of(config["data"])
 
 
-def model_kwargs(config: Mapping[str, Any], method: str, backbone: str, shot: int, dataset: str, fold: int) -> dict:
-    """Keyword arguments of ``svf.models.build_model`` for a cell (dataset/fold give BAM its base classes)."""
+def backbone_spec(config: Mapping[str, Any], backbone: str) -> BackboneSpec:
+    """The config's backbone: ``model.depths`` and the stem apply to ResNet, ``model.vgg_stride`` to VGG (16 as the
+    papers, 8 in the CPU demo). torchvision's ResNet-50 weights need its 7x7 stem; the authors' resnet50_v2 has the
+    deep one."""
+    model, settings = config["model"], {}
+    if backbone == "resnet50":
+        settings["depths"] = model.get("depths")
+        if config["weights"].get("resnet50") == "torchvision":
+            settings["stem"] = "standard"
+    if backbone == "vgg16" and model.get("vgg_stride") is not None:
+        settings["vgg_stride"] = int(model["vgg_stride"])
+    return BackboneSpec(backbone, model["width"], **settings)
+
+
+def model_spec(config: Mapping[str, Any], cell: Cell, recipe: Recipe) -> ModelSpec:
+    """A cell's network: the config's ``model`` for its method (a recipe's ``pfenet_bins`` replace PFENet's bins;
+    BAM's base classes are the fold's under the config's COCO split)."""
     model = config["model"]
-    kwargs = {
-        "backbone": backbone,
-        "shot": shot,
-        "dataset": dataset,
-        "fold": fold,
-        "coco_split": config["data"].get("coco_split", "interleaved"),
-        "width": model["width"],
-        "depths": backbone_depths(config, backbone),
-        "reduce_dim": model["reduce_dim"],
-        "dilation": model["dilation"][method],
-        "stem": backbone_stem(config, backbone),
-        **backbone_extra(config, backbone),
-    }
-    kwargs.update(copy.deepcopy(model.get(method) or {}))
-    return kwargs
+    options = copy.deepcopy(model.get(cell.method) or {})
+    if cell.method == "pfenet" and recipe.pfenet_bins:
+        options["bins"] = list(recipe.pfenet_bins)  # e.g. pfenet-original: PFENet's own per-dataset bins
+    base = data_spec(config).fold_classes(cell.dataset, cell.fold).base if cell.method == "bam" else None
+    return ModelSpec(cell.method, backbone_spec(config, cell.backbone), int(cell.shot), model["dilation"][cell.method],
+                     int(model["reduce_dim"]), options, base)
 
 
-def backbone_extra(config: Mapping[str, Any], backbone: str) -> dict:
-    """VGG's output stride (``model.vgg_stride``: 16 as the papers, 8 in the CPU demo); nothing for ResNet."""
-    return {"vgg_stride": int(config["model"].get("vgg_stride", 16))} if backbone == "vgg16" else {}
+def evaluation_spec(config: Mapping[str, Any], recipe: Recipe) -> EvalSpec:
+    """The config's ``evaluation``; its protocol defaults to the recipe's."""
+    evaluation = {k: v for k, v in config["evaluation"].items() if v is not None}
+    return EvalSpec(**{**evaluation, "protocol": evaluation.get("protocol") or recipe.protocol})
 
 
-def backbone_depths(config: Mapping[str, Any], backbone: str):
-    """``model.depths`` (blocks per ResNet stage) applies to ResNet only; VGG16 has a fixed depth."""
-    return config["model"].get("depths") if backbone == "resnet50" else None
-
-
-def backbone_stem(config: Mapping[str, Any], backbone: str) -> str:
-    """torchvision ResNet-50 weights need torchvision's 7x7 stem; the authors' resnet50_v2 has the deep stem."""
-    return "standard" if backbone == "resnet50" and config["weights"].get("resnet50") == "torchvision" else "deep"
-
-
-def evaluation_settings(config: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict:
-    evaluation = dict(config["evaluation"])
-    evaluation["protocol"] = evaluation.get("protocol") or recipe["protocol"]
-    return evaluation
+def build_cell_spec(config: Mapping[str, Any], cell: Cell) -> CellSpec:
+    """A cell's typed specification under ``config``."""
+    recipe = Recipe.of(config, cell.recipe, cell.dataset)
+    return CellSpec(cell=cell, model=model_spec(config, cell, recipe), rank=config["model"]["rank"], recipe=recipe,
+                    evaluation=evaluation_spec(config, recipe), data=data_spec(config), val_seed=int(config["seed"]),
+                    deterministic=bool(config.get("deterministic", False)))
 
 
 def cell_spec(config: Mapping[str, Any], cell: Cell) -> dict:
-    """The full, JSON-serialisable specification of a cell under ``config``."""
-    recipe = resolve_recipe(config, cell.recipe, cell.dataset)
-    model = model_kwargs(config, cell.method, cell.backbone, cell.shot, cell.dataset, cell.fold)
-    if cell.method == "pfenet" and recipe.get("pfenet_bins"):
-        model["bins"] = list(recipe["pfenet_bins"])  # e.g. pfenet-original: PFENet's own per-dataset bins
-    return {
-        "cell": cell.as_dict(),
-        "cell_id": cell.id,
-        "model": model,
-        "rank": config["model"]["rank"],
-        "recipe": recipe,
-        "evaluation": evaluation_settings(config, recipe),
-        "seed": int(cell.seed),                 # training: initialisation, data order, augmentation
-        "val_seed": int(config["seed"]),        # in-training validation episodes: the same for every seed
-        "exif_orientation": config["data"].get("exif_orientation", "apply"),
-        "deterministic": bool(config.get("deterministic", False)),
-    }
+    """The JSON specification of a cell under ``config`` (the rules' parameter, what a bundle records)."""
+    return build_cell_spec(config, cell).to_json()
+
+
+def build_base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fold: int) -> BaseLearnerSpec:
+    """BAM's stage-1 PSPNet base learner for (dataset, backbone, fold), recipe ``bam-base``."""
+    data = data_spec(config)
+    model = BaseLearnerModelSpec(backbone_spec(config, backbone), config["model"]["dilation"]["bam"],
+                                 data.fold_classes(dataset, int(fold)).base,
+                                 (config["model"].get("bam") or {}).get("base_cls_dim"))
+    return BaseLearnerSpec(dataset, int(fold), model, Recipe.of(config, "bam-base", dataset), data,
+                           int(config["seed"]), bool(config.get("deterministic", False)))
 
 
 def base_learner_spec(config: Mapping[str, Any], dataset: str, backbone: str, fold: int) -> dict:
-    """Specification of BAM's stage-1 PSPNet base learner for (dataset, backbone, fold)."""
-    bam = config["model"].get("bam") or {}
-    return {
-        "dataset": dataset,
-        "backbone": backbone,
-        "fold": int(fold),
-        "model": {
-            "backbone": backbone,
-            "dataset": dataset,
-            "fold": int(fold),
-            "coco_split": config["data"].get("coco_split", "interleaved"),
-            "width": config["model"]["width"],
-            "depths": backbone_depths(config, backbone),
-            "dilation": config["model"]["dilation"]["bam"],
-            "stem": backbone_stem(config, backbone),
-            **backbone_extra(config, backbone),
-            "cls_dim": bam.get("base_cls_dim", 512),
-        },
-        "recipe": resolve_recipe(config, "bam-base", dataset),
-        "exif_orientation": config["data"].get("exif_orientation", "apply"),
-        "seed": int(config["seed"]),
-        "deterministic": bool(config.get("deterministic", False)),
-    }
+    return build_base_learner_spec(config, dataset, backbone, fold).to_json()
 
 
 def pretrain_spec(config: Mapping[str, Any], backbone: str, world_seed: int | None = None) -> dict:
-    """Specification of the demo's stand-in pretraining of one backbone (``weights.source: pretrain``), seeded by
-    its world's seed (per-seed worlds) or the config's seed (one shared world)."""
-    model = config["model"]
-    return {
-        "model": {"backbone": backbone, "width": model["width"], "depths": backbone_depths(config, backbone),
-                  "stem": backbone_stem(config, backbone), **backbone_extra(config, backbone)},
-        **config["weights"]["pretrain"],
-        "seed": int(config["seed"] if world_seed is None else world_seed),
-        "deterministic": bool(config.get("deterministic", False)),
-    }
+    """The JSON specification of the demo's stand-in pretraining of one backbone (``weights.source: pretrain``),
+    seeded by its world's seed (per-seed worlds) or the config's seed (one shared world)."""
+    seed = int(config["seed"] if world_seed is None else world_seed)
+    return PretrainSpec(backbone_spec(config, backbone), **config["weights"]["pretrain"], seed=seed,
+                        deterministic=bool(config.get("deterministic", False))).to_json()
 
 
 def merge_configs(configs: list[dict]) -> dict:
@@ -148,7 +105,7 @@ def merge_configs(configs: list[dict]) -> dict:
 
 
 #: The workflow's config schema (Snakemake validates the config with it and fills in its defaults).
-CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG_SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load_config(configfiles: list[str] | None = None, config_json: str | None = None) -> dict:

@@ -132,13 +132,14 @@ def _add_figure4(subparsers) -> None:
     _add_demo_argument(parser)
 
     def run(args):
+        from ..pipeline.spec_types import CellSpec
         from ..pipeline.specs import load_spec
         from ..report.figure4 import figure4
 
-        spec = load_spec(args.spec)
+        spec = CellSpec.from_json(load_spec(args.spec))
         shown = figure4(spec, args.dataset_root, args.splits, args.weights, args.model, args.out,
                         n_images=args.images, base_learner=args.base_learner, threads=args.threads, demo=args.demo)
-        console.result(f"{spec['cell_id']}: {shown['layer']} components {shown['decrease']} (largest decrease) and "
+        console.result(f"{spec.cell_id}: {shown['layer']} components {shown['decrease']} (largest decrease) and "
                        f"{shown['increase']} (largest increase) -> {args.out}")
 
     parser.set_defaults(func=run)

@@ -18,10 +18,11 @@ from torch import nn
 from ..backbones.base import STAGES
 from ..data.transforms import MEAN, STD
 from ..decompose import SVDConv2d
-from ..engine.build import load_cell_model
-from ..engine.device import setup_process
-from ..engine.loaders import eval_loader
+from ..engine.tasks.build import load_cell_model
+from ..engine.loop.device import setup_process
+from ..engine.tasks.loaders import eval_loader
 from ..pipeline.paths import SINGULAR_VALUES
+from ..pipeline.spec_types import CellSpec
 
 _MEAN, _STD = np.array(MEAN), np.array(STD)  # ImageNet statistics in pixel units, to undo the normalisation
 
@@ -76,20 +77,20 @@ def class_names(dataset_root: str) -> dict[int, str]:
     return names
 
 
-def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
+def figure4(spec: CellSpec, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
             n_images: int = 4, base_learner: str | None = None, threads: int | None = None,
             demo: bool = False) -> dict:
     import matplotlib.pyplot as plt
 
     from .figures import OKABE_ITO, PAGE_WIDTH_IN, figure_title, save_figure  # sets the Agg backend
 
-    device = setup_process(threads, "auto", bool(spec.get("deterministic", False)))
+    device = setup_process(threads, "auto", spec.deterministic)
     model, _, _ = load_cell_model(spec, model_file, weights, base_learner)
     model.to(device).eval()
     layer = last_kxk_conv(model)
     sv = json.loads(Path(model_file).with_name(SINGULAR_VALUES).read_text())
     dec, inc = changed_components(sv["before"][layer], sv["after"][layer])
-    loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=n_images, seed=int(spec["seed"]),
+    loader = eval_loader(spec, dataset_root, splits_dir, n_episodes=n_images, seed=spec.seed,
                          batch_size=n_images)
     batch = next(iter(loader))
     maps = component_maps(model, layer, batch["query"].to(device), (dec, inc)).cpu()
@@ -129,7 +130,7 @@ def figure4(spec: dict, dataset_root: str, splits_dir: str, weights: str | None,
         ax.set_xticks([])
         ax.set_yticks([])
     figure_title(fig, f"Figure 4: response maps of the singular components of {layer} whose value changed most",
-                 demo, f"cell {spec['cell_id']}")
+                 demo, f"cell {spec.cell_id}")
     fig.tight_layout()
     save_figure(fig, out)
     return {"layer": layer, "decrease": dec, "increase": inc}

@@ -3,7 +3,7 @@ the analysis fixed in advance; the statistics are in svf/report/claims.py.
 
 Inputs: the collected cells of the study (any seeds; a claim pairs the runs of its two rows with the same fold and
 seed), the tables (which rows exist, their cells), the paper's numbers (each claim's direction and size) and,
-optionally, the probe results of svf/engine/probe.py (the paper's mechanism). Outputs: ``study.md`` (the verdicts,
+optionally, the probe results of svf/engine/tasks/probe.py (the paper's mechanism). Outputs: ``study.md`` (the verdicts,
 the rows with their failure rates, the probe), ``study.csv`` (one row per claim), ``study_rows.csv`` and the
 figures ``study_claims.png`` (a forest plot), ``study_rows.png`` and ``study_probe.png``.
 
@@ -165,7 +165,7 @@ def world_clustered_p(diffs: pd.DataFrame) -> float:
     return float(stats.ttest_1samp(per_seed, 0.0).pvalue)
 
 
-# --- the probe (svf/engine/probe.py) ------------------------------------------------------------------------------
+# --- the probe (svf/engine/tasks/probe.py) ------------------------------------------------------------------------
 
 
 def probe_summary(probes: pd.DataFrame, feature: str = "mid") -> pd.DataFrame:
@@ -267,7 +267,7 @@ def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFra
         lines.append(f"| {r.label} (`{r.row}`) | {r.tables} | {r.runs} | {_interval(r.mean, r.low, r.high)} | "
                      f"{r.failed} ({_fmt(100 * r.failure_rate, digits=0)}%) | {_fmt(r.paper)} |")
     if probe is not None and len(probe):
-        lines += ["", "### The paper's mechanism: the novel classes' linear probe (svf/engine/probe.py)", "",
+        lines += ["", "### The paper's mechanism: the novel classes' linear probe (svf/engine/tasks/probe.py)", "",
                   "Linear segmentation probe of the fold's novel classes on the backbone's layer2+3 features "
                   "(mIoU over the novel classes, fitted on held-out images, scored on test images), on the backbone "
                   "a cell starts from (before) and after base training, on seeds the rows above do not use. Mean "

@@ -19,6 +19,7 @@ from svf.bundle.manifest import (MANIFEST, BundleError, SpecMismatchError, plan_
 from svf.bundle.verify import import_bundle, verify_bundle
 from svf.cli import main as svf_main
 from svf.pipeline.cells import Cell, cell_id
+from svf.pipeline.spec_types import CellSpec
 from svf.pipeline.specs import cell_spec, load_config
 from svf.pipeline.tables import config_cells, load_tables
 
@@ -287,7 +288,7 @@ def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_pat
     whole is dominated by the baseline head (4.9 M parameters, trained in every cell), which no bundle can leave out
     if the cell is to be re-evaluated. The breakdown is printed (docs/bundles.md)."""
     from svf.decompose import singular_values
-    from svf.engine.build import build_cell_model, trained_state
+    from svf.engine.tasks.build import build_cell_model, trained_state
     from svf.files import torch_save, write_json
 
     config = make_config(tmp_path, "paper", tables={"file": str(TABLES_YAML), "build": ["table7"], "folds": [0]})
@@ -295,7 +296,7 @@ def test_an_s_only_svf_cell_at_paper_size_bundles_its_s_in_under_100_kib(tmp_pat
                 if c["policy"] == "svf" and c["shot"] == 1)
     spec = cell_spec(config, Cell.from_mapping(cell))
     cell_dir = write_fake_trained_cell(Path(config["pathvars"]["results"]) / "cells", cell, 50.0, spec)
-    model, policy = build_cell_model(spec, None, None)
+    model, policy = build_cell_model(CellSpec.from_json(spec), None, None)
     state = trained_state(model, policy)
     torch_save(cell_dir / "model.pt", {"cell_id": cell_id(cell), "cell": cell, "policy": "svf", "epoch": 1,
                                        "state": state})

@@ -13,7 +13,7 @@ from svf.data.episodes import (
     BaseSegmentation, Episode, EvalEpisodes, PoolInfo, base_datasets, collate_episodes, draw_supports,
     eval_episodes, load_episode_list, make_episode_list, save_episode_list, train_episodes,
 )
-from svf.data.protocols import protocol_runs
+from svf.engine.tasks.protocols import protocol_runs
 from svf.data.transforms import TrainAug
 
 H, W = 30, 40

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from svf.engine.base_learner import base_class_miou, segmentation_counts
-from svf.pipeline.specs import resolve_recipe
+from svf.engine.tasks.base_learner import base_class_miou, segmentation_counts
+from svf.pipeline.recipe import resolve_recipe
 
 from cells import merged_config
 import yaml

@@ -6,10 +6,11 @@ import copy
 import pytest
 import torch
 
-from svf.engine.batching import Grouping, check_grouping, grouped_loss, micro_batches, slice_batch
-from svf.engine.build import build_cell_model
-from svf.engine.precision import Precision
-from svf.engine.train import forward
+from svf.engine.loop.batching import Grouping, check_grouping, grouped_loss, micro_batches, slice_batch
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.loop.precision import Precision
+from svf.engine.tasks.train import forward
+from svf.pipeline.recipe import Recipe
 
 from cells import tiny_spec
 
@@ -78,6 +79,14 @@ def test_one_mean_over_all_pixels_is_a_different_gradient():
                for k in reference) > 1e-2
 
 
+def _recipe(**values) -> Recipe:
+    """A recipe with only its required values (and ``values``): the others at their defaults."""
+    required = dict(name="r", base_lr=0.01, schedule="auto", poly_power=0.9, poly_scale=1, backbone_lr_mult=0.1,
+                    momentum=0.9, weight_decay=1e-4, batch_size=8, select="best", val_episodes=1, protocol="svf-code",
+                    epochs=1, crop=33, scale=(0.9, 1.1), val_size=33)
+    return Recipe(**{**required, **values})
+
+
 def test_grouping_errors_name_the_setting():
     assert check_grouping(8, 4, None) == (2, 2) and check_grouping(8, 1, None) == (8, 8)
     assert check_grouping(12, 4, 6) == (3, 6)
@@ -86,10 +95,10 @@ def test_grouping_errors_name_the_setting():
     with pytest.raises(ValueError, match="micro_batch=3 must be a multiple of the group size 2"):
         check_grouping(8, 4, 3)
     # a recipe's grouping: loss_groups defaults to 1 (one mean), micro_batch to one group
-    assert Grouping.of({"batch_size": 8}) == Grouping(8, 8, 1)
-    assert Grouping.of({"batch_size": 12, "loss_groups": 4, "micro_batch": 6}) == Grouping(3, 6, 4)
+    assert Grouping.of(_recipe(batch_size=8)) == Grouping(8, 8, 1)
+    assert Grouping.of(_recipe(batch_size=12, loss_groups=4, micro_batch=6)) == Grouping(3, 6, 4)
     with pytest.raises(ValueError, match="micro_batch=3"):
-        Grouping.of({"batch_size": 8, "loss_groups": 4, "micro_batch": 3})
+        Grouping.of(_recipe(batch_size=8, loss_groups=4, micro_batch=3))
 
 
 def test_bf16_autocast_agrees_with_fp32_within_the_stated_tolerance():
@@ -110,7 +119,8 @@ def test_bf16_autocast_agrees_with_fp32_within_the_stated_tolerance():
 
 
 def test_precision_settings():
-    assert Precision.of({}).name == "tf32" and Precision.of({"amp": True}).name == "fp16"
+    assert Precision.of(_recipe()).name == "tf32" and Precision.of(_recipe(precision="fp16")).name == "fp16"
+    assert Precision.of(_recipe(precision="bf16", channels_last=True)) == Precision("bf16", True)
     try:
         Precision("fp32").configure()
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32

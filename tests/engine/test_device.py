@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from svf.engine import device as device_module
-from svf.engine.device import configure_determinism, select_device
+from svf.engine.loop import device as device_module
+from svf.engine.loop.device import configure_determinism, select_device
 
 
 def test_cpu_without_cuda(monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from svf.cli import main
+from svf.data.datasets import base_classes
 from svf.models import build_base_learner, build_model
 
 
@@ -34,7 +35,8 @@ def test_spec_that_is_neither_json_nor_a_file(tmp_path):
 
 
 def test_import_published_bam_base_learner(tmp_path):
-    kwargs = dict(backbone="resnet50", width=0.125, depths=(1, 1, 1, 1), dataset="pascal", fold=1, cls_dim=16)
+    kwargs = dict(backbone="resnet50", width=0.125, depths=(1, 1, 1, 1), base_classes=base_classes("pascal", 1),
+                  cls_dim=16)
     pspnet = build_base_learner(**kwargs)
     # BAM's best.pth: a 'state_dict' wrapper, DDP's 'module.' prefix and an unused encoder copy
     published = {"state_dict": {**{f"module.{k}": v for k, v in pspnet.state_dict().items()},
@@ -44,8 +46,8 @@ def test_import_published_bam_base_learner(tmp_path):
                  str(tmp_path / "model.pt")]) == 0
     state = torch.load(tmp_path / "model.pt")
     assert not any(k.startswith(("module.", "encoder.")) for k in state)
-    bam = build_model("bam", backbone="resnet50", width=0.125, depths=(1, 1, 1, 1), dataset="pascal", fold=1,
-                      reduce_dim=16, base_cls_dim=16)
+    bam = build_model("bam", backbone="resnet50", width=0.125, depths=(1, 1, 1, 1),
+                      base_classes=base_classes("pascal", 1), reduce_dim=16, base_cls_dim=16)
     bam.load_base_learner(state)
     assert torch.equal(bam.layer0p[0].weight, pspnet.layer0[0].weight)
 

@@ -4,6 +4,7 @@ between kinds), the budget, the comparison with measured jobs, and a reduced run
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -11,13 +12,14 @@ import torch
 import yaml
 
 from svf.cli import main
-from svf.engine.build import build_cell_model
-from svf.engine.estimate import (COCO_DAGGER_TRAIN_IMAGES, base_learner_kinds, compare_measured, distinct_kinds,
-                                 estimate, project, train_images, write_estimate)
-from svf.engine.timing import ModelBuilds, time_kind
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.tools.estimate import base_learner_kinds, distinct_kinds, estimate
+from svf.engine.tools.estimate_report import compare_measured, write_estimate
+from svf.engine.tools.projection import COCO_DAGGER_TRAIN_IMAGES, project, train_images
+from svf.engine.tools.timing import ModelBuilds, time_kind
 from svf.pipeline.cells import Cell
 from svf.pipeline.paths import benchmark_name
-from svf.pipeline.specs import cell_spec
+from svf.pipeline.specs import build_cell_spec
 
 from cells import ROOT, merged_config, tiny_spec
 
@@ -62,7 +64,7 @@ LOADING = {"train_image_s": 0.02, "val_image_s": 0.01}
 
 
 def test_projection_arithmetic_on_a_gpu_with_loader_workers():
-    spec = cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
+    spec = build_cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
     kind = {"dataset": "pascal", "setting": "dagger", "shot": 1, "fold_seeds": [(f, 321) for f in range(4)]}
     got = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 7, "evaluate": 3})
     # loading hides behind the compute: 8 episodes x 2 images x 0.02 s over 7 workers < 0.5 s
@@ -77,7 +79,7 @@ def test_projection_arithmetic_on_a_gpu_with_loader_workers():
 
 
 def test_projection_on_the_cpu_adds_the_loading_and_frozen_cells_use_the_cache_budget():
-    spec = cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "frozen", "svf-code", 1, 0))
+    spec = build_cell_spec(PAPER, Cell("pascal", "resnet50", "baseline", "dagger", "frozen", "svf-code", 1, 0))
     kind = {"dataset": "pascal", "setting": "dagger", "shot": 1, "fold_seeds": [(0, 321)]}
     cpu = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 0, "evaluate": 0})
     assert cpu["step_with_loading_s"] == pytest.approx(0.5 + 8 * 2 * 0.02)
@@ -88,13 +90,12 @@ def test_projection_on_the_cpu_adds_the_loading_and_frozen_cells_use_the_cache_b
     val_s = 1000 * 0.01 + 199 * (cached * 0.001 + (1000 - cached) * 0.01)
     train_s = 2.0 + 200 * (4208 // 8) * 0.5 + val_s
     assert got["train_hours_per_cell"] == pytest.approx(train_s / 3600)
-    no_cache = copy.deepcopy(spec)
-    no_cache["recipe"]["val_cache_gb"] = 0
+    no_cache = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, val_cache_gb=0))
     assert project(kind, frozen, no_cache, PAPER, None, LOADING, {"train": 7, "evaluate": 3})["hours"] > got["hours"]
 
 
 def test_coco_validates_mid_epoch_from_the_second_epoch_on():
-    spec = cell_spec(PAPER, Cell("coco", "resnet50", "baseline", "dagger", "svf", "svf-code", 5, 0))
+    spec = build_cell_spec(PAPER, Cell("coco", "resnet50", "baseline", "dagger", "svf", "svf-code", 5, 0))
     kind = {"dataset": "coco", "setting": "dagger", "shot": 5, "fold_seeds": [(0, 321)]}
     got = project(kind, _timing(), spec, PAPER, None, LOADING, {"train": 7, "evaluate": 3})
     assert got["validations"] == 50 + 49 and got["steps_per_epoch"] == 21_917 // 8
@@ -172,11 +173,11 @@ def test_comparison_with_measured_jobs(tmp_path):
 def test_the_paper_config_projects_every_cell_and_base_learner(monkeypatch):
     """The paper-scale path without the compute: every kind's spec, list sizes, cache and protocol arithmetic, the
     base learners when trained, both precision columns (timings faked by the step's size)."""
-    import svf.engine.estimate as est
+    import svf.engine.tools.estimate as est
 
     def fake(entry, dev, steps, flops, builds, scratch, config):
         size = est._cost_rank(entry["spec"]) / 1e6 * (0.5 if entry["precision"].startswith("bf16") else 1.0)
-        frozen = not entry["is_base"] and not est._backbone_trains(entry["spec"]["cell"]["policy"])
+        frozen = not entry["is_base"] and not est._backbone_trains(entry["spec"].cell.policy)
         return {"step_s": size, "val_episode_s": size / 20, "cached_val_episode_s": size / 100 if frozen else math.nan,
                 "cache_bytes_per_episode": 44e6 if frozen else math.nan, "peak_gb": size, "micro_batch": 2,
                 "precision": entry["precision"], "build_s": 3.0, "step_flops": math.nan}

@@ -2,13 +2,15 @@
 query's features when both backbones hold the same tensors: the same outputs."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from svf.engine.build import build_cell_model
-from svf.engine.feature_cache import ValidationCache, backbone_is_frozen
-from svf.engine.loaders import eval_loader, fold_novel_classes
-from svf.engine.train import score_episodes
+from svf.engine.tasks.build import build_cell_model
+from svf.engine.tasks.feature_cache import ValidationCache, backbone_is_frozen
+from svf.engine.tasks.loaders import eval_loader, fold_novel_classes
+from svf.engine.tasks.train import score_episodes
 from svf.models import build_base_learner
 
 from cells import tiny_spec
@@ -77,14 +79,15 @@ def test_only_a_frozen_backbone_with_frozen_batchnorm_is_cached():
 
 
 def test_frozen_bam_reads_the_query_features_for_its_base_learner_exactly(tmp_path):
-    spec = tiny_spec(method="bam", policy="frozen")
+    def small_base(spec):
+        return replace(spec, model=replace(spec.model, options={**spec.model.options, "base_cls_dim": 8}))
+
+    spec = small_base(tiny_spec(method="bam", policy="frozen"))
     torch.manual_seed(1)
-    base = build_base_learner(**{k: v for k, v in spec["model"].items()
-                                 if k in ("backbone", "dataset", "fold", "width", "depths", "stem", "dilation")},
-                              cls_dim=8)
+    base = build_base_learner(**spec.model.base_learner().kwargs())
     path = tmp_path / "base.pt"
     torch.save(base.state_dict(), path)
-    model, _ = build_cell_model({**spec, "model": {**spec["model"], "base_cls_dim": 8}}, None, path)
+    model, _ = build_cell_model(spec, None, path)
     model.eval()
     g = torch.Generator().manual_seed(0)
     batch = (torch.randn(2, 3, 33, 33, generator=g), torch.randn(2, 1, 3, 33, 33, generator=g),
@@ -95,6 +98,5 @@ def test_frozen_bam_reads_the_query_features_for_its_base_learner_exactly(tmp_pa
         shared = model(*batch)
     for key in ("logits", "base_logits", "meta_logits"):
         assert torch.equal(separate[key], shared[key]), key
-    svf, _ = build_cell_model({**tiny_spec(method="bam", policy="svf"),
-                               "model": {**spec["model"], "base_cls_dim": 8}}, None, path)
+    svf, _ = build_cell_model(small_base(tiny_spec(method="bam", policy="svf")), None, path)
     assert not svf.share_frozen_backbone()  # S trains: the stacks differ as soon as it moves

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from svf.engine.batching import Grouping
-from svf.engine.build import build_cell_model, random_base_learner
-from svf.engine.loop import train_step
-from svf.engine.precision import Precision
-from svf.engine.train import cell_step
+from svf.engine.loop.batching import Grouping
+from svf.engine.tasks.build import build_cell_model, random_base_learner
+from svf.engine.loop.fit import train_step
+from svf.engine.loop.precision import Precision
+from svf.engine.tasks.train import cell_step
 from svf.policy import set_bn_mode
 
 from cells import tiny_spec
@@ -74,7 +74,7 @@ def test_a_training_step_never_waits_for_the_device(tmp_path, host_syncs, method
     spec = tiny_spec(method=method, policy=policy, shot=shot, **overlay)
     base = random_base_learner(spec, tmp_path) if method == "bam" else None
     model, parsed = build_cell_model(spec, None, base)
-    device, precision, grouping = torch.device("cpu"), Precision.of(spec["recipe"]), Grouping.of(spec["recipe"])
+    device, precision, grouping = torch.device("cpu"), Precision.of(spec.recipe), Grouping.of(spec.recipe)
     model = precision.place(model, device)
     if method == "bam":
         model.share_frozen_backbone()

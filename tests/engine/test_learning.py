@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from svf.engine.evaluate import evaluate_cell
-from svf.engine.loaders import eval_loader, fold_novel_classes
-from svf.engine.pretrain import pretrain_backbone
+from svf.engine.tasks.evaluate import evaluate_cell
+from svf.engine.tasks.loaders import eval_loader, fold_novel_classes
+from svf.engine.tasks.pretrain import pretrain_backbone
+from svf.pipeline.spec_types import PretrainSpec
 from svf.pipeline.specs import pretrain_spec
-from svf.engine.train import score_episodes, train_cell
+from svf.engine.tasks.train import score_episodes, train_cell
 
 from cells import merged_config, tiny_spec
 
@@ -37,7 +38,7 @@ def weights(tmp_path_factory):
     """The demo's stand-in pretraining, shortened to 400 steps."""
     config = merged_config({"weights": {"pretrain": {"steps": 400}}})
     out = tmp_path_factory.mktemp("weights") / "resnet50.pth"
-    pretrain_backbone(pretrain_spec(config, "resnet50"), str(out), threads=1, device="cpu")
+    pretrain_backbone(PretrainSpec.from_json(pretrain_spec(config, "resnet50")), str(out), threads=1, device="cpu")
     return str(out)
 
 
@@ -51,7 +52,7 @@ def test_a_short_svf_run_beats_the_trivial_predictors(pascal_data, weights, tmp_
                             str(out / "metrics.json"), threads=1, device="cpu")
     loader = eval_loader(spec, pascal_data["root"], pascal_data["splits"], n_episodes=EPISODES, seed=321)
     trivial = score_episodes(AllForeground(), loader, torch.device("cpu"), fold_novel_classes(spec),
-                             spec["evaluation"]["absent_class"]).miou() * 100
+                             spec.evaluation.absent_class).miou() * 100
     print(f"learning test: {metrics['miou']:.1f} mIoU against {trivial:.1f} for all foreground")
     assert 10 < trivial < 20  # the all-foreground level of these episodes
     assert metrics["episodes"] == EPISODES

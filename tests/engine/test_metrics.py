@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from svf.engine.metrics import FewShotScore, binary_confusion
+from svf.engine.tasks.metrics import FewShotScore, binary_confusion
 
 
 def _t(rows):

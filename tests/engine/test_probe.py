@@ -1,4 +1,4 @@
-"""The novel-class probe (svf/engine/probe.py) on constructed cases whose answer is known."""
+"""The novel-class probe (svf/engine/tasks/probe.py) on constructed cases whose answer is known."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cells import tiny_spec
-from svf.engine.build import build_cell_model, trained_state
-from svf.engine.probe import IGNORED, probe_cell, probe_miou, pixel_labels
+from svf.engine.tasks.build import build_cell_model, trained_state
+from svf.engine.tasks.probe import IGNORED, probe_cell, probe_miou, pixel_labels
 from svf.files import torch_save
 
 
@@ -46,7 +46,7 @@ def cell_files(pascal_data, tmp_path_factory):
         if policy == "full":
             state = {k: (torch.zeros_like(v) if k.startswith("layer1.") and k.endswith("weight") else v)
                      for k, v in state.items()}
-        torch_save(tmp / f"{policy}.pt", {"cell_id": spec["cell_id"], "state": state, "epoch": 1})
+        torch_save(tmp / f"{policy}.pt", {"cell_id": spec.cell_id, "state": state, "epoch": 1})
         out[policy] = (spec, tmp / f"{policy}.pt")
     return out
 
@@ -61,4 +61,4 @@ def test_frozen_changes_nothing_and_a_destroyed_backbone_loses_the_novel_classes
     assert frozen["before"]["mid"] > 30.0                    # even a random backbone's features locate the objects
     assert full["after"]["mid"] < full["before"]["mid"] - 20.0
     written = json.loads((tmp_path / "full.json").read_text())
-    assert written["cell_id"] == cell_files["full"][0]["cell_id"] and written["after"]["test_pixels"] > 100
+    assert written["cell_id"] == cell_files["full"][0].cell_id and written["after"]["test_pixels"] > 100

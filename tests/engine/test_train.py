@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
-import svf.engine.loop as loop_module
-import svf.engine.train as train_module
-from svf.engine.base_learner import train_base_learner
-from svf.engine.evaluate import evaluate_cell
-from svf.pipeline.specs import base_learner_spec
-from svf.engine.train import NonFiniteLossError, train_cell
+import svf.engine.loop.hooks as hooks_module
+import svf.engine.loop.runner as runner_module
+import svf.engine.tasks.train as train_module
+from svf.engine.tasks.base_learner import train_base_learner
+from svf.engine.tasks.evaluate import evaluate_cell
+from svf.pipeline.specs import build_base_learner_spec
+from svf.engine.tasks.train import NonFiniteLossError, train_cell
 
 from cells import TINY, merged_config, tiny_spec
 
@@ -45,8 +47,8 @@ def base_learners(pascal_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("base")
     files = {}
     for backbone in ("resnet50", "vgg16"):
-        spec = base_learner_spec(config, "pascal", backbone, 0)
-        spec["recipe"].update(epochs=1, max_episodes_per_epoch=4, batch_size=2)
+        spec = build_base_learner_spec(config, "pascal", backbone, 0)
+        spec = replace(spec, recipe=replace(spec.recipe, epochs=1, max_episodes_per_epoch=4, batch_size=2))
         out = tmp / backbone / "model.pt"
         train_base_learner(spec, pascal_data["root"], None, str(out), str(tmp / backbone / "ckpt"), threads=1)
         files[backbone] = str(out)
@@ -63,7 +65,7 @@ def test_every_method_backbone_and_shot_trains_and_evaluates(method, backbone, s
     cell_dir = _train(spec, pascal_data, tmp_path, "cell", base)
     metrics = _evaluate(spec, pascal_data, cell_dir, base)
     assert 0.0 <= metrics["miou"] <= 100.0 and 0.0 <= metrics["fb_iou"] <= 100.0
-    assert metrics["episodes"] == 6 and metrics["cell_id"] == spec["cell_id"]
+    assert metrics["episodes"] == 6 and metrics["cell_id"] == spec.cell_id
     assert set(metrics["class_iou"]) == {"1", "2", "3", "4", "5"}
     import numpy
     import torchvision
@@ -84,7 +86,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
     spec = tiny_spec(recipe_overrides={"epochs": 3})
     uninterrupted = _train(spec, pascal_data, tmp_path, "a")
 
-    real_save, saves = loop_module.save_checkpoint, []
+    real_save, saves = hooks_module.save_checkpoint, []
 
     def crash_after_second_epoch(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -92,11 +94,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(pascal_data, tmp_path,
         if len(saves) == 2:
             raise KeyboardInterrupt("simulated kill after epoch 2")
 
-    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_second_epoch)
+    monkeypatch.setattr(hooks_module, "save_checkpoint", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         _train(spec, pascal_data, tmp_path, "b")
     assert not (tmp_path / "b" / "model.pt").exists()
-    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(hooks_module, "save_checkpoint", real_save)
     resumed = _train(spec, pascal_data, tmp_path, "b")
 
     a, b = _model_state(uninterrupted), _model_state(resumed)
@@ -145,7 +147,7 @@ def test_bn_train_mode_policy_keeps_its_drifting_statistics(pascal_data, tmp_pat
 
 def test_frozen_random_head_parameters_are_saved_and_rebuilt_identically(pascal_data, tmp_path):
     # the authors' baseline never trains down_query: it keeps its random init, which evaluation must reuse
-    from svf.engine.build import build_cell_model, load_cell_model
+    from svf.engine.tasks.build import build_cell_model, load_cell_model
 
     spec = tiny_spec()
     cell_dir = _train(spec, pascal_data, tmp_path, "dq")
@@ -177,8 +179,9 @@ class _Steps:
 
 def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, early_stop=None, val_every=1):
     """fit() on a dummy problem; returns (validation points as (epoch, steps done), final state)."""
-    from svf.engine.schedule import LRSchedule
-    from svf.engine.loop import Run, fit
+    from svf.engine.loop.fit import Run, fit
+    from svf.engine.loop.hooks import Checkpoint, EarlyStop, KeepBest
+    from svf.engine.loop.schedule import LRSchedule
 
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], lr=0.1)
@@ -192,12 +195,22 @@ def _fit_recording(tmp_path, scores, epochs=2, steps=5, mid=True, resets=False, 
         points.append((epoch, done[0]))
         return next(values)
 
-    run = Run(name="dummy", spec={}, optimizer=optimizer, schedule=LRSchedule(optimizer, "flat", 10),
-              loader=_Steps(steps), step=step, validate=validate, get_state=lambda: {"w": weight.detach().clone()},
-              load_state=lambda t: None, on_epoch_start=lambda: None, epochs=epochs, seed=0,
-              checkpoint=tmp_path / "last.pt", early_stop=early_stop, mid_epoch_val=mid,
-              mid_val_resets_early_stop=resets, val_every=val_every)
-    return points, fit(run)
+    class Dummy:
+        def state(self):
+            return {"w": weight.detach().clone()}
+
+        def load(self, tensors):
+            pass
+
+        def train_mode(self):
+            pass
+
+    trainee = Dummy()
+    trainee.step, trainee.validate = step, validate
+    run = Run(name="dummy", trainee=trainee, optimizer=optimizer, schedule=LRSchedule(optimizer, "flat", 10),
+              loader=_Steps(steps), epochs=epochs, seed=0, mid_epoch_val=mid, val_every=val_every)
+    hooks = [KeepBest(), EarlyStop(early_stop, mid_val_resets=resets), Checkpoint(tmp_path / "last.pt", {})]
+    return points, fit(run, hooks)
 
 
 def test_mid_epoch_validation_is_where_the_authors_scripts_put_it(tmp_path):
@@ -225,20 +238,20 @@ def test_a_mid_epoch_best_resets_the_early_stop_count_only_for_bam(tmp_path, res
 
 
 def test_each_method_follows_its_script():
-    from svf.engine.train import MID_VAL_RESETS_EARLY_STOP
+    from svf.engine.tasks.train import MID_VAL_RESETS_EARLY_STOP
 
     assert MID_VAL_RESETS_EARLY_STOP == {"baseline": False, "pfenet": False, "bam": True}
 
 
 def test_out_of_memory_names_the_cell_and_the_setting_to_lower(pascal_data, tmp_path, monkeypatch):
-    from svf.engine.train import DeviceMemoryError
+    from svf.engine.tasks.train import DeviceMemoryError
 
     spec = tiny_spec()
 
     def no_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(train_module, "fit", no_memory)
+    monkeypatch.setattr(runner_module, "fit", no_memory)
     with pytest.raises(DeviceMemoryError, match=r"baseline/dagger/svf/svf-code/1shot/fold0/seed321: out of memory "
                                                 r"on cpu .*lower the recipe's micro_batch \(now 2 images"):
         _train(spec, pascal_data, tmp_path, "oom")

@@ -195,7 +195,7 @@ def deadline(seconds: float):
 
 
 def reset_determinism() -> None:
-    from svf.engine.device import configure_determinism
+    from svf.engine.loop.device import configure_determinism
 
     configure_determinism(False)
     torch.use_deterministic_algorithms(False)
@@ -240,7 +240,7 @@ def spec_peaks(name: str) -> dict | None:
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, tf32: bool, repeats: int = 10) -> float:
-    from svf.engine.timing import sync
+    from svf.engine.tools.timing import sync
 
     saved = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -272,14 +272,14 @@ def check_device(device: torch.device, small: bool) -> dict:
 # --- 2. precision, 3. the 4 x 2 arithmetic (a tiny model) -----------------------------------------------------------
 
 def _tiny_model(configs: Configs, device):
-    from svf.engine.build import build_cell_model
+    from svf.engine.tasks.build import build_cell_model
     from svf.pipeline.cells import Cell
-    from svf.pipeline.specs import cell_spec
+    from svf.pipeline.specs import build_cell_spec
 
     config = configs.merged("config.yaml", "demo.yaml", recipe_overrides={"batch_size": 8, "loss_groups": 4})
     torch.manual_seed(0)
-    model, _ = build_cell_model(cell_spec(config, Cell("pascal", "resnet50", "baseline", "dagger", "svf",
-                                                       "svf-code", 1, 0)), None)
+    model, _ = build_cell_model(build_cell_spec(config, Cell("pascal", "resnet50", "baseline", "dagger", "svf",
+                                                             "svf-code", 1, 0)), None)
     return model.to(device).eval()
 
 
@@ -297,8 +297,8 @@ def _episodes(n, size, device):
 
 def check_precision(configs: Configs, device: torch.device) -> dict:
     from svf.decompose import SVDConv2d
-    from svf.engine.precision import Precision
-    from svf.engine.train import forward
+    from svf.engine.loop.precision import Precision
+    from svf.engine.tasks.train import forward
 
     Precision("fp32").configure()
     model, batch = _tiny_model(configs, device), _episodes(4, 65, device)
@@ -327,9 +327,9 @@ def check_precision(configs: Configs, device: torch.device) -> dict:
 
 
 def check_micro_batches(configs: Configs, device: torch.device) -> dict:
-    from svf.engine.batching import check_grouping, grouped_loss, micro_batches, slice_batch
-    from svf.engine.precision import Precision
-    from svf.engine.train import forward
+    from svf.engine.loop.batching import check_grouping, grouped_loss, micro_batches, slice_batch
+    from svf.engine.loop.precision import Precision
+    from svf.engine.tasks.train import forward
 
     Precision("fp32").configure()  # exact float32: TF32 would differ between the two summation orders
     model, batch = _tiny_model(configs, device), _episodes(8, 33, device)
@@ -359,14 +359,14 @@ def check_micro_batches(configs: Configs, device: torch.device) -> dict:
 
 # --- 4. the heaviest kinds ------------------------------------------------------------------------------------------
 
-def _heavy_spec(config: dict, kind: tuple) -> dict:
+def _heavy_spec(config: dict, kind: tuple):
     from svf.pipeline.cells import Cell
-    from svf.pipeline.specs import base_learner_spec, cell_spec
+    from svf.pipeline.specs import build_base_learner_spec, build_cell_spec
 
     dataset, backbone, method, policy, shot = kind
     if method == "base-learner":
-        return base_learner_spec(config, dataset, backbone, 0)
-    return cell_spec(config, Cell(dataset, backbone, method, "dagger", policy, "svf-code", shot, 0))
+        return build_base_learner_spec(config, dataset, backbone, 0)
+    return build_cell_spec(config, Cell(dataset, backbone, method, "dagger", policy, "svf-code", shot, 0))
 
 
 def heavy_config(configs: Configs, small: bool) -> dict:
@@ -379,13 +379,14 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
                 budget: Budget, keep_s: float) -> dict:
     """The heavy kinds, each precision; a kind is not started when less than ``keep_s`` of the budget is left (the
     projection and the cell check need it)."""
-    from svf.engine.build import random_base_learner
-    from svf.engine.timing import ModelBuilds, parse_precision, time_base_learner, time_kind
+    from svf.engine.tasks.build import random_base_learner
+    from svf.engine.tools.timing import ModelBuilds, parse_precision, time_base_learner, time_kind
+    from svf.pipeline.recipe import Recipe
 
     config, builds, rows = heavy_config(configs, small), ModelBuilds(), []
     peaks = (device_info or {}).get("spec_peak_tflops") or {}
     measured = (device_info or {}).get("matmul_tflops") or {}
-    cache_budget = float(config["recipes"]["svf-code"].get("val_cache_gb", 16)) * 2**30
+    cache_budget = Recipe.of(config, "svf-code", "pascal").val_cache_gb * 2**30
     with tempfile.TemporaryDirectory() as scratch:
         for kind in HEAVY:
             spec = _heavy_spec(config, kind)
@@ -404,11 +405,11 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
                         base = random_base_learner(spec, scratch) if kind[2] == "bam" else None
                         timing = time_kind(spec, device, steps=1 if small else 3, val_batches=1 if small else 2,
                                            base_learner=base, builds=builds, flops=True, precision=precision)
-                    recipe = spec["recipe"]
+                    recipe = spec.recipe
                     tflops = timing["step_flops"] / timing["step_s"] / 1e12
                     key = "bf16" if precision.name in ("bf16", "fp16") else "tf32"
                     per_episode = timing["cache_bytes_per_episode"]
-                    row.update(timing, crop=recipe["crop"], batch_size=recipe["batch_size"],
+                    row.update(timing, crop=recipe.crop, batch_size=recipe.batch_size,
                                step_tflop=timing["step_flops"] / 1e12, achieved_tflops=tflops,
                                share_of_spec_peak=tflops / peaks[key] if key in peaks else None,
                                share_of_matmul_peak=tflops / measured[key] if measured.get(key) else None,
@@ -440,7 +441,8 @@ def check_heavy(configs: Configs, device: torch.device, small: bool, report: Rep
 
 def check_paper(configs: Configs, device: torch.device, small: bool, out_dir: Path, budget: Budget,
                 reserve_s: float, report: Report) -> dict:
-    from svf.engine.estimate import estimate, write_estimate
+    from svf.engine.tools.estimate import estimate
+    from svf.engine.tools.estimate_report import write_estimate
 
     if small:
         config = configs.merged("config.yaml", "demo.yaml")
@@ -477,12 +479,13 @@ def check_paper(configs: Configs, device: torch.device, small: bool, out_dir: Pa
 
 def check_cell(configs: Configs, directory: Path, device: str, small: bool) -> dict:
     """Pretrain the stand-in, train and evaluate one R50 baseline SVF cell; twice with deterministic: true."""
-    from svf.engine.evaluate import evaluate_cell
-    from svf.engine.pretrain import pretrain_backbone
-    from svf.engine.train import train_cell
-    from svf.engine.val_bench import synthetic_pascal
+    from svf.engine.tasks.evaluate import evaluate_cell
+    from svf.engine.tasks.pretrain import pretrain_backbone
+    from svf.engine.tasks.train import train_cell
+    from svf.engine.tools.val_bench import synthetic_pascal
     from svf.pipeline.cells import Cell
-    from svf.pipeline.specs import cell_spec, pretrain_spec
+    from svf.pipeline.spec_types import PretrainSpec
+    from svf.pipeline.specs import build_cell_spec, pretrain_spec
 
     root, splits = synthetic_pascal(directory)
     run = {"epochs": 1, "max_episodes_per_epoch": 16, "val_episodes": 8} if small else {"epochs": 5}
@@ -491,9 +494,9 @@ def check_cell(configs: Configs, directory: Path, device: str, small: bool) -> d
     config = configs.merged("config.yaml", "demo.yaml", **overlay)
     weights = directory / "resnet50.pth"
     started = time.perf_counter()
-    pretrain_backbone(pretrain_spec(config, "resnet50"), str(weights), device=device)
+    pretrain_backbone(PretrainSpec.from_json(pretrain_spec(config, "resnet50")), str(weights), device=device)
     results = {"pretrain_s": time.perf_counter() - started}
-    spec = cell_spec(config, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
+    spec = build_cell_spec(config, Cell("pascal", "resnet50", "baseline", "dagger", "svf", "svf-code", 1, 0))
     for name in ("first", "second"):
         out = directory / f"cell_{name}"
         started = time.perf_counter()

@@ -87,7 +87,7 @@ def test_a_budget_that_runs_out_still_leaves_a_valid_json(tmp_path):
 
 def test_every_check_leaves_determinism_off(tmp_path):
     gpu_check = _module()
-    from svf.engine.device import configure_determinism
+    from svf.engine.loop.device import configure_determinism
 
     def deterministic_then_failing():
         configure_determinism(True)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from svf.backbones.weights import load_backbone_weights
+from svf.data.datasets import base_classes
 from svf.models import build_base_learner, build_model
 from svf.models.checkpoints import inspect_checkpoint, load_authors_checkpoint, load_bam_base_learner
 from svf.models.bam import BASE_STAGES
@@ -13,7 +14,7 @@ def tiny(method, shot=1, seed=0, backbone="resnet50", **kw):
     torch.manual_seed(seed)
     depths = (1, 1, 1, 1) if backbone == "resnet50" else None
     return build_model(method, backbone=backbone, shot=shot, width=1 / 32, depths=depths, reduce_dim=4,
-                       dataset="pascal", fold=0, **kw)
+                       base_classes=base_classes("pascal", 0), **kw)
 
 
 def as_saved(model, extra=None):
@@ -61,7 +62,7 @@ def test_original_bam_checkpoint_fills_base_backbone():
 
 def test_bam_base_learner_checkpoint_with_encoder_alias():
     psp = build_base_learner(backbone="resnet50", width=1 / 32, depths=(1, 1, 1, 1), cls_dim=8,
-                             dataset="pascal", fold=0)
+                             base_classes=base_classes("pascal", 0))
     saved = {k: v for k, v in psp.state_dict().items()}
     saved.update({f"encoder.{i}.{k.split('.', 1)[1]}": v for i, s in enumerate(STAGES)
                   for k, v in psp.state_dict().items() if k.startswith(s + ".")})
@@ -108,7 +109,7 @@ def test_engine_style_backbone_weights_and_base_classes():
     with pytest.raises(RuntimeError, match="demo.pth"):
         load_backbone_weights(dst, {**backbone_state, "fc.weight": torch.zeros(1)}, source="demo.pth")
     assert tiny("bam").base_classes == tuple(range(6, 21))
-    assert build_model("bam", backbone="vgg16", width=1 / 32, reduce_dim=4, dataset="coco").num_base_classes == 60
+    assert build_model("bam", backbone="vgg16", width=1 / 32, reduce_dim=4, num_base_classes=60).num_base_classes == 60
 
 
 def test_check_checkpoint_svf_decomposed_via_cli(tmp_path, capsys):

@@ -34,10 +34,9 @@ class Precision:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.name!r}")
 
     @classmethod
-    def of(cls, recipe: dict) -> "Precision":
-        """From a recipe (older specs: ``amp: true`` meant fp16 autocast)."""
-        name = recipe.get("precision") or ("fp16" if recipe.get("amp") else "tf32")
-        return cls(name, bool(recipe.get("channels_last", False)))
+    def of(cls, recipe) -> "Precision":
+        """A recipe's (``precision``, ``channels_last``; svf.pipeline.recipe.Recipe)."""
+        return cls(recipe.precision, recipe.channels_last)
 
     def configure(self) -> None:
         """Process-wide TF32 switches (matmuls and cuDNN convolutions)."""

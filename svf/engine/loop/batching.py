@@ -83,10 +83,10 @@ class Grouping:
     loss_groups: int
 
     @classmethod
-    def of(cls, recipe: Mapping) -> "Grouping":
-        loss_groups = int(recipe.get("loss_groups", 1))
-        group, micro = check_grouping(int(recipe["batch_size"]), loss_groups, recipe.get("micro_batch"))
-        return cls(group, micro, loss_groups)
+    def of(cls, recipe) -> "Grouping":
+        """From a recipe (``batch_size``, ``loss_groups``, ``micro_batch``; svf.pipeline.recipe.Recipe)."""
+        group, micro = check_grouping(recipe.batch_size, recipe.loss_groups, recipe.micro_batch)
+        return cls(group, micro, int(recipe.loss_groups))
 
     def loss(self, loss_fn: Callable[[dict, dict], torch.Tensor], outputs: Mapping, batch: Mapping) -> torch.Tensor:
         return grouped_loss(loss_fn, outputs, batch, self.group, self.loss_groups)

@@ -3,7 +3,7 @@
 
 * :func:`time_kind`: a cell's model with random weights (no download; :class:`ModelBuilds`) stepped exactly as
   ``svf train`` steps it: the recipe's precision and memory format, the policy's BatchNorm modes (frozen ones in eval
-  mode), loss groups, micro-batches and :func:`svf.engine.loop.train_step`, on random episodes at the recipe's crop
+  mode), loss groups, micro-batches and :func:`svf.engine.loop.fit.train_step`, on random episodes at the recipe's crop
   and batch; then validation batches at ``val_size``, split into the backbone part and the head (what the validation
   cache keeps and what it still runs). Records the peak device memory, the bytes one episode's cached backbone inputs
   take and, on request, the FLOPs of one step (``torch.utils.flop_counter``: forward and backward).
@@ -26,17 +26,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones.base import STAGES
-from ..models import build_base_learner, build_model
-from ..models.common import cross_entropy
-from ..policy import Policy, apply_policy, parse_policy, set_bn_mode
-from .batching import Grouping
-from .feature_cache import backbone_is_frozen, nbytes
-from .loop import train_step
-from .metrics import FewShotScore
-from .precision import PRECISIONS, Precision
-from .scoring import score_logits
-from .train import cell_step, head_parameters
+from ...backbones.base import STAGES
+from ...models import build_base_learner, build_model
+from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
+from ...policy import Policy, apply_policy, parse_policy, set_bn_mode
+from ..loop.batching import Grouping
+from ..tasks.feature_cache import backbone_is_frozen, nbytes
+from ..loop.fit import train_step
+from ..tasks.metrics import FewShotScore
+from ..loop.precision import PRECISIONS, Precision
+from ..tasks.scoring import score_logits
+from ..tasks.base_learner import base_step
+from ..tasks.train import cell_step, head_parameters
 
 CHANNELS_LAST_SUFFIX = "-cl"
 
@@ -86,15 +87,15 @@ class ModelBuilds:
         self._stages: dict[tuple, tuple[dict, nn.Module]] = {}
         self._build_s: dict[tuple, float] = {}
 
-    def build(self, spec: dict, base_learner: str | None = None) -> tuple[nn.Module, Policy, float]:
+    def build(self, spec: CellSpec, base_learner: str | None = None) -> tuple[nn.Module, Policy, float]:
         started = time.perf_counter()
-        cell = spec["cell"]
-        torch.manual_seed(int(spec["seed"]))
-        model = build_model(cell["method"], **spec["model"])
+        cell = spec.cell
+        torch.manual_seed(spec.seed)
+        model = build_model(cell.method, **spec.model.kwargs())
         if base_learner is not None:
             model.load_base_learner(base_learner)
-        policy = parse_policy(cell["policy"])
-        arch = (json.dumps(model.backbone_config, sort_keys=True), spec["rank"])
+        policy = parse_policy(cell.policy)
+        arch = (json.dumps(model.backbone_config, sort_keys=True), spec.rank)
         fresh = {}
         if policy.uses_svd and not policy.include:
             for name in STAGES:
@@ -103,11 +104,11 @@ class ModelBuilds:
                     setattr(model, name, copy.deepcopy(known[1]))
                 else:
                     fresh[name] = {k: v.clone() for k, v in getattr(model, name).state_dict().items()}
-        apply_policy(model, policy, rank=spec["rank"])
+        apply_policy(model, policy, rank=spec.rank)
         for name, plain in fresh.items():
             self._stages[(name, *arch)] = (plain, copy.deepcopy(getattr(model, name)))
         seconds = time.perf_counter() - started
-        key = (*arch, cell["method"], policy.uses_svd)
+        key = (*arch, cell.method, policy.uses_svd)
         if len(fresh) == len(STAGES) or not policy.uses_svd:
             self._build_s.setdefault(key, seconds)
         return model, policy, self._build_s.get(key, seconds)
@@ -147,23 +148,23 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
+def time_kind(spec: CellSpec, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
               base_learner: str | None = None, builds: ModelBuilds | None = None, flops: bool = False,
               precision: Precision | None = None, label_size: int | None = None) -> dict:
     """Seconds per training step and per validation episode (whole, and the head alone; both with the scoring on a
     ``label_size`` original label, default val_size), peak memory, cache bytes per episode, build seconds and
     optionally FLOPs per step, for one cell spec (``precision``: instead of the recipe's)."""
-    recipe, shot = spec["recipe"], int(spec["cell"]["shot"])
+    recipe, shot = spec.recipe, spec.cell.shot
     model, policy, build_s = (builds or ModelBuilds()).build(spec, base_learner)
     precision = precision or Precision.of(recipe)
     model = precision.place(model, device)
-    if spec["cell"]["method"] == "bam":
+    if spec.cell.method == "bam":
         model.share_frozen_backbone()
     grouping = Grouping.of(recipe)
     step, scaler = cell_step(model, grouping), precision.scaler(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params or head_parameters(model), lr=1e-6, momentum=0.9)
-    batch = precision.prepare_batch(_episodes(int(recipe["batch_size"]), shot, int(recipe["crop"]), device))
+    batch = precision.prepare_batch(_episodes(recipe.batch_size, shot, recipe.crop, device))
     _reset_peak(device)
     model.train()
     set_bn_mode(model, policy)  # frozen BatchNorms in eval mode, as training runs them
@@ -173,9 +174,9 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
 
     step_s = _timed(one_step, device, warmup, steps)
     step_flops = count_flops(one_step) if flops else None
-    val_n = int(spec["evaluation"].get("batch_size", 8))
-    val = precision.prepare_batch(_episodes(val_n, shot, int(recipe["val_size"]), device))
-    side = int(label_size or recipe["val_size"])
+    val_n = spec.evaluation.batch_size
+    val = precision.prepare_batch(_episodes(val_n, shot, recipe.val_size, device))
+    side = int(label_size or recipe.val_size)
     labels = [torch.zeros(side, side, dtype=torch.long) for _ in range(val_n)]  # original labels stay on the host
     model.eval()
     frozen = backbone_is_frozen(model, policy)
@@ -202,18 +203,18 @@ def time_kind(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1,
             "build_s": build_s, "step_flops": float(step_flops) if step_flops is not None else math.nan}
 
 
-def time_base_learner(spec: dict, device: torch.device, steps: int = 3, warmup: int = 1, val_batches: int = 2,
-                      flops: bool = False, precision: Precision | None = None) -> dict:
+def time_base_learner(spec: BaseLearnerSpec, device: torch.device, steps: int = 3, warmup: int = 1,
+                      val_batches: int = 2, flops: bool = False, precision: Precision | None = None) -> dict:
     """BAM's stage 1 (``base_learner_spec``): seconds per training step and per validation image, peak memory."""
-    recipe = spec["recipe"]
+    recipe = spec.recipe
     started = time.perf_counter()
-    torch.manual_seed(int(spec["seed"]))
-    model = build_base_learner(**spec["model"])
+    torch.manual_seed(spec.seed)
+    model = build_base_learner(**spec.model.kwargs())
     build_s = time.perf_counter() - started
     precision = precision or Precision.of(recipe)
     model = precision.place(model, device)
     grouping = Grouping.of(recipe)
-    crop, n = int(recipe["crop"]), int(recipe["batch_size"])
+    crop, n = recipe.crop, recipe.batch_size
     g = torch.Generator().manual_seed(0)
     label = torch.zeros(n, crop, crop, dtype=torch.long)
     label[:, crop // 4: 3 * crop // 4, crop // 4: 3 * crop // 4] = 1
@@ -222,9 +223,7 @@ def time_base_learner(spec: dict, device: torch.device, steps: int = 3, warmup: 
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
     scaler = precision.scaler(device)
 
-    def step(chunk):
-        return grouping.loss(lambda out, part: cross_entropy(out["logits"], part["label"]),
-                             {"logits": model(chunk["image"])}, chunk)
+    step = base_step(model, grouping)
 
     def one_step():
         train_step(optimizer, batch, step, grouping.micro, precision, scaler, device)
@@ -233,7 +232,7 @@ def time_base_learner(spec: dict, device: torch.device, steps: int = 3, warmup: 
     model.train()
     step_s = _timed(one_step, device, warmup, steps)
     step_flops = count_flops(one_step) if flops else None
-    size, val_n = int(recipe["val_size"]), 8
+    size, val_n = recipe.val_size, 8
     images = precision.prepare_batch({"image": torch.randn(val_n, 3, size, size, generator=g).to(device)})["image"]
     model.eval()
     with torch.no_grad():
@@ -261,8 +260,8 @@ class LoadingCosts:
 
     def _source(self, image_hw: tuple[int, int]):
         if image_hw not in self._sources:
-            from ..data.datasets import open_dataset
-            from ..data.loader_bench import write_bench_dataset
+            from ...data.datasets import open_dataset
+            from ...data.loader_bench import write_bench_dataset
 
             root = self.scratch / f"images_{image_hw[0]}x{image_hw[1]}"
             write_bench_dataset(root, None, n_train=self.images, n_val=0, size_hw=image_hw)
@@ -271,7 +270,7 @@ class LoadingCosts:
 
     def _measure(self, key: tuple, image_hw: tuple[int, int], transform: Callable) -> float:
         if key not in self._costs:
-            from ..data.images import read_pair
+            from ...data.images import read_pair
 
             source = self._source(image_hw)
             ids = source.ids("train")
@@ -291,8 +290,8 @@ class LoadingCosts:
         return self._costs[key]
 
     def train_image_s(self, image_hw: tuple[int, int], aug) -> float:
-        from ..data.transforms import train_transform
-        from ..labels import IGNORE_LABEL
+        from ...data.transforms import train_transform
+        from ...labels import IGNORE_LABEL
 
         def transform(image, label, rng):
             present = label[(label > 0) & (label < IGNORE_LABEL)]
@@ -301,7 +300,7 @@ class LoadingCosts:
         return self._measure(key, tuple(image_hw), transform)
 
     def val_image_s(self, image_hw: tuple[int, int], size: int) -> float:
-        from ..data.transforms import eval_transform
+        from ...data.transforms import eval_transform
 
         return self._measure(("val", tuple(image_hw), int(size)), tuple(image_hw),
                              lambda image, label, rng: eval_transform(image, label, int(size)))

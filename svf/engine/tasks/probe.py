@@ -25,14 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import console, files
-from ..data.datasets import fold_classes, open_dataset
-from ..data.images import read_image
-from ..data.splits import HOLDOUT, load_fold
-from ..data.transforms import eval_transform
-from ..models.common import mid_level, resize
+from ... import console, files
+from ...data.datasets import open_dataset
+from ...data.images import read_image
+from ...data.splits import HOLDOUT, load_fold
+from ...data.transforms import eval_transform
+from ...models.common import mid_level, resize
+from ...pipeline.spec_types import CellSpec
 from .build import build_cell_model, load_cell_model
-from .device import setup_process
+from ..loop.device import setup_process
 
 FEATURES = ("mid", "layer4")
 PROBE_TRAIN, PROBE_TEST = HOLDOUT, "val"  # fitted on held-out images' pixels, scored on the test images' pixels
@@ -115,17 +116,18 @@ def probe_miou(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tenso
     return 100.0 * float(np.mean(ious)) if ious else float("nan")
 
 
-def probe_model(model, spec: dict, dataset_root: str, splits_dir: str, device: torch.device) -> dict[str, float]:
+def probe_model(model, spec: CellSpec, dataset_root: str, splits_dir: str, device: torch.device
+                ) -> dict[str, float]:
     """Probe mIoU (%) per feature of one model's backbone on its cell's fold."""
-    cell = spec["cell"]
-    source = open_dataset(dataset_root, exif_orientation=spec.get("exif_orientation", "apply"))
-    novel = fold_classes(cell["dataset"], int(cell["fold"]), spec["model"].get("coco_split", "interleaved")).novel
-    size = int(spec["recipe"]["val_size"])
+    cell = spec.cell
+    source = open_dataset(dataset_root, exif_orientation=spec.data.exif_orientation)
+    novel = spec.classes.novel
+    size = spec.recipe.val_size
     sets = {}
     for split in (PROBE_TRAIN, PROBE_TEST):
-        images = load_fold(splits_dir, cell["setting"], split, int(cell["fold"])).images
+        images = load_fold(splits_dir, cell.setting, split, cell.fold).images
         if not images:
-            raise ValueError(f"cell {spec['cell_id']}: the {split} list of fold {cell['fold']} in {splits_dir} is "
+            raise ValueError(f"cell {spec.cell_id}: the {split} list of fold {cell.fold} in {splits_dir} is "
                              f"empty; the probe needs it")
         sets[split] = pixel_features(model, source, images, novel, size, device)
     (train_f, train_y), (test_f, test_y) = sets[PROBE_TRAIN], sets[PROBE_TEST]
@@ -133,20 +135,20 @@ def probe_model(model, spec: dict, dataset_root: str, splits_dir: str, device: t
         "train_pixels": len(train_y), "test_pixels": len(test_y)}
 
 
-def probe_cell(spec: dict, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
+def probe_cell(spec: CellSpec, dataset_root: str, splits_dir: str, weights: str | None, model_file: str, out: str,
                base_learner: str | None = None, threads: int | None = None, device: str = "auto") -> dict:
     """Probe a cell's backbone before base training and after it; writes ``out`` (JSON) and returns it."""
-    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
+    dev = setup_process(threads, device, spec.deterministic)
     started = time.time()
     before_model, _ = build_cell_model(spec, weights, base_learner)
     before = probe_model(before_model.to(dev), spec, dataset_root, splits_dir, dev)
     after_model, _, _ = load_cell_model(spec, model_file, weights, base_learner)
     after = probe_model(after_model.to(dev), spec, dataset_root, splits_dir, dev)
-    result = {"cell": spec["cell"], "cell_id": spec["cell_id"], "before": before, "after": after,
+    result = {"cell": spec.cell.as_dict(), "cell_id": spec.cell_id, "before": before, "after": after,
               "change": {name: after[name] - before[name] for name in FEATURES},
               "wall_time_s": round(time.time() - started, 3)}
     files.write_json(out, result)
-    console.result(f"{spec['cell_id']}: probe " + ", ".join(
+    console.result(f"{spec.cell_id}: probe " + ", ".join(
         f"{name} {before[name]:.1f} -> {after[name]:.1f} mIoU" for name in FEATURES))
     return result
 

@@ -2,22 +2,18 @@
 original-resolution labels (docs/sources.md#evaluation-protocol), accumulated on the device."""
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import nn
 
 from .metrics import FewShotScore
-from .precision import Precision
+from ..loop.device import to_device
+from ..loop.fit import progress_bar
+from ..loop.precision import Precision
 
 
 def forward(model: nn.Module, batch: dict) -> dict:
     """The few-shot forward of every method; the episode class lets BAM drop it from its base map in training."""
     return model(batch["query"], batch["supports"], batch["support_labels"], class_id=batch["class_id"])
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -56,13 +52,4 @@ def score_logits(score: FewShotScore, logits: torch.Tensor, labels, class_ids: t
             trivial.update(torch.ones_like(pred), target, class_ids[b:b + 1])
 
 
-def progress_bar(iterable, desc: str | None):
-    """A tqdm bar on a terminal (none in Snakemake logs)."""
-    if desc and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        return tqdm(iterable, desc=desc, leave=False)
-    return iterable
-
-
-__all__ = ["forward", "progress_bar", "score_episodes", "score_logits", "to_device"]
+__all__ = ["forward", "score_episodes", "score_logits"]

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..backbones.base import STAGES
-from ..policy import Policy
+from ...backbones.base import STAGES
+from ...policy import Policy
 from .metrics import FewShotScore
-from .precision import Precision
-from .scoring import score_logits, to_device
+from ..loop.precision import Precision
+from ..loop.device import to_device
+from .scoring import score_logits
 
 
 def backbone_trains(model: nn.Module) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DeviceError
+from ...errors import DeviceError
 
 _LOCKS: list = []  # keep lock files open for the life of the process
 
@@ -126,3 +126,8 @@ def setup_process(threads: int | None, device: str = "auto", deterministic: bool
     set_threads(threads)
     configure_determinism(deterministic)
     return select_device(device)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on ``device`` (asynchronous copies; other values as they are)."""
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}

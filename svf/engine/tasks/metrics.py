@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..labels import IGNORE_LABEL
+from ...labels import IGNORE_LABEL
 ABSENT_CLASS_RULES = ("zero", "skip")
 
 

@@ -15,30 +15,31 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import console
-from .. import files as atomic
-from ..backbones import build_backbone
-from ..errors import TrainingError
-from ..synthetic.objects import ObjectImages
-from .device import setup_process
-from .loop import seed_everything
+from ... import console
+from ... import files as atomic
+from ...backbones import build_backbone
+from ...errors import TrainingError
+from ...pipeline.spec_types import PretrainSpec
+from ...synthetic.objects import ObjectImages
+from ..loop.device import setup_process
+from ..loop.fit import seed_everything
 
 
-def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: str = "auto") -> dict:
-    dev = setup_process(threads, device, bool(spec.get("deterministic", False)))
-    seed = int(spec["seed"])
+def pretrain_backbone(spec: PretrainSpec, out: str, threads: int | None = None, device: str = "auto") -> dict:
+    dev = setup_process(threads, device, spec.deterministic)
+    seed = spec.seed
     seed_everything(seed)
-    model_spec = spec["model"]
-    backbone = build_backbone(model_spec["backbone"], width=model_spec["width"], depths=model_spec.get("depths"),
-                              stem=model_spec.get("stem", "deep"), vgg_stride=int(model_spec.get("vgg_stride", 16)))
-    steps, batch = int(spec["steps"]), int(spec["batch_size"])
-    data = ObjectImages(int(spec["classes"]), int(spec["size"]), steps * batch, seed=seed)
+    arch = spec.backbone
+    backbone = build_backbone(arch.name, width=arch.width, depths=arch.depths, stem=arch.stem,
+                              vgg_stride=arch.vgg_stride)
+    steps, batch = int(spec.steps), int(spec.batch_size)
+    data = ObjectImages(int(spec.classes), int(spec.size), steps * batch, seed=seed)
     loader = DataLoader(data, batch_size=batch, shuffle=False, drop_last=True)
-    head = nn.Linear(backbone.channels["layer4"], int(spec["classes"]))
+    head = nn.Linear(backbone.channels["layer4"], int(spec.classes))
     model = nn.ModuleDict({"backbone": backbone, "head": head}).to(dev)
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(spec["lr"]), momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=float(spec.lr), momentum=0.9, weight_decay=1e-4)
     # at least 3 warm-up steps: OneCycleLR divides by the warm-up length (a zero one for very short runs)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(spec["lr"]), total_steps=steps,
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=float(spec.lr), total_steps=steps,
                                                     pct_start=min(0.5, max(0.1, 3 / steps)))
     model.train()
     started, report = time.time(), max(1, steps // 10)
@@ -55,11 +56,11 @@ def pretrain_backbone(spec: dict, out: str, threads: int | None = None, device: 
             tail_hits += int((logits.argmax(1) == label).sum())
             tail_seen += len(label)
         if (step + 1) % report == 0:
-            console.progress(f"{model_spec['backbone']}: step {step + 1}/{steps} ({100 * (step + 1) // steps}%), "
+            console.progress(f"{arch.name}: step {step + 1}/{steps} ({100 * (step + 1) // steps}%), "
                              f"loss {loss.item():.4f}, {time.time() - started:.0f} s")
     if not torch.isfinite(loss):
-        raise TrainingError(f"pretraining {model_spec['backbone']}: the loss became {loss.item()}; lower weights."
-                            f"pretrain.lr ({spec['lr']})")
+        raise TrainingError(f"pretraining {arch.name}: the loss became {loss.item()}; lower weights."
+                            f"pretrain.lr ({spec.lr})")
     accuracy = tail_hits / max(tail_seen, 1)
     state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
     atomic.torch_save(out, state)

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline.cells import Cell
-from ..pipeline.specs import cell_spec, merge_configs
-from .build import build_cell_model
-from .device import setup_process
-from .feature_cache import ValidationCache, backbone_is_frozen
-from .loaders import eval_loader, fold_novel_classes
-from .scoring import score_episodes
+from ...pipeline.cells import Cell
+from ...pipeline.specs import build_cell_spec, merge_configs
+from ..tasks.build import build_cell_model
+from ..loop.device import setup_process
+from ..tasks.feature_cache import ValidationCache, backbone_is_frozen
+from ..tasks.loaders import eval_loader, fold_novel_classes
+from ..tasks.scoring import score_episodes
+from ..tasks.protocols import PROTOCOLS
+from ...files import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 
 
 def demo_config() -> dict:
@@ -35,10 +37,10 @@ def demo_config() -> dict:
 
 def synthetic_pascal(directory: Path) -> tuple[str, str]:
     """The demo's synthetic PASCAL, prepared and split, under ``directory``: (dataset root, splits)."""
-    from ..data.datasets import open_dataset
-    from ..data.pascal import PascalRaw, prepare_pascal
-    from ..data.splits import make_splits
-    from ..synthetic.raw import SynthConfig, synth
+    from ...data.datasets import open_dataset
+    from ...data.pascal import PascalRaw, prepare_pascal
+    from ...data.splits import make_splits
+    from ...synthetic.raw import SynthConfig, synth
 
     synth(directory / "raw", SynthConfig("pascal"))
     prepare_pascal(PascalRaw.under(directory / "raw"), directory / "data", progress=False)
@@ -53,13 +55,13 @@ def run_val_cache(method: str = "baseline", episodes: int = 200, repeats: int = 
         if root is None:
             root, splits = synthetic_pascal(Path(tmp))
         config = demo_config()
-        spec = cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
+        spec = build_cell_spec(config, Cell("pascal", "resnet50", method, "dagger", "frozen", "svf-code", 1, 0))
         if method == "bam":
             raise ValueError("the benchmark builds no base learner: use baseline or pfenet")
         model, policy = build_cell_model(spec, None)
         model = model.to(dev).eval()
         assert backbone_is_frozen(model, policy)
-        loader = eval_loader(spec, root, splits, n_episodes=episodes, seed=321)
+        loader = eval_loader(spec, root, splits, n_episodes=episodes, seed=PROTOCOLS["svf-code"].seeds[0])
         classes = fold_novel_classes(spec)
         cache = ValidationCache()
         first = cache.score(model, loader, dev, classes, "skip").miou()  # fills the cache

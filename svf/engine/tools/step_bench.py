@@ -27,11 +27,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .backbones import build_backbone
-from .decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
-from .engine.device import select_device
-from .engine.timing import count_flops as flops_of, sync
-from .policy import apply_policy, param_groups, set_bn_mode
+from ...backbones import build_backbone
+from ...decompose import SVD_TYPES, SVDConv2d, SVDLinear, decompose, merge
+from ..loop.device import select_device
+from .timing import count_flops as flops_of, sync
+from ...policy import apply_policy, param_groups, set_bn_mode
 
 TARGETS = {"svf_over_full": 0.85, "svf_over_frozen": 1.10, "merged_over_plain": 1.05}
 RATIOS = {"svf_over_full": ("svf_train", "full_train"), "svf_over_frozen": ("svf_train", "frozen_train"),
@@ -110,36 +110,13 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
     torch.manual_seed(seed)
     plain = build_backbone(backbone, width=width, depths=depths).to(dev, memory_format=fmt)
     x = torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
-
     svf_model = decompose(copy.deepcopy(plain))  # all of layer0..4, rank full
-    merged = merge(copy.deepcopy(svf_model))
-    trainers = {
-        "frozen_train": _Trainer(copy.deepcopy(plain), "frozen", x, fmt),
-        "full_train": _Trainer(copy.deepcopy(plain), "full", x, fmt),
-        "svf_train": _Trainer(copy.deepcopy(svf_model), "svf", x, fmt),
-        "svf_train_three_step": _Trainer(copy.deepcopy(svf_model), "svf", x, fmt, merge_frozen=False),
-    }
-    runs: dict[str, Callable[[], float]] = {name: t.step for name, t in trainers.items()}
-    runs.update(plain_eval=_evaluator(plain, x), merged_eval=_evaluator(merged, x), svf_eval=_evaluator(svf_model, x))
-    trainable = {name: t.trainable() for name, t in trainers.items()}
+    runs, trainable = _variants(plain, svf_model, x, fmt)
     flops = {name: flops_of(fn) for name, fn in runs.items()} if count_flops else {}
     for name, fn in runs.items():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for rep in range(repeats):
-        order = names[rep % len(names):] + names[:rep % len(names)]
-        for name in order:
-            sync(dev)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            runs[name]()
-            sync(dev)
-            times[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-        if log:
-            log(f"repeat {rep + 1}/{repeats}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names))
+    times, cpu = _round_robin(runs, repeats, dev, log)
     median = {name: statistics.median(ts) for name, ts in times.items()}
     median_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
     ratios = {key: median[a] / median[b] for key, (a, b) in RATIOS.items()}
@@ -171,8 +148,43 @@ def _run(size, batch, repeats, warmup, backbone, width, depths, channels_last, c
     return result
 
 
+def _variants(plain: nn.Module, svf_model: nn.Module, x: torch.Tensor, fmt: torch.memory_format
+              ) -> tuple[dict[str, Callable[[], float]], dict[str, int]]:
+    """The timed variants (name -> one call) and the trainable parameters of the training ones."""
+    trainers = {
+        "frozen_train": _Trainer(copy.deepcopy(plain), "frozen", x, fmt),
+        "full_train": _Trainer(copy.deepcopy(plain), "full", x, fmt),
+        "svf_train": _Trainer(copy.deepcopy(svf_model), "svf", x, fmt),
+        "svf_train_three_step": _Trainer(copy.deepcopy(svf_model), "svf", x, fmt, merge_frozen=False),
+    }
+    runs: dict[str, Callable[[], float]] = {name: t.step for name, t in trainers.items()}
+    merged = merge(copy.deepcopy(svf_model))
+    runs.update(plain_eval=_evaluator(plain, x), merged_eval=_evaluator(merged, x), svf_eval=_evaluator(svf_model, x))
+    return runs, {name: t.trainable() for name, t in trainers.items()}
+
+
+def _round_robin(runs: dict[str, Callable[[], float]], repeats: int, dev: torch.device, log
+                 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process CPU seconds of every variant per repeat, the order rotating every repeat."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for rep in range(repeats):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            sync(dev)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            runs[name]()
+            sync(dev)
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+        if log:
+            log(f"repeat {rep + 1}/{repeats}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.0f} ms" for n in names))
+    return times, cpu
+
+
 def write_json(result: dict, path: str | Path) -> Path:
-    from .files import write_text
+    from ...files import write_text
 
     return write_text(path, json.dumps(result, indent=2, sort_keys=False) + "\n")
 
