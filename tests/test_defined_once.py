@@ -224,6 +224,33 @@ def test_the_default_training_seed_is_written_once():
     assert "SEEDS = training_seeds(config)" in smk
 
 
+def test_the_data_settings_defaults_are_written_once():
+    """The COCO split and the EXIF handling have their default in svf/data/datasets.py: no parameter, dataclass
+    field or argparse option spells "interleaved" or "apply" as its own default; the config schema's default is
+    the same value."""
+    import yaml
+
+    from svf.data.datasets import DEFAULT_COCO_SPLIT, DEFAULT_EXIF_ORIENTATION
+
+    spelled = []
+    for rel, (_, tree) in MODULES.items():
+        for node in ast.walk(tree):
+            defaults = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defaults = node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                defaults = [node.value]
+            elif isinstance(node, ast.keyword) and node.arg == "default":
+                defaults = [node.value]
+            spelled += [f"{rel}:{d.lineno}" for d in defaults
+                        if isinstance(d, ast.Constant) and d.value in ("interleaved", "apply")]
+    assert spelled == [], f"use svf.data.datasets.DEFAULT_COCO_SPLIT / DEFAULT_EXIF_ORIENTATION at {spelled}"
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    data = schema["properties"]["data"]["properties"]
+    assert data["coco_split"]["default"] == DEFAULT_COCO_SPLIT
+    assert data["exif_orientation"]["default"] == DEFAULT_EXIF_ORIENTATION
+
+
 # --- the atomic writer ---------------------------------------------------------------------------------------------
 
 

@@ -200,7 +200,9 @@ def _add_splits(subparsers) -> None:
                         help="training-list settings to write (default both: BAM's † and PFENet's)")
     parser.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3], choices=(0, 1, 2, 3),
                         help="folds to write (default all four)")
-    parser.add_argument("--coco-split", default="interleaved", choices=("interleaved", "contiguous"),
+    from .datasets import COCO_SPLITS, DEFAULT_COCO_SPLIT
+
+    parser.add_argument("--coco-split", default=DEFAULT_COCO_SPLIT, choices=COCO_SPLITS,
                         help="COCO fold classes: every 4th class (PFENet/BAM/SVF) or blocks of 20 (PANet)")
     parser.add_argument("--min-pixels", type=int, default=2048, help="pixels a class needs to count (2*32*32)")
     parser.add_argument("--workers", type=int, default=1, help="processes for the mask scan")

@@ -31,6 +31,10 @@ SPLITS = ("train", "val")
 DATASET_FILE = "dataset.json"  # what makes a directory a prepared dataset (name, classes)
 SPLITS_SUMMARY = "splits_summary.json"  # written last by `svf splits`: the fold lists are complete
 COCO_SPLITS = ("interleaved", "contiguous")
+DEFAULT_COCO_SPLIT = COCO_SPLITS[0]  # BAM's, the authors'
+# whether a JPEG is turned by its EXIF orientation (PIL and OpenCV differ: docs/data.md)
+EXIF_ORIENTATIONS = ("apply", "ignore")
+DEFAULT_EXIF_ORIENTATION = EXIF_ORIENTATIONS[0]
 NUM_FOLDS = 4
 MIN_PIXELS = 2 * 32 * 32  # Shaban's rule kept by PFENet/BAM: a class counts for an image from 2048 pixels on
 
@@ -68,7 +72,7 @@ def _check_dataset(name: str) -> None:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
 
 
-def novel_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> list[int]:
+def novel_classes(dataset: str, fold: int, coco_split: str = DEFAULT_COCO_SPLIT) -> list[int]:
     """Class ids (1-based) tested in ``fold``: PASCAL 5i+1..5i+5; COCO every 4th class or a block of 20."""
     _check_dataset(dataset)
     if fold not in range(NUM_FOLDS):
@@ -82,7 +86,7 @@ def novel_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> l
     raise ValueError(f"unknown coco_split {coco_split!r}; choose one of {COCO_SPLITS}")
 
 
-def base_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> list[int]:
+def base_classes(dataset: str, fold: int, coco_split: str = DEFAULT_COCO_SPLIT) -> list[int]:
     """Class ids trained on in ``fold``: every class that is not novel, ascending."""
     novel = set(novel_classes(dataset, fold, coco_split))
     return [c for c in range(1, NUM_CLASSES[dataset] + 1) if c not in novel]
@@ -94,7 +98,7 @@ class FoldClasses:
     base: tuple[int, ...]
 
 
-def fold_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> FoldClasses:
+def fold_classes(dataset: str, fold: int, coco_split: str = DEFAULT_COCO_SPLIT) -> FoldClasses:
     """Novel and base classes of one fold (see :func:`novel_classes`)."""
     return FoldClasses(tuple(novel_classes(dataset, fold, coco_split)), tuple(base_classes(dataset, fold, coco_split)))
 
@@ -103,7 +107,7 @@ class PreparedDataset:
     """Read access to a prepared dataset directory (see the module docstring for the layout)."""
 
     def __init__(self, root: str | Path, name: str, num_classes: int, class_names: list[str], info: dict,
-                 exif_orientation: str = "apply"):
+                 exif_orientation: str = DEFAULT_EXIF_ORIENTATION):
         self.root = Path(root)
         self.exif_orientation = exif_orientation  # how its JPEGs are read (svf.data.images.read_image)
         self.name = name
@@ -242,7 +246,7 @@ def read_json_with_keys(path: Path, keys, missing_hint: str) -> dict:
     return data
 
 
-def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedDataset:
+def open_dataset(root: str | Path, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> PreparedDataset:
     """Open a prepared dataset directory; errors name the file and the key at fault. ``exif_orientation``: how its
     images are read (apply: as the authors' cv2.imread; ignore: stored pixel order)."""
     path = Path(root) / DATASET_FILE
@@ -258,7 +262,7 @@ def open_dataset(root: str | Path, exif_orientation: str = "apply") -> PreparedD
 
 
 __all__ = [
-    "CLASS_NAMES", "COCO_CATEGORY_IDS", "COCO_CLASSES", "COCO_SPLITS", "DATASET_FILE", "DATASETS", "FoldClasses",
+    "CLASS_NAMES", "COCO_CATEGORY_IDS", "COCO_CLASSES", "COCO_SPLITS", "DEFAULT_COCO_SPLIT", "DEFAULT_EXIF_ORIENTATION", "EXIF_ORIENTATIONS", "DATASET_FILE", "DATASETS", "FoldClasses",
     "IGNORE_LABEL",
     "LINK_MODES", "MIN_PIXELS", "NUM_CLASSES", "NUM_FOLDS", "PASCAL_CLASSES", "PreparedDataset", "SETTINGS", "SPLITS",
     "base_classes", "fold_classes", "novel_classes", "open_dataset", "place_file", "read_id_list", "read_mask",

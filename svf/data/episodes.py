@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..files import write_text
-from .datasets import fold_classes, open_dataset
+from .datasets import DEFAULT_COCO_SPLIT, DEFAULT_EXIF_ORIENTATION, fold_classes, open_dataset
 from .images import ImageSource, read_pair
 from .splits import fold_files, load_fold, load_image_classes
 from .transforms import (
@@ -284,8 +284,8 @@ def _fold_inputs(splits_dir, setting: str, split: str, fold: int) -> tuple[list[
 
 
 def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: TrainAug | None = None, seed: int = 0,
-                   max_episodes: int | None = None, coco_split: str = "interleaved",
-                   image_classes: dict | None = None, exif_orientation: str = "apply") -> TrainEpisodes:
+                   max_episodes: int | None = None, coco_split: str = DEFAULT_COCO_SPLIT,
+                   image_classes: dict | None = None, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> TrainEpisodes:
     """Training episodes of (dataset at ``root``, setting, fold, shot); ``aug=None``: the authors' settings for
     the dataset (PASCAL 473 crop, scale 0.9-1.1; COCO 641, 0.8-1.25)."""
     source = open_dataset(root, exif_orientation=exif_orientation)
@@ -297,8 +297,8 @@ def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: Tr
 
 
 def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: int, n_episodes: int,
-                  size: int | None = None, coco_split: str = "interleaved",
-                  image_classes: dict | None = None, exif_orientation: str = "apply",
+                  size: int | None = None, coco_split: str = DEFAULT_COCO_SPLIT,
+                  image_classes: dict | None = None, exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
                   split: str = "val") -> EvalEpisodes:
     """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`. ``size=None``: the
     authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8). ``split``: ``val`` (the test
@@ -312,8 +312,8 @@ def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: in
 
 
 def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int = BASE_VAL_SIZE, seed: int = 0,
-                  max_items: int | None = None, coco_split: str = "interleaved",
-                  exif_orientation: str = "apply", val_images: int | None = None
+                  max_items: int | None = None, coco_split: str = DEFAULT_COCO_SPLIT,
+                  exif_orientation: str = DEFAULT_EXIF_ORIENTATION, val_images: int | None = None
                   ) -> tuple[BaseSegmentation, BaseSegmentation]:
     """(train, val) data of BAM's base learner for ``fold``; defaults = BAM's ``*_base.yaml`` (417 crop,
     scale 0.5-2.0, val_size 417). Lists: the dataset's whole ``train`` and ``val`` lists, as train_base.py;

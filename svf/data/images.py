@@ -8,7 +8,7 @@ from typing import Protocol as _Protocol
 import numpy as np
 
 from ..errors import DataError
-from .datasets import IGNORE_LABEL, read_mask
+from .datasets import DEFAULT_EXIF_ORIENTATION, EXIF_ORIENTATIONS, IGNORE_LABEL, read_mask
 from .transforms import cv2_module
 
 class ImageSource(_Protocol):
@@ -55,10 +55,7 @@ def _jpeg_components(data: bytes) -> int:
     return 0
 
 
-EXIF_ORIENTATIONS = ("apply", "ignore")
-
-
-def _decode_rgb(data: bytes, exif_orientation: str = "apply") -> np.ndarray | None:
+def _decode_rgb(data: bytes, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray | None:
     """OpenCV's decoder for complete 1- or 3-component JPEGs (the files of PASCAL and COCO): libjpeg-turbo as in
     PIL, the same pixels (tests/data/test_episodes.py compares them), and faster. ``exif_orientation="apply"``
     turns the image as its EXIF orientation tag says, as the authors' ``cv2.imread(path, cv2.IMREAD_COLOR)`` does;
@@ -87,7 +84,7 @@ def _decode_grey_png(data: bytes) -> np.ndarray | None:
     return mask if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8 else None
 
 
-def read_image(path: str | Path, exif_orientation: str = "apply") -> np.ndarray:
+def read_image(path: str | Path, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray:
     """RGB uint8 (H, W, 3), turned by its EXIF orientation unless ``exif_orientation="ignore"``; a missing or
     undecodable file raises an error naming it."""
     if exif_orientation not in EXIF_ORIENTATIONS:
@@ -122,7 +119,7 @@ def read_label(path: str | Path, num_classes: int) -> np.ndarray:
 
 def read_pair(source: ImageSource, image_id: str) -> tuple[np.ndarray, np.ndarray]:
     image_path, mask_path = source.image_path(image_id), source.mask_path(image_id)
-    image = read_image(image_path, getattr(source, "exif_orientation", "apply"))
+    image = read_image(image_path, getattr(source, "exif_orientation", DEFAULT_EXIF_ORIENTATION))
     label = read_label(mask_path, source.num_classes)
     if image.shape[:2] != label.shape:
         raise DataError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but mask {mask_path} is "

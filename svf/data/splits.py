@@ -35,7 +35,7 @@ import numpy as np
 from ..files import REPO_ROOT, write_text
 
 from .datasets import (
-    IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, SPLITS_SUMMARY, PreparedDataset, base_classes, novel_classes,
+    DEFAULT_COCO_SPLIT, IGNORE_LABEL, MIN_PIXELS, NUM_FOLDS, SETTINGS, SPLITS, SPLITS_SUMMARY, PreparedDataset, base_classes, novel_classes,
     read_id_list, read_mask, write_id_list,
 )
 
@@ -115,7 +115,7 @@ def build_fold_list(ids, image_classes: dict[str, dict[int, int]], classes, filt
 
 
 def fold_list_for(setting: str, split: str, dataset: str, fold: int, ids, image_classes, min_pixels: int = MIN_PIXELS,
-                  coco_split: str = "interleaved") -> FoldList:
+                  coco_split: str = DEFAULT_COCO_SPLIT) -> FoldList:
     """The list of (setting, split, fold): train = base classes (dagger: intersection filter), val = novel;
     holdout = novel classes in the training images (``ids`` = the train list)."""
     if setting not in SETTINGS:
@@ -246,7 +246,7 @@ def compare_with_reference(splits_dir, dataset: PreparedDataset, reference_dir, 
 
 
 def make_splits(dataset: PreparedDataset, out_dir, settings=SETTINGS, folds=range(NUM_FOLDS),
-                coco_split: str = "interleaved", min_pixels: int = MIN_PIXELS, workers: int = 1,
+                coco_split: str = DEFAULT_COCO_SPLIT, min_pixels: int = MIN_PIXELS, workers: int = 1,
                 reference_dir=DEFAULT_REFERENCE_DIR, progress: bool = True) -> tuple[dict, ReferenceCheck]:
     """Scan the masks of both lists once, write every fold file, compare with the reference, write the summary."""
     out_dir = Path(out_dir)

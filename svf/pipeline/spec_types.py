@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from ..data.datasets import FoldClasses, fold_classes
+from ..data.datasets import DEFAULT_COCO_SPLIT, DEFAULT_EXIF_ORIENTATION, FoldClasses, fold_classes
 from ..errors import ConfigError
 from .cells import Cell
 from .recipe import Recipe, checked_fields, plain
@@ -23,8 +23,8 @@ from .recipe import Recipe, checked_fields, plain
 class DataSpec:
     """How a run reads its dataset (config ``data``)."""
 
-    coco_split: str = "interleaved"   # COCO's classes into folds: interleaved (BAM's, the authors') | contiguous
-    exif_orientation: str = "apply"   # apply | ignore: whether a JPEG is turned by its EXIF orientation
+    coco_split: str = DEFAULT_COCO_SPLIT   # COCO's classes into folds: interleaved (BAM's, the authors') | contiguous
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION   # apply | ignore: whether a JPEG is turned by its EXIF orientation
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> "DataSpec":
