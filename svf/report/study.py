@@ -284,14 +284,20 @@ VERDICT_COLOURS = {AGREES: "#009E73", EQUIVALENT: "#009E73", DISAGREES: "#D55E00
                    CANNOT_TELL: "#7f7f7f"}  # Okabe-Ito: readable with colour-blindness
 
 
-def plot_claims(claims: pd.DataFrame, demo: bool):
-    """Forest plot: one line per claim (primary first), our 95% interval (thick) and the family-wise interval
-    (thin), the paper's difference (diamond), the equivalence margin (band) for equivalence claims."""
+def _pyplot():
+    """pyplot on the Agg backend (no display on cluster nodes), imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_claims(claims: pd.DataFrame, demo: bool):
+    """Forest plot: one line per claim (primary first), our 95% interval (thick) and the family-wise interval
+    (thin), the paper's difference (diamond), the equivalence margin (band) for equivalence claims."""
+    plt = _pyplot()
     c = pd.concat([claims[claims["primary"]], claims[~claims["primary"]]]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7.5, 0.34 * len(c) + 1.6))
     y = np.arange(len(c))[::-1]
@@ -317,11 +323,7 @@ def plot_claims(claims: pd.DataFrame, demo: bool):
 
 def plot_rows(rows: pd.DataFrame, demo: bool):
     """Each row's mIoU with its 95% interval (left axis) and failure rate (annotated)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     x = np.arange(len(rows))
     err = np.nan_to_num(np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]]))
@@ -342,11 +344,7 @@ def plot_rows(rows: pd.DataFrame, demo: bool):
 
 def plot_probe(probe: pd.DataFrame, demo: bool):
     """Probe mIoU before and after base training per row, with 95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 3.4))
     x = np.arange(len(probe))
     for offset, what, colour, marker in ((-0.12, "before", "#0072B2", "o"), (0.12, "after", "#E69F00", "s")):

@@ -10,15 +10,10 @@ from svf.cli import main
 from svf.report.curves import epoch_curves, read_train_logs
 from svf.report.figures import FigureError, figure6_data, figure6_layers
 from svf.pipeline.cells import cell_id
-from svf.pipeline.tables import cells_of, load_tables
-from fakes import PAPER_CSV, SCHEMA, TABLES_YAML, write_fake_cells
+from svf.pipeline.tables import cells_of
+from fakes import PAPER_CSV, TABLES_YAML, write_fake_cells
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return load_tables(TABLES_YAML, schema=SCHEMA)
 
 
 @pytest.fixture()

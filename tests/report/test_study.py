@@ -10,25 +10,14 @@ from scipy import stats
 
 from svf.cli import main
 from svf.pipeline.cells import cell_id
-from svf.pipeline.tables import cells_of, load_tables
+from svf.pipeline.tables import cells_of
 from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
                                claim_statistics, decide, holm, stratified_mean)
 from svf.report.study import claims_of, study_frames, study_rows, world_clustered_p
-from svf.report.comparison import read_paper
-from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
+from fakes import PAPER_CSV, TABLES_YAML
 
 NAMES = ["table4", "table5", "table6", "table7", "table8"]
 SEEDS = (1, 2, 3)
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return load_tables(TABLES_YAML, schema=SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def paper():
-    return read_paper(PAPER_CSV)
 
 
 def test_stratified_mean_is_the_pooled_within_fold_t_interval():

@@ -5,21 +5,11 @@ import pandas as pd
 import pytest
 
 from svf.cli import main
-from svf.report.comparison import compare, read_paper, summarise
+from svf.report.comparison import compare, summarise
 from svf.report.tables import tex_escape, write_tables
 from svf.pipeline.cells import cell_id
-from svf.pipeline.tables import load_tables, table_entries
-from fakes import PAPER_CSV, SCHEMA, TABLES_YAML
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return load_tables(TABLES_YAML, schema=SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def paper():
-    return read_paper(PAPER_CSV)
+from svf.pipeline.tables import table_entries
+from fakes import PAPER_CSV, TABLES_YAML
 
 
 def paper_results(tables, paper, names, shift=0.0) -> pd.DataFrame:
