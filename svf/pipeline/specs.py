@@ -20,6 +20,7 @@ from .recipe import Recipe
 from .spec_types import (BackboneSpec, BaseLearnerModelSpec, BaseLearnerSpec, CellSpec, DataSpec, EvalSpec, ModelSpec,
                          PretrainSpec)
 
+
 def data_spec(config: Mapping[str, Any]) -> DataSpec:
     return DataSpec.of(config["data"])
 

@@ -285,11 +285,9 @@ VERDICT_COLOURS = {AGREES: "#009E73", EQUIVALENT: "#009E73", DISAGREES: "#D55E00
 
 
 def _pyplot():
-    """pyplot on the Agg backend (no display on cluster nodes), imported only when a figure is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """pyplot as svf/report/figures.py sets it up (Agg backend, the figures' font sizes), imported only when a figure
+    is drawn."""
+    from .figures import plt
 
     return plt
 
