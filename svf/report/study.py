@@ -150,13 +150,13 @@ def study_frames(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Dat
     decided = decide(claims, diffs, margin=margin, alpha=alpha)
     decided["label"] = [rows[r]["label"] for r in decided["row"]]
     decided["reference_label"] = [rows[r]["label"] for r in decided["reference"]]
-    decided["clustered_p"] = [world_clustered_p(diffs[k]) for k in decided["claim"]]
+    decided["clustered_p"] = [seed_clustered_p(diffs[k]) for k in decided["claim"]]
     return decided, rows_summary(rows, runs, paper)
 
 
-def world_clustered_p(diffs: pd.DataFrame) -> float:
+def seed_clustered_p(diffs: pd.DataFrame) -> float:
     """Sensitivity check of the plan: the two-sided p of d = 0 when each seed's mean difference over folds is one
-    observation (seeds as independent worlds, folds of a world correlated); NaN below 2 seeds."""
+    observation (the folds of one seed share its world and initialisation stream); NaN below 2 seeds."""
     from scipy import stats
 
     per_seed = diffs.groupby("seed")["value"].mean()
@@ -256,7 +256,7 @@ def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFra
              "", "### Primary claims", "", *claims_table(primary), "", "### Secondary claims", "",
              *claims_table(secondary), "",
              "Sensitivity (plan, docs/study.md): with each seed's mean difference over folds as one observation "
-             "(worlds as the unit), the primary claims' two-sided p are " + ", ".join(
+             "(seeds as the unit), the primary claims' two-sided p are " + ", ".join(
                  f"{r.claim}: {_p(r.clustered_p)}" for r in primary.itertuples()) + ".", "",
              "### Rows", "",
              f"Runs per row: {', '.join(map(str, seeds))} seeds per fold. Mean over folds of the per-fold mean, "
@@ -386,5 +386,5 @@ def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Data
 
 
 __all__ = ["DEFAULT_PRIMARY", "DEFAULT_REFERENCES", "StudyError", "claims_of", "paired_differences",
-           "probe_summary", "read_probes", "rows_summary", "runs_frame", "study_frames", "study_rows",
-           "world_clustered_p", "write_study"]
+           "probe_summary", "read_probes", "rows_summary", "runs_frame", "seed_clustered_p", "study_frames",
+           "study_rows", "write_study"]

@@ -13,7 +13,7 @@ from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import cells_of
 from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
                                claim_statistics, decide, holm, stratified_mean)
-from svf.report.study import claims_of, study_frames, study_rows, world_clustered_p
+from svf.report.study import claims_of, seed_clustered_p, study_frames, study_rows
 from fakes import PAPER_CSV, TABLES_YAML
 
 NAMES = ["table4", "table5", "table6", "table7", "table8"]
@@ -130,11 +130,11 @@ def test_missing_rows_leave_their_claims_undecided(tables, paper):
     assert rows.set_index("row").loc["svf-U", "runs"] == 0
 
 
-def test_world_clustered_sensitivity_uses_one_value_per_seed():
+def test_seed_clustered_sensitivity_uses_one_value_per_seed():
     d = pd.DataFrame({"fold": [0, 1] * 3, "seed": [1, 1, 2, 2, 3, 3], "value": [1.0, 3, 2, 4, 5, 1]})
-    assert world_clustered_p(d) == pytest.approx(stats.ttest_1samp([2.0, 3.0, 3.0], 0).pvalue)
+    assert seed_clustered_p(d) == pytest.approx(stats.ttest_1samp([2.0, 3.0, 3.0], 0).pvalue)
     same = pd.DataFrame({"fold": [0, 1] * 2, "seed": [1, 1, 2, 2], "value": [1.0, 3, 2, 2]})
-    assert math.isnan(world_clustered_p(same))  # identical seed means: no variance to test with
+    assert math.isnan(seed_clustered_p(same))  # identical seed means: no variance to test with
 
 
 def test_decide_with_a_single_claim_and_no_data_cannot_tell():
