@@ -1,9 +1,10 @@
 """``svf <command>``: the command line every Snakemake rule calls, with explicit arguments.
 
 The commands live beside their code (svf/engine/commands.py, svf/data/commands.py, svf/report/commands.py,
-svf/bundle/commands.py): each ``_add_<command>(subparsers)`` defines a command's arguments and points ``func`` at
-the code that runs it. Heavy modules (torch, pandas, matplotlib) are imported inside the command functions only, so
-``svf --help`` and light commands start fast; per-job start-up time matters for the demo DAG.
+svf/bundle/commands.py): each ``_add_<command>(subparsers)`` registers its help line and ``_run_<command>``, the
+code that runs it (whose docstring, if any, heads ``svf <command> -h``), with ``add_command`` of svf/commands.py and
+defines the command's arguments. Heavy modules (torch, pandas, matplotlib) are imported inside the command functions
+only, so ``svf --help`` and light commands start fast; per-job start-up time matters for the demo DAG.
 
 A mistake ends a command with one paragraph (what is wrong, which file or key, what to do) and an exit code per
 kind (svf/errors.py); ``--debug`` adds the traceback, ``--log FILE`` sends everything to FILE and keeps only the

@@ -28,11 +28,17 @@ class SvfError(Exception):
 
 
 class UsageError(SvfError):
+    """A command-line mistake argparse cannot catch: options that clash or need a partner, an unknown download
+    item, a Snakemake target the workflow does not make."""
+
     kind, exit_code = "usage", 2
     advice = "See `svf <command> --help` for the arguments."
 
 
 class ConfigError(SvfError, ValueError):
+    """A mistake in the config, tables.yaml or a --spec: an unknown key, policy, recipe or table, a value of the
+    wrong type."""
+
     kind, exit_code = "configuration", 5
     advice = "Fix the named key in the named file (config/config.yaml documents every key)."
 
@@ -46,33 +52,48 @@ class UnknownNameError(ConfigError, KeyError):
 
 
 class DataError(SvfError, ValueError):
+    """An input the data code cannot use: a corrupt image, a mask of the wrong size or with a bad class id, a
+    dataset.json without its keys, an empty list or support pool."""
+
     kind, exit_code = "input data", 6
     advice = ("Replace or re-create the named file: a prepared dataset is re-made by deleting its directory under "
               "resources/ and running `snakemake` again (rules prepare, splits).")
 
 
 class ModelFileError(SvfError, RuntimeError):
+    """A model, checkpoint or weights file that is truncated, unsafe to load or not in place."""
+
     kind, exit_code = "model file", 7
     advice = "Delete the named file; `snakemake` re-makes it."
 
 
 class DeviceError(SvfError, RuntimeError):
+    """The device asked for cannot run the command: not a device, CUDA absent, no free GPU, out of GPU memory."""
+
     kind, exit_code = "device", 8
     advice = "Choose another device with --device (auto, cpu, cuda, cuda:N)."
 
 
 class TrainingError(SvfError, RuntimeError):
+    """Training cannot go on: the loss became NaN or infinite."""
+
     kind, exit_code = "training", 9
     advice = "Lower the recipe's base_lr or check the data of the named cell."
 
 
 class DownloadFailure(SvfError, RuntimeError):
+    """A download or its check failed: a checksum mismatch, a server error, no source, an archive that does not
+    extract."""
+
     kind, exit_code = "download", 10
     advice = ("Run the command again (downloads resume), or put the file in a directory and pass --mirror DIR "
               "(config: data.mirror).")
 
 
 class ResultsError(SvfError, ValueError):
+    """A results file the report layer cannot use: missing metrics, cells of mixed configs, a malformed
+    table, figure or study input."""
+
     kind, exit_code = "results", 11
     advice = "Run the rules that make the named file first (`snakemake <target>`), or fix the named file."
 

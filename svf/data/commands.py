@@ -8,6 +8,7 @@ import sys
 from contextlib import contextmanager
 
 from .. import console
+from ..commands import Run, add_command
 from ..errors import DataError, SvfError, UsageError
 
 
@@ -22,10 +23,12 @@ def _as(kind: type, *plain: type):
         raise kind(str(exc)) from exc
 
 
-def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
-    """The dataset as a positional (``svf prepare pascal``) or as ``--dataset pascal``."""
+def _add_dataset_command(subparsers, name: str, run: Run, help: str) -> argparse.ArgumentParser:
+    """A command on one dataset, named as a positional (``svf prepare pascal``) or as ``--dataset pascal``."""
+    parser = add_command(subparsers, name, run, help=help)
     parser.add_argument("dataset", nargs="?", choices=("pascal", "coco"), help="pascal or coco")
     parser.add_argument("--dataset", dest="dataset_option", choices=("pascal", "coco"), help="same as the positional")
+    return parser
 
 
 def _dataset_of(args) -> str:
@@ -38,7 +41,8 @@ def _dataset_of(args) -> str:
 
 
 def _add_download(subparsers) -> None:
-    parser = subparsers.add_parser("download", help="download raw datasets / backbone weights (verified, resumable)")
+    parser = add_command(subparsers, "download", _run_download,
+                         help="download raw datasets / backbone weights (verified, resumable)")
     parser.add_argument("items", nargs="*", default=["pascal"],
                         help="artifact keys or groups: pascal, coco, weights, all (see --list); default: pascal")
     parser.add_argument("--dest", "--out-dir", dest="dest", default="resources/downloads",
@@ -53,38 +57,37 @@ def _add_download(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    def run(args):
-        from ..data.download import GROUPS, REGISTRY, download
 
-        if args.list:
-            for key, a in REGISTRY.items():
-                check = f"md5 {a.md5}" if a.md5 else f"sha256 {a.sha256_prefix}..." if a.sha256_prefix else \
-                    "sha256 recorded at first download"
-                src = a.urls[0] if a.urls else f"Google Drive folder {a.gdrive_folder}"
-                print(f"{key:22s} {a.filename:32s} {a.size:>7s}  {check}\n{'':22s} {src}")
-            print("groups: " + "; ".join(f"{g} = {' '.join(k)}" for g, k in GROUPS.items()))
-            return 0
-        with _as(UsageError, ValueError):
-            paths = download(args.items, args.dest, mirror=args.mirror, do_extract=not args.no_extract,
-                             progress=not args.quiet, retries=args.retries, timeout=args.timeout)
-            if args.copy_to:
-                if len(paths) != 1:
-                    raise ValueError(f"--copy-to needs exactly one artifact, got {len(paths)}")
-        if args.copy_to:
-            from ..data.datasets import place_file
+def _run_download(args):
+    from ..data.download import GROUPS, REGISTRY, download
 
-            place_file(paths[0], args.copy_to, "hardlink")
-        for path in paths:
-            print(path)
-        console.result(f"{len(paths)} file(s) verified -> {args.copy_to or args.dest}")
+    if args.list:
+        for key, a in REGISTRY.items():
+            check = f"md5 {a.md5}" if a.md5 else f"sha256 {a.sha256_prefix}..." if a.sha256_prefix else \
+                "sha256 recorded at first download"
+            src = a.urls[0] if a.urls else f"Google Drive folder {a.gdrive_folder}"
+            print(f"{key:22s} {a.filename:32s} {a.size:>7s}  {check}\n{'':22s} {src}")
+        print("groups: " + "; ".join(f"{g} = {' '.join(k)}" for g, k in GROUPS.items()))
         return 0
+    with _as(UsageError, ValueError):
+        paths = download(args.items, args.dest, mirror=args.mirror, do_extract=not args.no_extract,
+                         progress=not args.quiet, retries=args.retries, timeout=args.timeout)
+        if args.copy_to:
+            if len(paths) != 1:
+                raise ValueError(f"--copy-to needs exactly one artifact, got {len(paths)}")
+    if args.copy_to:
+        from ..data.datasets import place_file
 
-    parser.set_defaults(func=run)
+        place_file(paths[0], args.copy_to, "hardlink")
+    for path in paths:
+        print(path)
+    console.result(f"{len(paths)} file(s) verified -> {args.copy_to or args.dest}")
+    return 0
 
 
 def _add_synth(subparsers) -> None:
-    parser = subparsers.add_parser("synth", help="generate a synthetic raw dataset in the real VOC+SBD / COCO layout")
-    _add_dataset_argument(parser)
+    parser = _add_dataset_command(subparsers, "synth", _run_synth,
+                                  help="generate a synthetic raw dataset in the real VOC+SBD / COCO layout")
     parser.add_argument("--out", required=True, help="raw directory to write (then: svf prepare --raw OUT)")
     parser.add_argument("--train-per-class", type=int, default=None,
                         help="train images per primary class (default 8: >= 6 images in every train pool)")
@@ -99,40 +102,39 @@ def _add_synth(subparsers) -> None:
                         help="the split rule's threshold the objects are sized for (use the same in svf splits)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the images (default 0)")
 
-    def run(args):
-        import json
 
-        from ..data.datasets import NUM_CLASSES
-        from ..synthetic.raw import SynthConfig, guaranteed_pool_size, synth
+def _run_synth(args):
+    import json
 
-        dataset = _dataset_of(args)
-        n = NUM_CLASSES[dataset]
+    from ..data.datasets import NUM_CLASSES
+    from ..synthetic.raw import SynthConfig, guaranteed_pool_size, synth
 
-        def per_class(per, total, default):
-            if per is not None and total is not None:
-                raise UsageError("give a per-class count or a total, not both")
-            return per if per is not None else -(-total // n) if total is not None else default
+    dataset = _dataset_of(args)
+    n = NUM_CLASSES[dataset]
 
-        config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
-                             val_per_class=per_class(args.val_per_class, args.val, 6),
-                             image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
-        with _as(UsageError, ValueError):
-            manifest = synth(args.out, config)
-        print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))
-        smallest = min(guaranteed_pool_size(config, s) for s in ("train", "val"))
-        if smallest < 6:
-            print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
-                  "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
-        images = sum(c["images"] if isinstance(c, dict) else c for c in manifest["counts"].values())  # COCO: per split
-        console.result(f"{dataset}: {images} synthetic images -> {args.out}")
-        return 0
+    def per_class(per, total, default):
+        if per is not None and total is not None:
+            raise UsageError("give a per-class count or a total, not both")
+        return per if per is not None else -(-total // n) if total is not None else default
 
-    parser.set_defaults(func=run)
+    config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
+                         val_per_class=per_class(args.val_per_class, args.val, 6),
+                         image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
+    with _as(UsageError, ValueError):
+        manifest = synth(args.out, config)
+    print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))
+    smallest = min(guaranteed_pool_size(config, s) for s in ("train", "val"))
+    if smallest < 6:
+        print(f"svf synth: warning: support pools are only guaranteed {smallest} images; 5-shot episodes "
+              "need 6 (raise --train-per-class / --val-per-class)", file=sys.stderr)
+    images = sum(c["images"] if isinstance(c, dict) else c for c in manifest["counts"].values())  # COCO: per split
+    console.result(f"{dataset}: {images} synthetic images -> {args.out}")
+    return 0
 
 
 def _add_prepare(subparsers) -> None:
-    parser = subparsers.add_parser("prepare", help="build a prepared dataset (masks + lists) from raw files")
-    _add_dataset_argument(parser)
+    parser = _add_dataset_command(subparsers, "prepare", _run_prepare,
+                                  help="build a prepared dataset (masks + lists) from raw files")
     parser.add_argument("--raw", help="download dir: PASCAL VOCdevkit/, benchmark_RELEASE/, train_noval.txt; "
                                       "COCO train2014/, val2014/, annotations/")
     parser.add_argument("--out", required=True, help="prepared dataset directory to write")
@@ -154,46 +156,46 @@ def _add_prepare(subparsers) -> None:
                         help="exit 3 when the lists of the real data differ from PFENet's")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    def run(args):
-        import json
 
-        from ..data.splits import DEFAULT_REFERENCE_DIR
-        from ..synthetic.raw import is_synthetic
+def _run_prepare(args):
+    import json
 
-        dataset = _dataset_of(args)
-        raw = args.raw
-        if raw is None and not (dataset == "pascal" and args.voc):
-            raise UsageError("--raw is required (or --voc for PASCAL)")
-        source = "synthetic" if raw is not None and is_synthetic(raw) else None
-        reference = args.reference or DEFAULT_REFERENCE_DIR
-        with _as(DataError, ValueError):
-            if dataset == "pascal":
-                from ..data.pascal import PascalRaw, prepare_pascal
+    from ..data.splits import DEFAULT_REFERENCE_DIR
+    from ..synthetic.raw import is_synthetic
 
-                layout = PascalRaw.under(raw, args.voc, args.sbd, args.sbd_list, args.segmentation_class_aug)
-                summary = prepare_pascal(layout, args.out, link=args.link, prefer=args.prefer, workers=args.workers,
-                                         progress=not args.quiet, reference_dir=reference,
-                                         source=source or "voc2012+sbd")
-            else:
-                from ..data.coco import prepare_coco
+    dataset = _dataset_of(args)
+    raw = args.raw
+    if raw is None and not (dataset == "pascal" and args.voc):
+        raise UsageError("--raw is required (or --voc for PASCAL)")
+    source = "synthetic" if raw is not None and is_synthetic(raw) else None
+    reference = args.reference or DEFAULT_REFERENCE_DIR
+    with _as(DataError, ValueError):
+        if dataset == "pascal":
+            from ..data.pascal import PascalRaw, prepare_pascal
 
-                # synthetic ids are not PFENet's: no reference order unless a reference is named explicitly
-                order_reference = args.reference if source == "synthetic" else reference
-                summary = prepare_coco(raw, args.out, link=args.link, workers=args.workers, progress=not args.quiet,
-                                       reference_dir=order_reference, source=source or "coco2014",
-                                       val_order=args.coco_val_order)
-        print(json.dumps(summary))
-        console.result(f"{dataset} prepared -> {args.out}")
-        if summary.get("reference_problems") and args.strict_reference:
-            print("svf prepare: lists differ from the reference (--strict-reference)", file=sys.stderr)
-            return 3
-        return 0
+            layout = PascalRaw.under(raw, args.voc, args.sbd, args.sbd_list, args.segmentation_class_aug)
+            summary = prepare_pascal(layout, args.out, link=args.link, prefer=args.prefer, workers=args.workers,
+                                     progress=not args.quiet, reference_dir=reference,
+                                     source=source or "voc2012+sbd")
+        else:
+            from ..data.coco import prepare_coco
 
-    parser.set_defaults(func=run)
+            # synthetic ids are not PFENet's: no reference order unless a reference is named explicitly
+            order_reference = args.reference if source == "synthetic" else reference
+            summary = prepare_coco(raw, args.out, link=args.link, workers=args.workers, progress=not args.quiet,
+                                   reference_dir=order_reference, source=source or "coco2014",
+                                   val_order=args.coco_val_order)
+    print(json.dumps(summary))
+    console.result(f"{dataset} prepared -> {args.out}")
+    if summary.get("reference_problems") and args.strict_reference:
+        print("svf prepare: lists differ from the reference (--strict-reference)", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _add_splits(subparsers) -> None:
-    parser = subparsers.add_parser("splits", help="scan masks once and write the per-fold lists and support pools")
+    parser = add_command(subparsers, "splits", _run_splits,
+                         help="scan masks once and write the per-fold lists and support pools")
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--out", required=True, help="splits directory to write")
     parser.add_argument("--settings", nargs="+", default=["dagger", "original"], choices=("dagger", "original"),
@@ -213,49 +215,49 @@ def _add_splits(subparsers) -> None:
                         help="exit 4 if an image list or a support pool has fewer images (e.g. 6 = 5-shot + query)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    def run(args):
-        from ..data.datasets import open_dataset
-        from ..data.splits import DEFAULT_REFERENCE_DIR, make_splits
 
-        with _as(DataError, ValueError):
-            dataset = open_dataset(args.dataset_root)
-            summary, check = make_splits(dataset, args.out, settings=args.settings, folds=args.folds,
-                                         coco_split=args.coco_split, min_pixels=args.min_pixels,
-                                         workers=args.workers, reference_dir=args.reference or DEFAULT_REFERENCE_DIR,
-                                         progress=not args.quiet)
-        for name, info in summary["files"].items():
-            pools = info["pool_sizes"].values()
-            print(f"{name:24s} {info['images']:6d} images  pools {min(pools)}..{max(pools)}")
-        if not check.applicable:
-            print(f"reference check skipped: {check.reason}")
-        elif check.ok:
-            print(f"reference check: identical to the authors' lists ({check.files_compared} files)")
-        else:
-            print(f"WARNING: {len(check.mismatches)} differences from the authors' published lists:", file=sys.stderr)
-            for line in check.mismatches:
-                print(f"WARNING:   {line}", file=sys.stderr)
-            if args.strict_reference:
-                return 3
-        small = [f"{name}: {info['images']} images" for name, info in summary["files"].items()
-                 if info["images"] < args.min_pool_size]
-        small += [f"{name}: class {c} pool has {n} images" for name, info in summary["files"].items()
-                  for c, n in info["pool_sizes"].items() if n < args.min_pool_size]
-        if small:
-            print(f"svf splits: error: below --min-pool-size {args.min_pool_size}:\n  " + "\n  ".join(small),
-                  file=sys.stderr)
-            return 4
-        console.result(f"{len(summary['files'])} image lists with support pools -> {args.out}"
-                       + ("" if not check.applicable else "; identical to the authors' lists" if check.ok else
-                          f"; {len(check.mismatches)} differences from the authors' lists"))
-        return 0
+def _run_splits(args):
+    from ..data.datasets import open_dataset
+    from ..data.splits import DEFAULT_REFERENCE_DIR, make_splits
 
-    parser.set_defaults(func=run)
+    with _as(DataError, ValueError):
+        dataset = open_dataset(args.dataset_root)
+        summary, check = make_splits(dataset, args.out, settings=args.settings, folds=args.folds,
+                                     coco_split=args.coco_split, min_pixels=args.min_pixels,
+                                     workers=args.workers, reference_dir=args.reference or DEFAULT_REFERENCE_DIR,
+                                     progress=not args.quiet)
+    for name, info in summary["files"].items():
+        pools = info["pool_sizes"].values()
+        print(f"{name:24s} {info['images']:6d} images  pools {min(pools)}..{max(pools)}")
+    if not check.applicable:
+        print(f"reference check skipped: {check.reason}")
+    elif check.ok:
+        print(f"reference check: identical to the authors' lists ({check.files_compared} files)")
+    else:
+        print(f"WARNING: {len(check.mismatches)} differences from the authors' published lists:", file=sys.stderr)
+        for line in check.mismatches:
+            print(f"WARNING:   {line}", file=sys.stderr)
+        if args.strict_reference:
+            return 3
+    small = [f"{name}: {info['images']} images" for name, info in summary["files"].items()
+             if info["images"] < args.min_pool_size]
+    small += [f"{name}: class {c} pool has {n} images" for name, info in summary["files"].items()
+              for c, n in info["pool_sizes"].items() if n < args.min_pool_size]
+    if small:
+        print(f"svf splits: error: below --min-pool-size {args.min_pool_size}:\n  " + "\n  ".join(small),
+              file=sys.stderr)
+        return 4
+    console.result(f"{len(summary['files'])} image lists with support pools -> {args.out}"
+                   + ("" if not check.applicable else "; identical to the authors' lists" if check.ok else
+                      f"; {len(check.mismatches)} differences from the authors' lists"))
+    return 0
 
 
 def add_loader_benchmark(benches) -> None:
     """``svf bench loader`` (a benchmark of the ``bench`` command)."""
-    parser = benches.add_parser(
-        "loader", help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
+    parser = add_command(
+        benches, "loader", _run_loader_benchmark,
+        help="episodes/second of the training episode loader (writes results/benchmarks/loader.json)")
     parser.add_argument("--root", help="prepared dataset (default: write a synthetic 500x375 one in a temp dir)")
     parser.add_argument("--splits", help="its splits directory (required with --root)")
     parser.add_argument("--setting", default="original", choices=["dagger", "original"],
@@ -268,22 +270,21 @@ def add_loader_benchmark(benches) -> None:
     parser.add_argument("--crop", type=int, default=473, help="training crop side (default 473, PASCAL's)")
     parser.add_argument("--out", default="results/benchmarks/loader.json", help="JSON file to write")
 
-    def run(args):
-        import json
 
-        from ..data.loader_bench import bench_loader
+def _run_loader_benchmark(args):
+    import json
 
-        result = bench_loader(args.root, args.splits, args.setting, args.fold, args.shot, args.episodes,
-                              args.repeats, args.threads, args.crop)
-        from ..files import write_text
+    from ..data.loader_bench import bench_loader
 
-        out = write_text(args.out, json.dumps(result, indent=2) + "\n")
-        rate = result["episodes_per_s"]
-        console.result(f"{rate['median']:.1f} episodes/s (median; wall), "
-                       f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
-        return 0
+    result = bench_loader(args.root, args.splits, args.setting, args.fold, args.shot, args.episodes,
+                          args.repeats, args.threads, args.crop)
+    from ..files import write_text
 
-    parser.set_defaults(func=run)
+    out = write_text(args.out, json.dumps(result, indent=2) + "\n")
+    rate = result["episodes_per_s"]
+    console.result(f"{rate['median']:.1f} episodes/s (median; wall), "
+                   f"{result['cpu_episodes_per_s']['median']:.1f} per CPU-second -> {out}")
+    return 0
 
 
 COMMANDS = (

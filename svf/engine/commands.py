@@ -1,12 +1,13 @@
 """``svf`` commands of the engine: train, train-base, import-base-learner, pretrain, evaluate, probe, estimate, bench,
-check-checkpoint. Each ``_add_<command>`` defines its arguments and points ``func`` at the code; torch and the
-engine are imported inside the command functions only, so ``svf --help`` starts fast."""
+check-checkpoint. Each ``_add_<command>`` defines its arguments and registers ``_run_<command>``, the code; torch
+and the engine are imported inside the command functions only, so ``svf --help`` starts fast."""
 from __future__ import annotations
 
 import argparse
 import re
 
 from .. import __version__, console
+from ..commands import add_command
 
 #: What --device accepts (checked before torch starts, so a typo costs no start-up and gives a usage error).
 DEVICE_PATTERN = re.compile(r"^(?:auto|cpu|cuda(?::\d+)?|mps|xpu(?::\d+)?)$")
@@ -55,37 +56,36 @@ def _add_device_arguments(parser: argparse.ArgumentParser, threads: int | None =
 
 
 def _add_train(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train one table cell (checkpoints every epoch, resumes)",
-        description="Train one table cell: the model, policy, recipe and seed of --spec on the fold's training "
-                    "episodes, validating after every epoch (recipe val_every) on the fold's test episodes (the "
-                    "authors'; recipe val_source: holdout uses its held-out list instead) and keeping the best epoch "
-                    "(the authors' selection; recipe select: last keeps the final one). Writes model.pt (the "
-                    "trained tensors), train_log.csv, singular_values.json and train_summary.json to --out-dir and "
-                    "prints the best validation mIoU. A killed run resumes from --checkpoint-dir/last.pt; a finished "
-                    "one is not retrained.")
+    parser = add_command(subparsers, "train", _run_train,
+                         help="train one table cell (checkpoints every epoch, resumes)")
     _add_cell_arguments(parser)
     parser.add_argument("--out-dir", required=True, help="cell directory: model.pt, train_log.csv, ...")
     parser.add_argument("--checkpoint-dir", required=True,
                         help="where last.pt lives (outside the rule outputs so a killed job resumes)")
 
-    def run(args):
-        from ..pipeline.spec_types import CellSpec
-        from ..pipeline.specs import load_spec
-        from .tasks.train import train_cell
 
-        s = train_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.out_dir,
-                       args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
-                       threads=args.threads, device=args.device, code_version=_code_version())
-        console.result(f"{s['cell_id']}: validation mIoU {s['best_val_miou']:.2f} at epoch {s['best_epoch']} of "
-                       f"{s['epochs_run']} (kept epoch {s['selected_epoch']}, select {s['select']}), "
-                       f"{s['train_wall_time_s']:.0f} s on {s['device']}")
+def _run_train(args):
+    """Train one table cell: the model, policy, recipe and seed of --spec on the fold's training episodes,
+    validating after every epoch (recipe val_every) on the fold's test episodes (the authors'; recipe val_source:
+    holdout uses its held-out list instead) and keeping the best epoch (the authors' selection; recipe select: last
+    keeps the final one). Writes model.pt (the trained tensors), train_log.csv, singular_values.json and
+    train_summary.json to --out-dir and prints the best validation mIoU. A killed run resumes from
+    --checkpoint-dir/last.pt; a finished one is not retrained."""
+    from ..pipeline.spec_types import CellSpec
+    from ..pipeline.specs import load_spec
+    from .tasks.train import train_cell
 
-    parser.set_defaults(func=run)
+    s = train_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.out_dir,
+                   args.checkpoint_dir, base_learner=args.base_learner, config_hash=args.config_hash,
+                   threads=args.threads, device=args.device, code_version=_code_version())
+    console.result(f"{s['cell_id']}: validation mIoU {s['best_val_miou']:.2f} at epoch {s['best_epoch']} of "
+                   f"{s['epochs_run']} (kept epoch {s['selected_epoch']}, select {s['select']}), "
+                   f"{s['train_wall_time_s']:.0f} s on {s['device']}")
 
 
 def _add_train_base(subparsers) -> None:
-    parser = subparsers.add_parser("train-base", help="BAM stage 1: train the PSPNet base learner of a fold")
+    parser = add_command(subparsers, "train-base", _run_train_base,
+                         help="BAM stage 1: train the PSPNet base learner of a fold")
     parser.add_argument("--spec", required=True, help="base-learner specification (JSON text or file)")
     parser.add_argument("--dataset-root", required=True, help="prepared dataset directory (svf prepare)")
     parser.add_argument("--splits", help="fold splits directory (unused: the stage reads the whole lists)")
@@ -94,23 +94,23 @@ def _add_train_base(subparsers) -> None:
     parser.add_argument("--checkpoint-dir", required=True, help="where last.pt lives (resume after a kill)")
     _add_device_arguments(parser)
 
-    def run(args):
-        from ..pipeline.spec_types import BaseLearnerSpec
-        from ..pipeline.specs import load_spec
-        from .tasks.base_learner import train_base_learner
 
-        spec = BaseLearnerSpec.from_json(load_spec(args.spec))
-        result = train_base_learner(spec, args.dataset_root, args.weights, args.out, args.checkpoint_dir,
-                                    threads=args.threads, device=args.device)
-        console.result(f"{spec.dataset}/{spec.backbone}/fold{spec.fold}: base-class mIoU "
-                       f"{result['val_miou']:.2f} at epoch {result['epoch']} -> {args.out}")
+def _run_train_base(args):
+    from ..pipeline.spec_types import BaseLearnerSpec
+    from ..pipeline.specs import load_spec
+    from .tasks.base_learner import train_base_learner
 
-    parser.set_defaults(func=run)
+    spec = BaseLearnerSpec.from_json(load_spec(args.spec))
+    result = train_base_learner(spec, args.dataset_root, args.weights, args.out, args.checkpoint_dir,
+                                threads=args.threads, device=args.device)
+    console.result(f"{spec.dataset}/{spec.backbone}/fold{spec.fold}: base-class mIoU "
+                   f"{result['val_miou']:.2f} at epoch {result['epoch']} -> {args.out}")
 
 
 def _add_import_base_learner(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "import-base-learner", help="convert a published BAM base learner (best.pth) to this project's layout")
+    # the run reports a missing --out as a usage error of this parser
+    parser = add_command(subparsers, "import-base-learner", lambda args: _run_import_base_learner(args, parser),
+                         help="convert a published BAM base learner (best.pth) to this project's layout")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--source", help="BAM's initmodel/PSPNet/<dataset>/split<k>/<backbone>/best.pth")
     what.add_argument("--missing", metavar="PATH",
@@ -118,100 +118,97 @@ def _add_import_base_learner(subparsers) -> None:
                            "a checkpoint that is not in place)")
     parser.add_argument("--out", help="model.pt to write (with --source)")
 
-    def run(args):
-        from ..files import torch_save
-        from ..errors import ModelFileError
-        from ..models.checkpoints import BAM_BASE_LEARNERS_URL, to_pspnet_state
 
-        if args.missing:
-            raise ModelFileError(
-                f"{args.missing}: BAM's published base learner is not there. Download BAM's trained base learners "
-                f"({BAM_BASE_LEARNERS_URL}, BAM's README) and put them in its layout "
-                "<dir>/<dataset>/split<k>/<vgg|resnet50>/best.pth with <dir> = weights.bam_base_learner_dir, or set "
-                "weights.bam_base_learner: train to train them in this DAG (BAM's stage 1).")
-        if not args.out:
-            parser.error("--out is required with --source")
-        state = to_pspnet_state(args.source)
-        torch_save(args.out, state)
-        console.result(f"{args.source}: {len(state)} tensors -> {args.out}")
+def _run_import_base_learner(args, parser: argparse.ArgumentParser):
+    from ..files import torch_save
+    from ..errors import ModelFileError
+    from ..models.checkpoints import BAM_BASE_LEARNERS_URL, to_pspnet_state
 
-    parser.set_defaults(func=run)
+    if args.missing:
+        raise ModelFileError(
+            f"{args.missing}: BAM's published base learner is not there. Download BAM's trained base learners "
+            f"({BAM_BASE_LEARNERS_URL}, BAM's README) and put them in its layout "
+            "<dir>/<dataset>/split<k>/<vgg|resnet50>/best.pth with <dir> = weights.bam_base_learner_dir, or set "
+            "weights.bam_base_learner: train to train them in this DAG (BAM's stage 1).")
+    if not args.out:
+        parser.error("--out is required with --source")
+    state = to_pspnet_state(args.source)
+    torch_save(args.out, state)
+    console.result(f"{args.source}: {len(state)} tensors -> {args.out}")
 
 
 def _add_pretrain(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "pretrain", help="demo only: pretrain a tiny backbone on synthetic object images (ImageNet stand-in)")
+    parser = add_command(
+        subparsers, "pretrain", _run_pretrain,
+        help="demo only: pretrain a tiny backbone on synthetic object images (ImageNet stand-in)")
     parser.add_argument("--spec", required=True,
                         help='JSON: {"backbone": {"name", "width", "depths", "stem", "vgg_stride"}, "steps", "size", '
                              '"batch_size", "lr", "classes", "seed"}')
     parser.add_argument("--out", required=True, help="backbone weights file to write")
     _add_device_arguments(parser)
 
-    def run(args):
-        from ..pipeline.spec_types import PretrainSpec
-        from ..pipeline.specs import load_spec
-        from .tasks.pretrain import pretrain_backbone
 
-        spec = PretrainSpec.from_json(load_spec(args.spec))
-        result = pretrain_backbone(spec, args.out, threads=args.threads, device=args.device)
-        console.result(f"{spec.backbone.name}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
-                       f"of {result['steps']} steps, {result['wall_time_s']:.0f} s -> {args.out}")
+def _run_pretrain(args):
+    from ..pipeline.spec_types import PretrainSpec
+    from ..pipeline.specs import load_spec
+    from .tasks.pretrain import pretrain_backbone
 
-    parser.set_defaults(func=run)
+    spec = PretrainSpec.from_json(load_spec(args.spec))
+    result = pretrain_backbone(spec, args.out, threads=args.threads, device=args.device)
+    console.result(f"{spec.backbone.name}: top-1 {result['top1']:.3f} over the last {result['tail_steps']} "
+                   f"of {result['steps']} steps, {result['wall_time_s']:.0f} s -> {args.out}")
 
 
 def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="evaluate a trained cell on its test episodes",
-        description="Evaluate a trained cell (--model) on the test episodes of its protocol (svf-code: 1000 "
-                    "episodes with seed 321; bam: 5 seeds x 1000; pfenet: 5000/20000), with its SVD layers merged "
-                    "back into plain convs. Writes metrics.json (mIoU, FB-IoU, per-class IoU, wall times, versions) "
-                    "and prints the mIoU.")
+    parser = add_command(subparsers, "evaluate", _run_evaluate, help="evaluate a trained cell on its test episodes")
     _add_cell_arguments(parser)
     parser.add_argument("--model", required=True, help="the cell's model.pt")
     parser.add_argument("--out", required=True, help="metrics.json to write")
 
-    def run(args):
-        from ..pipeline.spec_types import CellSpec
-        from ..pipeline.specs import load_spec
-        from .tasks.evaluate import evaluate_cell
 
-        m = evaluate_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                          base_learner=args.base_learner, config_hash=args.config_hash, threads=args.threads,
-                          device=args.device, code_version=_code_version())
-        console.result(f"{m['cell_id']}: mIoU {m['miou']:.2f}, FB-IoU {m['fb_iou']:.2f} over {m['episodes']} test "
-                       f"episodes ({m['protocol']} protocol), {m['eval_wall_time_s']:.0f} s on {m['device']}")
+def _run_evaluate(args):
+    """Evaluate a trained cell (--model) on the test episodes of its protocol (svf-code: 1000 episodes with seed
+    321; bam: 5 seeds x 1000; pfenet: 5000/20000), with its SVD layers merged back into plain convs. Writes
+    metrics.json (mIoU, FB-IoU, per-class IoU, wall times, versions) and prints the mIoU."""
+    from ..pipeline.spec_types import CellSpec
+    from ..pipeline.specs import load_spec
+    from .tasks.evaluate import evaluate_cell
 
-    parser.set_defaults(func=run)
+    m = evaluate_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights,
+                      args.model, args.out, base_learner=args.base_learner, config_hash=args.config_hash,
+                      threads=args.threads, device=args.device, code_version=_code_version())
+    console.result(f"{m['cell_id']}: mIoU {m['miou']:.2f}, FB-IoU {m['fb_iou']:.2f} over {m['episodes']} test "
+                   f"episodes ({m['protocol']} protocol), {m['eval_wall_time_s']:.0f} s on {m['device']}")
 
 
 def _add_probe(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "probe", help="the paper's mechanism: a linear probe of a fold's novel classes on a cell's backbone "
-                      "before and after base training",
-        description="Measure what base training did to the novel classes' features (docs/study.md): a linear "
-                    "segmentation probe (background and the fold's novel classes, per feature pixel) is fitted on "
-                    "the fold's held-out images and scored on its test images as the mean IoU over the novel classes, "
-                    "on the backbone the cell starts from (the weights with its policy applied) and on the trained "
-                    "backbone of --model. Writes both, per feature (layer2+3, layer4), and their change to --out.")
+    parser = add_command(
+        subparsers, "probe", _run_probe,
+        help="the paper's mechanism: a linear probe of a fold's novel classes on a cell's backbone before and after "
+             "base training")
     _add_cell_arguments(parser)
     parser.add_argument("--model", required=True, help="the cell's model.pt (the backbone after base training)")
     parser.add_argument("--out", required=True, help="JSON to write: probe mIoU per feature before and after")
 
-    def run(args):
-        from ..pipeline.spec_types import CellSpec
-        from ..pipeline.specs import load_spec
-        from .tasks.probe import probe_cell
 
-        probe_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.model, args.out,
-                   base_learner=args.base_learner, threads=args.threads, device=args.device)
+def _run_probe(args):
+    """Measure what base training did to the novel classes' features (docs/study.md): a linear segmentation probe
+    (background and the fold's novel classes, per feature pixel) is fitted on the fold's held-out images and scored
+    on its test images as the mean IoU over the novel classes, on the backbone the cell starts from (the weights
+    with its policy applied) and on the trained backbone of --model. Writes both, per feature (layer2+3, layer4),
+    and their change to --out."""
+    from ..pipeline.spec_types import CellSpec
+    from ..pipeline.specs import load_spec
+    from .tasks.probe import probe_cell
 
-    parser.set_defaults(func=run)
+    probe_cell(CellSpec.from_json(load_spec(args.spec)), args.dataset_root, args.splits, args.weights, args.model,
+               args.out, base_learner=args.base_learner, threads=args.threads, device=args.device)
 
 
 def _add_estimate(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "estimate", help="time every kind of cell on this device (synthetic tensors) and project device-hours")
+    parser = add_command(
+        subparsers, "estimate", _run_estimate,
+        help="time every kind of cell on this device (synthetic tensors) and project device-hours")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--configfile", nargs="+", help="config YAML files, merged in order as Snakemake does")
     source.add_argument("--config-json", help="the merged config as JSON (what the Snakemake rule passes)")
@@ -231,32 +228,31 @@ def _add_estimate(subparsers) -> None:
     _add_device_arguments(parser)
     parser.add_argument("--out", default="results", help="directory for estimate.csv and estimate.md")
 
-    def run(args):
-        import json
 
-        from .tools.estimate import estimate
-        from .tools.estimate_report import compare_measured, write_estimate
+def _run_estimate(args):
+    import json
 
-        if args.configfile:
-            import yaml
+    from .tools.estimate import estimate
+    from .tools.estimate_report import compare_measured, write_estimate
 
-            from ..pipeline.checks import check_config
-            from ..pipeline.specs import merge_configs
-            from ..pipeline.tables import DEFAULT_SCHEMA
+    if args.configfile:
+        import yaml
 
-            config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
-            check_config(config, DEFAULT_SCHEMA.with_name("config.schema.yaml"), args.configfile)
-        else:
-            config = json.loads(args.config_json)
-        splits = dict(item.split("=", 1) for item in args.splits)
-        result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
-                          threads=args.threads, progress=lambda line: print(line, flush=True),
-                          precisions=args.precisions, budget_s=args.budget_s, flops=args.flops)
-        comparison = compare_measured(result, args.measured) if args.measured else None
-        console.result("wrote " + ", ".join(str(p) for p in write_estimate(result, args.out, comparison)))
-        return 0
+        from ..pipeline.checks import check_config
+        from ..pipeline.specs import merge_configs
+        from ..pipeline.tables import DEFAULT_SCHEMA
 
-    parser.set_defaults(func=run)
+        config = merge_configs([yaml.safe_load(open(path)) for path in args.configfile])
+        check_config(config, DEFAULT_SCHEMA.with_name("config.schema.yaml"), args.configfile)
+    else:
+        config = json.loads(args.config_json)
+    splits = dict(item.split("=", 1) for item in args.splits)
+    result = estimate(config, args.tables, device=args.device, steps=args.steps, splits=splits or None,
+                      threads=args.threads, progress=lambda line: print(line, flush=True),
+                      precisions=args.precisions, budget_s=args.budget_s, flops=args.flops)
+    comparison = compare_measured(result, args.measured) if args.measured else None
+    console.result("wrote " + ", ".join(str(p) for p in write_estimate(result, args.out, comparison)))
+    return 0
 
 
 def _add_bench(subparsers) -> None:
@@ -266,8 +262,9 @@ def _add_bench(subparsers) -> None:
                     "fine-tuning), val-cache (a frozen cell's validation with and without the feature cache), "
                     "loader (episodes per second of the training loader). See svf bench <benchmark> -h.")
     benches = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
-    step = benches.add_parser(
-        "svf-step", help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
+    step = add_command(
+        benches, "svf-step", _run_svf_step,
+        help="time an SVF training step vs frozen / full fine-tune, and merged vs plain evaluation")
     step.add_argument("--out", default="results/benchmarks/svf_step.json", help="JSON file to write")
     step.add_argument("--size", type=int, default=224, help="square input size")
     step.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
@@ -280,20 +277,9 @@ def _add_bench(subparsers) -> None:
     step.add_argument("--no-flops", action="store_true", help="skip the FLOP count of each variant")
     _add_device_arguments(step)
 
-    def run(args):
-        from .tools.step_bench import run_svf_step, write_json
-
-        result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                              threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
-                              channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
-        out = write_json(result, args.out)
-        console.result(", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
-        return 0
-
-    step.set_defaults(func=run)
-
-    cache = benches.add_parser(
-        "val-cache", help="a frozen cell's validation with and without the backbone feature cache (same run)")
+    cache = add_command(
+        benches, "val-cache", _run_val_cache,
+        help="a frozen cell's validation with and without the backbone feature cache (same run)")
     cache.add_argument("--out", default="results/benchmarks/val_cache.json", help="JSON file to write")
     cache.add_argument("--method", default="baseline", choices=["baseline", "pfenet"],
                        help="the frozen cell's method (default baseline)")
@@ -301,27 +287,38 @@ def _add_bench(subparsers) -> None:
     cache.add_argument("--repeats", type=int, default=5, help="alternating timed passes of each")
     _add_device_arguments(cache, threads=1)
 
-    def run_cache(args):
-        from .tools.step_bench import write_json
-        from .tools.val_bench import run_val_cache
-
-        result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
-        out = write_json(result, args.out)
-        console.result(f"cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
-                       f"-> {out}")
-        return 0 if result["equal"] else 1
-
-    cache.set_defaults(func=run_cache)
-
     from ..data.commands import add_loader_benchmark
 
     add_loader_benchmark(benches)
 
 
+def _run_svf_step(args):
+    from .tools.step_bench import run_svf_step, write_json
+
+    result = run_svf_step(size=args.size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                          threads=args.threads, backbone=args.backbone, width=args.width, depths=args.depths,
+                          channels_last=args.channels_last, count_flops=not args.no_flops, device=args.device)
+    out = write_json(result, args.out)
+    console.result(", ".join(f"{k} {v:.3f}" for k, v in result["ratios"].items()) + f" -> {out}")
+    return 0
+
+
+def _run_val_cache(args):
+    from .tools.step_bench import write_json
+    from .tools.val_bench import run_val_cache
+
+    result = run_val_cache(args.method, args.episodes, args.repeats, args.threads, args.device)
+    out = write_json(result, args.out)
+    console.result(f"cached / uncached {result['cached_over_uncached']:.3f}, same scores: {result['equal']} "
+                   f"-> {out}")
+    return 0 if result["equal"] else 1
+
+
 def _add_check_checkpoint(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "check-checkpoint", help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a "
-                                 "random episode (settings not given are read off the keys)")
+    parser = add_command(
+        subparsers, "check-checkpoint", _run_check_checkpoint,
+        help="load a published SVF-repo / PFENet / BAM checkpoint into our model and run a random episode (settings "
+             "not given are read off the keys)")
     parser.add_argument("path", help="the .pth file ({'state_dict': ...}, 'module.' prefixes allowed)")
     parser.add_argument("--method", choices=["baseline", "pfenet", "bam"], help="default: read off the keys")
     parser.add_argument("--backbone", choices=["resnet50", "vgg16"], help="default: read off the keys")
@@ -334,27 +331,25 @@ def _add_check_checkpoint(subparsers) -> None:
     parser.add_argument("--fold", type=int, help="BAM: with --dataset, which classes are the base classes")
     parser.add_argument("--size", type=int, default=65, help="side of the random test episode")
 
-    def run(args):
-        import json
 
-        from ..models.checkpoints import check_checkpoint
-        from ..policy import apply_policy
+def _run_check_checkpoint(args):
+    import json
 
-        kwargs = {"dilation": args.dilation} if args.dilation else {}
-        if args.dataset:  # BAM's base classes: the fold's, or (no fold) only their number
-            from ..data.datasets import base_classes
+    from ..models.checkpoints import check_checkpoint
+    from ..policy import apply_policy
 
-            classes = base_classes(args.dataset, 0 if args.fold is None else args.fold)
-            kwargs.update({"num_base_classes": len(classes)} if args.fold is None else {"base_classes": classes})
-        if args.bins:
-            kwargs["bins"] = tuple(float(b) if "." in b else int(b) for b in args.bins.split(","))
-        result = check_checkpoint(args.path, method=args.method, backbone=args.backbone, shot=args.shot,
-                                  decompose=lambda m: apply_policy(m, "svf", rank="official"), size=args.size,
-                                  **kwargs)
-        print(json.dumps(result, indent=2, default=str))
-        return 0
+    kwargs = {"dilation": args.dilation} if args.dilation else {}
+    if args.dataset:  # BAM's base classes: the fold's, or (no fold) only their number
+        from ..data.datasets import base_classes
 
-    parser.set_defaults(func=run)
+        classes = base_classes(args.dataset, 0 if args.fold is None else args.fold)
+        kwargs.update({"num_base_classes": len(classes)} if args.fold is None else {"base_classes": classes})
+    if args.bins:
+        kwargs["bins"] = tuple(float(b) if "." in b else int(b) for b in args.bins.split(","))
+    result = check_checkpoint(args.path, method=args.method, backbone=args.backbone, shot=args.shot,
+                              decompose=lambda m: apply_policy(m, "svf", rank="official"), size=args.size, **kwargs)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
 
 
 COMMANDS = (

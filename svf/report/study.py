@@ -14,8 +14,9 @@ all-foreground predictor's on the same episodes (metrics.json ``all_foreground_m
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -284,79 +285,76 @@ VERDICT_COLOURS = {AGREES: "#009E73", EQUIVALENT: "#009E73", DISAGREES: "#D55E00
                    CANNOT_TELL: "#7f7f7f"}  # Okabe-Ito: readable with colour-blindness
 
 
-def _pyplot():
-    """pyplot as svf/report/figures.py sets it up (Agg backend, the figures' font sizes), imported only when a figure
-    is drawn."""
+@contextmanager
+def _figure(figsize: tuple[float, float], title: str, demo: bool, **title_style) -> Iterator:
+    """The axes of a new figure to draw on; on leaving, its title (marked at demo scale) and a tight layout. pyplot
+    as svf/report/figures.py sets it up (Agg backend, the figures' font sizes), imported only when a figure is
+    drawn."""
     from .figures import plt
 
-    return plt
+    fig, ax = plt.subplots(figsize=figsize)
+    yield ax
+    ax.set_title(title + (" — demo scale" if demo else ""), fontsize=9, **title_style)
+    fig.tight_layout()
 
 
 def plot_claims(claims: pd.DataFrame, demo: bool):
     """Forest plot: one line per claim (primary first), our 95% interval (thick) and the family-wise interval
     (thin), the paper's difference (diamond), the equivalence margin (band) for equivalence claims."""
-    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
     c = pd.concat([claims[claims["primary"]], claims[~claims["primary"]]]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.34 * len(c) + 1.6))
-    y = np.arange(len(c))[::-1]
-    for yi, r in zip(y, c.itertuples()):
-        colour = VERDICT_COLOURS.get(r.verdict, "black")
-        if r.kind == EQUIVALENCE and not math.isnan(r.margin):
-            ax.add_patch(plt.Rectangle((-r.margin, yi - 0.4), 2 * r.margin, 0.8, color="#56B4E9", alpha=0.25, lw=0))
-        ax.plot([r.fw_low, r.fw_high], [yi, yi], color=colour, lw=1)
-        ax.plot([r.low, r.high], [yi, yi], color=colour, lw=3.5, solid_capstyle="butt")
-        ax.plot(r.estimate, yi, "o", color=colour, ms=4)
-        ax.plot(r.paper_diff, yi, "D", mfc="white", mec="black", ms=5)
-    ax.axvline(0, color="black", lw=0.7)
-    labels = [f"{'● ' if r.primary else ''}{r.row} − {r.reference}  ({r.verdict})" for r in c.itertuples()]
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("mIoU difference, row − reference (points)")
-    ax.set_title("Study of the paper's claims: our paired differences (thick: 95% CI; thin: family-wise CI) "
-                 "and the paper's (◇)" + (" — demo scale" if demo else ""), fontsize=9, wrap=True)
-    if len(c) and c["primary"].any() and not c["primary"].all():
-        ax.axhline(y[int(c["primary"].sum()) - 1] - 0.5, color="grey", lw=0.5, ls=":")
-    fig.tight_layout()
-    return fig
+    with _figure((7.5, 0.34 * len(c) + 1.6), "Study of the paper's claims: our paired differences (thick: 95% CI; "
+                 "thin: family-wise CI) and the paper's (◇)", demo, wrap=True) as ax:
+        y = np.arange(len(c))[::-1]
+        for yi, r in zip(y, c.itertuples()):
+            colour = VERDICT_COLOURS.get(r.verdict, "black")
+            if r.kind == EQUIVALENCE and not math.isnan(r.margin):
+                ax.add_patch(Rectangle((-r.margin, yi - 0.4), 2 * r.margin, 0.8, color="#56B4E9", alpha=0.25, lw=0))
+            ax.plot([r.fw_low, r.fw_high], [yi, yi], color=colour, lw=1)
+            ax.plot([r.low, r.high], [yi, yi], color=colour, lw=3.5, solid_capstyle="butt")
+            ax.plot(r.estimate, yi, "o", color=colour, ms=4)
+            ax.plot(r.paper_diff, yi, "D", mfc="white", mec="black", ms=5)
+        ax.axvline(0, color="black", lw=0.7)
+        labels = [f"{'● ' if r.primary else ''}{r.row} − {r.reference}  ({r.verdict})" for r in c.itertuples()]
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_xlabel("mIoU difference, row − reference (points)")
+        if len(c) and c["primary"].any() and not c["primary"].all():
+            ax.axhline(y[int(c["primary"].sum()) - 1] - 0.5, color="grey", lw=0.5, ls=":")
+    return ax.figure
 
 
 def plot_rows(rows: pd.DataFrame, demo: bool):
     """Each row's mIoU with its 95% interval (left axis) and failure rate (annotated)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    x = np.arange(len(rows))
-    err = np.nan_to_num(np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]]))
-    ax.errorbar(x, rows["mean"], yerr=err, fmt="o", color="#0072B2", capsize=3, label="ours, 95% CI")
-    ax.axhline(float(rows["floor"].mean()), color="#D55E00", ls="--", lw=1, label="all-foreground predictor")
-    for xi, r in zip(x, rows.itertuples()):
-        if r.failed:
-            ax.annotate(f"{r.failed} failed", (xi, r.low), textcoords="offset points", xytext=(0, -12),
-                        ha="center", fontsize=7, color="#D55E00")
-    ax.set_ylim(0, max(1.0, float(np.nanmax(rows["high"].to_numpy(float)))) * 1.1)
-    ax.set_xticks(x, rows["row"], rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("test mIoU (%)")
-    ax.set_title("Rows of Tables 4-8: mean over folds and seeds" + (" — demo scale" if demo else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
+    with _figure((7.5, 3.6), "Rows of Tables 4-8: mean over folds and seeds", demo) as ax:
+        x = np.arange(len(rows))
+        err = np.nan_to_num(np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]]))
+        ax.errorbar(x, rows["mean"], yerr=err, fmt="o", color="#0072B2", capsize=3, label="ours, 95% CI")
+        ax.axhline(float(rows["floor"].mean()), color="#D55E00", ls="--", lw=1, label="all-foreground predictor")
+        for xi, r in zip(x, rows.itertuples()):
+            if r.failed:
+                ax.annotate(f"{r.failed} failed", (xi, r.low), textcoords="offset points", xytext=(0, -12),
+                            ha="center", fontsize=7, color="#D55E00")
+        ax.set_ylim(0, max(1.0, float(np.nanmax(rows["high"].to_numpy(float)))) * 1.1)
+        ax.set_xticks(x, rows["row"], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("test mIoU (%)")
+        ax.legend(fontsize=7, loc="lower left")
+    return ax.figure
 
 
 def plot_probe(probe: pd.DataFrame, demo: bool):
     """Probe mIoU before and after base training per row, with 95% intervals."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    x = np.arange(len(probe))
-    for offset, what, colour, marker in ((-0.12, "before", "#0072B2", "o"), (0.12, "after", "#E69F00", "s")):
-        mean = probe[what].to_numpy(float)
-        err = np.nan_to_num(np.vstack([mean - probe[f"{what}_low"], probe[f"{what}_high"] - mean]))
-        ax.errorbar(x + offset, mean, yerr=err, fmt=marker, color=colour, capsize=3,
-                    label=f"{what} base training")
-    ax.set_xticks(x, probe["row"], fontsize=8)
-    ax.set_ylabel("novel-class probe mIoU (%)")
-    ax.set_title("Linear probe of the novel classes on the backbone's features" + (" — demo scale" if demo else ""),
-                 fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    with _figure((6.0, 3.4), "Linear probe of the novel classes on the backbone's features", demo) as ax:
+        x = np.arange(len(probe))
+        for offset, what, colour, marker in ((-0.12, "before", "#0072B2", "o"), (0.12, "after", "#E69F00", "s")):
+            mean = probe[what].to_numpy(float)
+            err = np.nan_to_num(np.vstack([mean - probe[f"{what}_low"], probe[f"{what}_high"] - mean]))
+            ax.errorbar(x + offset, mean, yerr=err, fmt=marker, color=colour, capsize=3,
+                        label=f"{what} base training")
+        ax.set_xticks(x, probe["row"], fontsize=8)
+        ax.set_ylabel("novel-class probe mIoU (%)")
+        ax.legend(fontsize=7)
+    return ax.figure
 
 
 def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.DataFrame, out_dir: str | Path,

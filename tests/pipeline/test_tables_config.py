@@ -87,17 +87,16 @@ def test_restrictions_and_order(tables):
         cells_of(tables, ["table4"], row_ids=["no-such-row"])
 
 
-def test_typo_key_is_named(tmp_path):
+@pytest.mark.parametrize("table, index, spoil, message", [
+    ("table4", 1, lambda row: row.update(polcy=row.pop("policy")),
+     r"tables/table4/rows/1: unknown key 'polcy'; did you mean 'policy'"),
+    ("table1", 0, lambda row: row.update(backbone="resnet101"),
+     r"tables/table1/rows/0/backbone: 'resnet101' is not one of"),
+], ids=["typo-key", "bad-enum-value"])
+def test_a_bad_row_key_or_value_is_named(tmp_path, table, index, spoil, message):
     doc = _raw()
-    doc["tables"]["table4"]["rows"][1]["polcy"] = doc["tables"]["table4"]["rows"][1].pop("policy")
-    with pytest.raises(TablesConfigError, match=r"tables/table4/rows/1: unknown key 'polcy'; did you mean 'policy'"):
-        load_tables(_write(tmp_path, doc), schema=SCHEMA)
-
-
-def test_bad_enum_value_is_named(tmp_path):
-    doc = _raw()
-    doc["tables"]["table1"]["rows"][0]["backbone"] = "resnet101"
-    with pytest.raises(TablesConfigError, match=r"tables/table1/rows/0/backbone: 'resnet101' is not one of"):
+    spoil(doc["tables"][table]["rows"][index])
+    with pytest.raises(TablesConfigError, match=message):
         load_tables(_write(tmp_path, doc), schema=SCHEMA)
 
 
