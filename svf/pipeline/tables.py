@@ -220,12 +220,21 @@ def primary_rows(config: Mapping[str, Any]) -> set[str]:
     return {row for claim in config["study"]["primary"] for row in claim.split(" vs ")}
 
 
+def primary_seed_cells(config: Mapping[str, Any], tables: Mapping[str, Any],
+                       names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The runs the study adds to the training seeds' (none without a ``study`` section): its primary claims' rows
+    for ``study.primary_seeds``, in the named tables among the study's (default: all of the study's)."""
+    study = config.get("study") or {}
+    names = [n for n in (study.get("tables") or []) if names is None or n in names]
+    return _rows_cells(config, tables, names, primary_rows(config) if names else set(),
+                       study.get("primary_seeds") or [])
+
+
 def study_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The study's runs: every row of its tables for the training seeds, and the primary claims' rows also for
     ``study.primary_seeds``."""
-    study = config["study"]
-    cells = {cell_id(c): c for c in config_cells(config, tables, study["tables"])}
-    for cell in _rows_cells(config, tables, study["tables"], primary_rows(config), study.get("primary_seeds") or []):
+    cells = {cell_id(c): c for c in config_cells(config, tables, config["study"]["tables"])}
+    for cell in primary_seed_cells(config, tables):
         cells.setdefault(cell_id(cell), cell)
     return list(cells.values())
 
