@@ -11,6 +11,7 @@ from snakemake.utils import validate
 from svf.errors import ConfigError, SvfError, describe
 from svf.pipeline import checks, paths
 from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
+from svf.pipeline.scheduler_fix import coalesce_scheduler_reevaluations
 from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
 from svf.pipeline.tables import cells_of, config_cells, load_tables, training_seeds
 from svf.pipeline.tables import probe_cells as tables_probe_cells, study_cells as tables_study_cells
@@ -30,6 +31,10 @@ def profile_resources():
     for rule_name, mapping in settings.overwrite_resources.items():
         values.update({f"set-resources {rule_name}:{k}": getattr(v, "raw", v) for k, v in mapping.items()})
     return values
+
+
+# One pending scheduler wake-up instead of one more per finished job (svf/pipeline/scheduler_fix.py).
+coalesce_scheduler_reevaluations()
 
 
 try:
