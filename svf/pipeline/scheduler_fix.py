@@ -4,8 +4,8 @@ docs/measurements.md, "Snakemake's own CPU").
 Snakemake 9's local scheduler ends each scheduling round by starting a ``threading.Timer`` that wakes it again
 after ``--max-jobs-per-timespan``'s timespan (1 s by default). Every finished job wakes it once more, so every
 finished job starts one more timer chain that never ends: after N jobs the scheduler runs about N rounds per
-second, each over every ready job. On the study's 681-job DAG that is a tenth of a core after 50 jobs and a whole
-core (of two) long before the end. A round only needs waking once per timespan, so this keeps one pending timer
+second, each over every ready job. On the study's 681-job DAG that was a third of a core after 50 jobs, and growing
+with every job. A round only needs waking once per timespan, so this keeps one pending timer
 (a daemon thread: it does not hold up Snakemake's exit either); rounds that jobs trigger are unchanged.
 """
 from __future__ import annotations

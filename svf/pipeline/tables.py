@@ -226,8 +226,9 @@ def primary_seed_cells(config: Mapping[str, Any], tables: Mapping[str, Any],
     for ``study.primary_seeds``, in the named tables among the study's (default: all of the study's)."""
     study = config.get("study") or {}
     names = [n for n in (study.get("tables") or []) if names is None or n in names]
-    return _rows_cells(config, tables, names, primary_rows(config) if names else set(),
-                       study.get("primary_seeds") or [])
+    if not names:
+        return []
+    return _rows_cells(config, tables, names, primary_rows(config), study.get("primary_seeds") or [])
 
 
 def study_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[dict[str, Any]]:

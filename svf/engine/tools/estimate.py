@@ -29,7 +29,7 @@ from ...pipeline.cells import CELL_KEYS, Cell
 from ...pipeline.recipe import Recipe
 from ...pipeline.spec_types import BaseLearnerSpec, CellSpec
 from ...pipeline.specs import build_base_learner_spec, build_cell_spec
-from ...pipeline.tables import cells_of, load_tables, primary_seed_cells, training_seeds
+from ...pipeline.tables import config_cells, load_tables, primary_seed_cells
 from ...policy import parse_policy
 from ..loop.device import library_versions, setup_process
 from ..loop.precision import Precision
@@ -50,11 +50,9 @@ def distinct_kinds(config: dict, names, tables: dict | None = None) -> list[dict
     (``tables``: an already loaded tables document instead of ``config["tables"]["file"]``). Under a study config
     the primary rows' extra seeds count too, as ``snakemake study`` trains them."""
     tables = tables or load_tables(config["tables"]["file"])
-    seeds = training_seeds(config)
     kinds: dict[tuple, dict] = {}
-    restrict = {"folds": config["tables"].get("folds"), "shots": config["tables"].get("shots")}
     for name in names:
-        for cell in cells_of(tables, [name], seeds=seeds, **restrict) + primary_seed_cells(config, tables, [name]):
+        for cell in config_cells(config, tables, [name]) + primary_seed_cells(config, tables, [name]):
             key = tuple(cell[k] for k in KIND_KEYS)
             kind = kinds.setdefault(key, {**{k: cell[k] for k in KIND_KEYS}, "fold_seeds": set(), "tables": []})
             kind["fold_seeds"].add((cell["fold"], cell["seed"]))
