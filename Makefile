@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
-.PHONY: demo study test lint install lock gpu-check clean-demo
+.PHONY: demo study pilot test lint install lock gpu-check clean-demo
 
 install: $(STAMP)
 
@@ -44,6 +44,16 @@ demo: $(STAMP)
 # results/study/study/study.md.
 study: $(STAMP)
 	$(BIN)/snakemake study --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml
+
+# The variance pilot for the study's third design (docs/study.md, "Variance pilot"): rows frozen, SVF and full
+# fine-tuning on folds 0-3, seeds 901-904, under each candidate setting; prints each setting's spread only.
+PILOT_SETTINGS := flat-best flat-last poly-best
+pilot: $(STAMP)
+	for s in $(PILOT_SETTINGS); do \
+	  $(BIN)/snakemake $$($(BIN)/python -m svf.report.pilot targets results/pilot/$$s) --workflow-profile demo \
+	    --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml config/pilot/$$s.yaml || exit 1; \
+	done
+	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(PILOT_SETTINGS))
 
 # The test suite; pytest's exit code 5 (no tests collected) fails like any other error.
 test: $(STAMP)

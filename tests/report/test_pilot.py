@@ -1,0 +1,46 @@
+"""The variance pilot's blind summary (svf/report/pilot.py) on runs built so that every answer is known."""
+import json
+import math
+
+import pytest
+
+from svf.report import pilot
+
+
+def write_runs(root, value, floor=lambda row, fold, seed: 15.0):
+    for row in pilot.ROWS:
+        for fold in pilot.FOLDS:
+            for seed in pilot.SEEDS:
+                path = root / pilot.CELL.format(row=row, fold=fold, seed=seed)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"miou": value(row, fold, seed),
+                                            "all_foreground_miou": floor(row, fold, seed)}))
+
+
+def test_spread_is_the_pooled_within_fold_sd_of_the_paired_differences(tmp_path):
+    # svf = frozen + fold effect + e, full = frozen + 2e, e = +-1 within each fold: fold effects must not count
+    sign = {s: (-1) ** i for i, s in enumerate(pilot.SEEDS)}
+    shift = {"frozen": 0, "svf": 1, "full": 2}
+    write_runs(tmp_path, lambda row, fold, seed: 40.0 + (3.0 * fold if row == "svf" else 0.0)
+               + shift[row] * sign[seed],
+               floor=lambda row, fold, seed: 50.0 if (row, fold, seed) == ("full", 2, 903) else 15.0)
+    got = pilot.spread(pilot.read_runs(tmp_path))
+    one = math.sqrt(16 / 12)  # 16 deviations of +-1 on 16 - 4 degrees of freedom
+    assert got["sd svf - frozen"] == pytest.approx(one)
+    assert got["sd full - frozen"] == pytest.approx(2 * one)
+    assert got["sd svf - full"] == pytest.approx(one)
+    assert got["sd rms"] == pytest.approx(math.sqrt((1 + 4 + 1) / 3) * one)
+    assert got["sd max"] == pytest.approx(2 * one)
+    assert (got["runs"], got["failed"]) == (48, 1)
+    assert got["lowest row mean"] == pytest.approx(40.0)
+
+
+def test_summary_is_blind_and_targets_match_the_cells_read(tmp_path, capsys):
+    write_runs(tmp_path / "a", lambda row, fold, seed: 30.0 + seed % 7 + (5.0 if row == "svf" else 0.0))
+    assert pilot.main(["summary", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "sd rms" in printed and "mean svf" not in printed and "estimate" not in printed
+    assert set(pilot.summary([tmp_path / "a"]).columns) == {
+        "sd svf - frozen", "sd full - frozen", "sd svf - full", "sd rms", "sd max", "runs", "failed",
+        "lowest row mean"}
+    assert len(pilot.targets(tmp_path / "a")) == len(pilot.read_runs(tmp_path / "a")) == 48
