@@ -78,9 +78,9 @@ STUDY = ("config/demo.yaml", "config/study.yaml", "config/study-cpu.yaml")
 
 def test_the_study_trains_every_row_alike_with_more_seeds_for_the_primary_rows_in_one_world():
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY))
-    # 19 rows x 4 folds x seeds 1-3, the 5 primary rows x 4 folds x seeds 4-7, the probe's 3 rows x 4 folds x 2
-    assert counts["train"] == 19 * 4 * 3 + 5 * 4 * 4 + 3 * 4 * 2 and counts["evaluate"] == 308
-    assert counts["probe"] == 24 and counts["study_cells"] == 1 and counts["study_report"] == 1
+    # 19 rows x 4 folds x seeds 1-2, the 5 primary rows x 4 folds x seeds 3-5, the probe's 2 rows x 4 folds x 2
+    assert counts["train"] == 19 * 4 * 2 + 5 * 4 * 3 + 2 * 4 * 2 and counts["evaluate"] == 212
+    assert counts["probe"] == 16 and counts["study_cells"] == 1 and counts["study_report"] == 1
     # one synthetic world (the demo's) for every seed, the probe's included
     assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 1
     assert "train_base" not in counts and counts["table"] == 5
@@ -90,13 +90,13 @@ def test_the_first_designs_world_per_seed_still_builds_a_world_for_every_seed(tm
     overlay = tmp_path / "worlds.yaml"
     overlay.write_text(yaml.safe_dump({"data": {"synthetic": {"worlds": "per_seed"}}}))
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY, str(overlay)))
-    # seeds 1-7 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
-    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 9
+    # seeds 1-5 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
+    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 7
 
 
 def test_the_study_design_runs_on_the_paper_config():
     counts = dry_run("study", extra=("--configfile", "config/config.yaml", "config/study.yaml"))
-    assert counts["train"] == counts["evaluate"] == 308 and "probe" not in counts and "synthesize" not in counts
+    assert counts["train"] == counts["evaluate"] == 212 and "probe" not in counts and "synthesize" not in counts
 
 
 def test_probe_seeds_must_differ_from_the_rows_seeds(tmp_path):
