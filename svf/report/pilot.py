@@ -22,13 +22,14 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..pipeline.paths import METRICS
 from .claims import stratified_mean
 
 ROWS = ("frozen", "svf", "full")                      # the policies of the paper's central ordering
 COMPARISONS = (("svf", "frozen"), ("full", "frozen"), ("svf", "full"))
 FOLDS = (0, 1, 2, 3)
 SEEDS = (901, 902, 903, 904)                          # never a study seed (1-7) nor a probe seed (101, 102)
-CELL = "cells/pascal/resnet50/baseline/dagger/{row}/svf-code/1shot/fold{fold}/seed{seed}/metrics.json"
+CELL = "cells/pascal/resnet50/baseline/dagger/{row}/svf-code/1shot/fold{fold}/seed{seed}/" + METRICS
 
 
 def targets(root: str | Path) -> list[str]:
