@@ -22,19 +22,27 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..pipeline.paths import METRICS
+from ..pipeline.paths import METRICS, cell_file, expand_pathvars
 from .claims import stratified_mean
 
 ROWS = ("frozen", "svf", "full")                      # the policies of the paper's central ordering
 COMPARISONS = (("svf", "frozen"), ("full", "frozen"), ("svf", "full"))
 FOLDS = (0, 1, 2, 3)
 SEEDS = (901, 902, 903, 904)                          # never a study seed (1-7) nor a probe seed (101, 102)
-CELL = "cells/pascal/resnet50/baseline/dagger/{row}/svf-code/1shot/fold{fold}/seed{seed}/" + METRICS
+# The pilot's cells: the study's R50 baseline†, 1-shot, authors' recipe; the row is the cell's policy.
+CELL = {"dataset": "pascal", "backbone": "resnet50", "method": "baseline", "setting": "dagger", "recipe": "svf-code",
+        "shot": 1}
+
+
+def metrics_path(root: str | Path, row: str, fold: int, seed: int) -> Path:
+    """The metrics.json of one pilot run under the results root ``root``, in the workflow's cell layout."""
+    cell = {**CELL, "policy": row, "fold": fold, "seed": seed}
+    return Path(expand_pathvars(cell_file(cell, METRICS), {}, results=str(root)))
 
 
 def targets(root: str | Path) -> list[str]:
     """The metrics.json paths of one setting's runs, in the workflow's cell layout."""
-    return [str(Path(root) / CELL.format(row=r, fold=f, seed=s)) for r in ROWS for f in FOLDS for s in SEEDS]
+    return [str(metrics_path(root, r, f, s)) for r in ROWS for f in FOLDS for s in SEEDS]
 
 
 def read_runs(root: str | Path) -> pd.DataFrame:
@@ -43,7 +51,7 @@ def read_runs(root: str | Path) -> pd.DataFrame:
     for row in ROWS:
         for fold in FOLDS:
             for seed in SEEDS:
-                path = Path(root) / CELL.format(row=row, fold=fold, seed=seed)
+                path = metrics_path(root, row, fold, seed)
                 if path.exists():
                     metrics = json.loads(path.read_text())
                     records.append({"row": row, "fold": fold, "seed": seed, "value": float(metrics["miou"]),

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from svf.pipeline.cells import parse_cell_id
 from svf.report import pilot
 
 
@@ -11,7 +12,7 @@ def write_runs(root, value, floor=lambda row, fold, seed: 15.0):
     for row in pilot.ROWS:
         for fold in pilot.FOLDS:
             for seed in pilot.SEEDS:
-                path = root / pilot.CELL.format(row=row, fold=fold, seed=seed)
+                path = pilot.metrics_path(root, row, fold, seed)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"miou": value(row, fold, seed),
                                             "all_foreground_miou": floor(row, fold, seed)}))
@@ -44,3 +45,11 @@ def test_summary_is_blind_and_targets_match_the_cells_read(tmp_path, capsys):
         "sd svf - frozen", "sd full - frozen", "sd svf - full", "sd rms", "sd max", "runs", "failed",
         "lowest row mean"}
     assert len(pilot.targets(tmp_path / "a")) == len(pilot.read_runs(tmp_path / "a")) == 48
+
+
+def test_targets_are_the_workflows_cells_of_the_r50_baseline_dagger():
+    first = pilot.targets("results/pilot/poly-best")[0].split("/")
+    assert first[:4] == ["results", "pilot", "poly-best", "cells"]
+    assert parse_cell_id("/".join(first[4:-1])) == {
+        "dataset": "pascal", "backbone": "resnet50", "method": "baseline", "setting": "dagger", "policy": "frozen",
+        "recipe": "svf-code", "shot": 1, "fold": 0, "seed": 901}
