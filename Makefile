@@ -39,9 +39,9 @@ lock: | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/snakemake demo --workflow-profile demo --configfile config/demo.yaml
 
-# The study of the paper's claims (docs/study.md): Tables 4-8's rows trained alike on every fold, 2 seeds (5 for the
-# primary claims' rows) in one shared synthetic world, selection on held-out episodes; verdicts in
-# results/study/study/study.md.
+# The study of the paper's claims (docs/study.md): Tables 4-8's rows trained alike on every fold, 2 seeds (7-16 for
+# the primary claims' rows, each as its claims' power needs) in one shared synthetic world, selection on held-out
+# episodes; verdicts in results/study/study/study.md.
 study: $(STAMP)
 	$(BIN)/snakemake study --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml
 

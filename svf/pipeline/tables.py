@@ -220,15 +220,31 @@ def primary_rows(config: Mapping[str, Any]) -> set[str]:
     return {row for claim in config["study"]["primary"] for row in claim.split(" vs ")}
 
 
+def primary_seeds_by_row(config: Mapping[str, Any]) -> dict[str, list[int]]:
+    """``study.primary_seeds`` as row -> its extra training seeds: a list gives every primary claim's row the same
+    seeds; a mapping names each row's own (each claim's power needs its own number of pairs, docs/study.md)."""
+    seeds = (config.get("study") or {}).get("primary_seeds") or []
+    if isinstance(seeds, Mapping):
+        rows = primary_rows(config)
+        stray = sorted(set(seeds) - rows)
+        if stray:
+            raise ValueError(f"study.primary_seeds names {stray}, which no primary claim compares (study.primary "
+                             f"rows: {sorted(rows)})")
+        return {row: list(s) for row, s in seeds.items() if s}
+    return {row: list(seeds) for row in sorted(primary_rows(config))} if seeds else {}
+
+
 def primary_seed_cells(config: Mapping[str, Any], tables: Mapping[str, Any],
                        names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """The runs the study adds to the training seeds' (none without a ``study`` section): its primary claims' rows
-    for ``study.primary_seeds``, in the named tables among the study's (default: all of the study's)."""
+    """The runs the study adds to the training seeds' (none without a ``study`` section): each primary claim's row
+    for its ``study.primary_seeds``, in the named tables among the study's (default: all of the study's)."""
     study = config.get("study") or {}
     names = [n for n in (study.get("tables") or []) if names is None or n in names]
-    if not names:
-        return []
-    return _rows_cells(config, tables, names, primary_rows(config), study.get("primary_seeds") or [])
+    cells: dict[str, dict[str, Any]] = {}
+    for row, seeds in primary_seeds_by_row(config).items() if names else ():
+        for cell in _rows_cells(config, tables, names, {row}, seeds):
+            cells.setdefault(cell_id(cell), cell)
+    return list(cells.values())
 
 
 def study_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -245,7 +261,8 @@ def probe_cells(config: Mapping[str, Any], tables: Mapping[str, Any]) -> list[di
     training seeds of the study's rows (the mechanism is measured on runs the verdicts do not use)."""
     study = config["study"]
     seeds = list(study.get("probe_seeds") or [])
-    shared = set(seeds) & (set(training_seeds(config)) | set(study.get("primary_seeds") or []))
+    extra = {seed for row_seeds in primary_seeds_by_row(config).values() for seed in row_seeds}
+    shared = set(seeds) & (set(training_seeds(config)) | extra)
     if shared:
         raise ValueError(f"study.probe_seeds {sorted(shared)} are also training seeds of the study's rows; the "
                          f"probe must use seeds (and worlds) of its own")

@@ -147,3 +147,18 @@ def test_import_is_light():
             "t.load_tables(%r); "
             "bad = [m for m in ('pandas', 'torch', 'matplotlib') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code % str(TABLES_YAML)], check=True, cwd=ROOT)
+
+
+def test_primary_seeds_as_a_list_or_per_row(tables):
+    from svf.pipeline.tables import primary_seed_cells, primary_seeds_by_row
+
+    base = {"tables": {"folds": [0], "shots": [1]},
+            "study": {"tables": ["table7"], "primary": ["svf-U vs svf", "svf-V vs svf"]}}
+    as_list = {**base, "study": {**base["study"], "primary_seeds": [5, 6]}}
+    assert primary_seeds_by_row(as_list) == {"svf": [5, 6], "svf-U": [5, 6], "svf-V": [5, 6]}
+    per_row = {**base, "study": {**base["study"], "primary_seeds": {"svf": [5, 6, 7], "svf-U": [5], "svf-V": []}}}
+    runs = {(c["policy"], c["seed"]) for c in primary_seed_cells(per_row, tables)}
+    assert runs == {("svf", 5), ("svf", 6), ("svf", 7), ("svf-U", 5)}
+    stray = {**base, "study": {**base["study"], "primary_seeds": {"frozen": [5]}}}
+    with pytest.raises(ValueError, match=r"names \['frozen'\], which no primary claim compares"):
+        primary_seeds_by_row(stray)

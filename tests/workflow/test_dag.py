@@ -78,8 +78,10 @@ STUDY = ("config/demo.yaml", "config/study.yaml", "config/study-cpu.yaml")
 
 def test_the_study_trains_every_row_alike_with_more_seeds_for_the_primary_rows_in_one_world():
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY))
-    # 19 rows x 4 folds x seeds 1-2, the 5 primary rows x 4 folds x seeds 3-5, the probe's 2 rows x 4 folds x 2
-    assert counts["train"] == 19 * 4 * 2 + 5 * 4 * 3 + 2 * 4 * 2 and counts["evaluate"] == 212
+    # 19 rows x 4 folds x seeds 11-12; the primary rows' extra seeds on 4 folds (frozen, full: 5; V: 9; S, U: 14);
+    # the probe's 2 rows x 4 folds x 2
+    runs = 19 * 4 * 2 + (5 + 5 + 9 + 14 + 14) * 4
+    assert counts["train"] == runs + 2 * 4 * 2 and counts["evaluate"] == runs == 340
     assert counts["probe"] == 16 and counts["study_cells"] == 1 and counts["study_report"] == 1
     # one synthetic world (the demo's) for every seed, the probe's included
     assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 1
@@ -96,14 +98,14 @@ def test_the_first_designs_world_per_seed_still_builds_a_world_for_every_seed(tm
 
 def test_the_study_design_runs_on_the_paper_config():
     counts = dry_run("study", extra=("--configfile", "config/config.yaml", "config/study.yaml"))
-    assert counts["train"] == counts["evaluate"] == 212 and "probe" not in counts and "synthesize" not in counts
+    assert counts["train"] == counts["evaluate"] == 340 and "probe" not in counts and "synthesize" not in counts
 
 
 def test_probe_seeds_must_differ_from_the_rows_seeds(tmp_path):
     overlay = tmp_path / "clash.yaml"
-    overlay.write_text(yaml.safe_dump({"study": {"probe_seeds": [3, 101]}}))
+    overlay.write_text(yaml.safe_dump({"study": {"probe_seeds": [21, 101]}}))  # 21: an extra seed of S, U, V
     result = snakemake("-n", "study", "--configfile", *STUDY, str(overlay))
-    assert result.returncode != 0 and "probe_seeds [3]" in result.stdout + result.stderr
+    assert result.returncode != 0 and "probe_seeds [21]" in result.stdout + result.stderr
 
 
 def test_the_demo_covers_fold_0_one_shot_of_every_table():
