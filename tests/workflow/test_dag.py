@@ -92,8 +92,8 @@ def test_the_first_designs_world_per_seed_still_builds_a_world_for_every_seed(tm
     overlay = tmp_path / "worlds.yaml"
     overlay.write_text(yaml.safe_dump({"data": {"synthetic": {"worlds": "per_seed"}}}))
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY, str(overlay)))
-    # seeds 1-5 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
-    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 7
+    # seeds 11-26 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
+    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 16 + 2
 
 
 def test_the_study_design_runs_on_the_paper_config():
