@@ -29,6 +29,7 @@ DIRECTION, EQUIVALENCE = "direction", "equivalence"
 EQUIVALENCE_THRESHOLD = 1.0  # mIoU points: a paper difference below it is read as "about equal"
 ALPHA = 0.05
 POWER = 0.8  # the power at which the smallest detectable difference is stated
+HALF_WIDTH_TARGET = 1.5  # mIoU points: the 95% half-width each primary claim is planned for (docs/study.md, "Power")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,21 @@ def detectable_difference(se: float, df: int, m: int, alpha: float = ALPHA, powe
     return float((stats.t.ppf(1 - alpha / (2 * m), df) + stats.t.ppf(power, df)) * se)
 
 
+def pairs_for_half_width(sd: float, folds: int, target: float = HALF_WIDTH_TARGET, level: float = 1 - ALPHA,
+                         limit: int = 10_000) -> float:
+    """The smallest number of pairs n, a multiple of ``folds`` (as many seeds on every fold), whose stratified
+    ``level`` half-width t(n - folds) x sd / sqrt(n) is at most ``target``, for a within-fold SD ``sd``: the rule a
+    design sizes its claims by (docs/study.md, "Power"). NaN when sd is unknown or no n up to ``limit`` suffices."""
+    from scipy import stats
+
+    if math.isnan(sd) or folds < 1:
+        return math.nan
+    for n in range(2 * folds, limit + 1, folds):
+        if stats.t.ppf(0.5 + level / 2, n - folds) * sd / math.sqrt(n) <= target:
+            return n
+    return math.nan
+
+
 def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: float = EQUIVALENCE_THRESHOLD,
            alpha: float = ALPHA) -> pd.DataFrame:
     """One row per claim: the statistics of :func:`claim_statistics`, the Holm-adjusted p of the claim's own hypothesis,
@@ -133,6 +149,10 @@ def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: floa
     frame["fw_low"] = frame["estimate"] - np.asarray(bonferroni_t) * frame["se"]
     frame["fw_high"] = frame["estimate"] + np.asarray(bonferroni_t) * frame["se"]
     frame["detectable"] = [detectable_difference(se, df, m, alpha) for se, df in zip(frame["se"], frame["df"])]
+    # the within-fold SD behind se (exact with as many pairs on every fold) and the pairs it needs for the target
+    frame["sd"] = frame["se"] * np.sqrt(frame["n"].astype(float))
+    frame["pairs_for_target"] = [pairs_for_half_width(sd, folds) if folds else math.nan
+                                 for sd, folds in zip(frame["sd"], frame["folds"])]
     frame["paper_in_interval"] = (frame["low"] <= frame["paper_diff"]) & (frame["paper_diff"] <= frame["high"])
     frame["verdict"] = [verdict(r, margin, alpha) for r in frame.itertuples()]
     frame["margin"] = np.where(frame["kind"] == EQUIVALENCE, margin, math.nan)
@@ -156,5 +176,5 @@ def verdict(r, margin: float, alpha: float = ALPHA) -> str:
 
 
 __all__ = ["AGREES", "ALPHA", "CANNOT_TELL", "Claim", "DIRECTION", "DISAGREES", "EQUIVALENCE", "EQUIVALENT",
-           "EQUIVALENCE_THRESHOLD", "NOT_EQUIVALENT", "decide", "detectable_difference", "holm", "stratified_mean",
-           "claim_statistics", "verdict"]
+           "EQUIVALENCE_THRESHOLD", "HALF_WIDTH_TARGET", "NOT_EQUIVALENT", "decide", "detectable_difference", "holm",
+           "pairs_for_half_width", "stratified_mean", "claim_statistics", "verdict"]

@@ -27,7 +27,7 @@ from ..pipeline.tables import table_entries, tables_of
 from ..policy import parse_policy
 from . import atomic_write, atomic_write_text
 from .claims import (AGREES, ALPHA, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENCE_THRESHOLD, EQUIVALENT,
-                     NOT_EQUIVALENT, Claim, decide, stratified_mean)
+                     HALF_WIDTH_TARGET, NOT_EQUIVALENT, Claim, decide, stratified_mean)
 
 DEFAULT_REFERENCES = {"table4": "frozen", "table5": "frozen", "table6": "frozen", "table7": "svf", "table8": "svf"}
 # The paper's central ordering (SVF > frozen > fine-tuning; S > U, V): claims named primary in docs/study.md.
@@ -239,6 +239,16 @@ def claims_table(claims: pd.DataFrame) -> list[str]:
     return lines
 
 
+def power_line(primary: pd.DataFrame) -> str:
+    """The primary claims' power as measured: how many meet the half-width target, and the pairs each would need at
+    its measured within-fold SD by the design rule (docs/study.md, "Power")."""
+    met = int((primary["half_width"] <= HALF_WIDTH_TARGET).sum())
+    needs = "; ".join(f"{r.claim}: SD {_fmt(r.sd)}, {_fmt(r.pairs_for_target, digits=0)} pairs (has {r.n})"
+                      for r in primary.itertuples())
+    return (f"Power: {met} of {len(primary)} primary claims have a 95% half-width ≤ {HALF_WIDTH_TARGET:g} mIoU. At "
+            f"each one's measured within-fold SD, the pairs the plan's rule needs for it: {needs}.")
+
+
 def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFrame | None, demo: bool,
                      margin: float = EQUIVALENCE_THRESHOLD, alpha: float = ALPHA) -> str:
     counts = claims["verdict"].value_counts()
@@ -256,6 +266,7 @@ def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFra
              "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICT_ORDER if counts.get(v, 0)) + ".",
              "", "### Primary claims", "", *claims_table(primary), "", "### Secondary claims", "",
              *claims_table(secondary), "",
+             power_line(primary), "",
              "Sensitivity (plan, docs/study.md): with each seed's mean difference over folds as one observation "
              "(seeds as the unit), the primary claims' two-sided p are " + ", ".join(
                  f"{r.claim}: {_p(r.clustered_p)}" for r in primary.itertuples()) + ".", "",

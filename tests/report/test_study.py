@@ -12,8 +12,8 @@ from svf.cli import main
 from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import cells_of
 from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
-                               claim_statistics, decide, holm, stratified_mean)
-from svf.report.study import claims_of, seed_clustered_p, study_frames, study_rows
+                               claim_statistics, decide, holm, pairs_for_half_width, stratified_mean)
+from svf.report.study import claims_of, power_line, seed_clustered_p, study_frames, study_rows
 from fakes import PAPER_CSV, TABLES_YAML
 
 NAMES = ["table4", "table5", "table6", "table7", "table8"]
@@ -135,6 +135,29 @@ def test_seed_clustered_sensitivity_uses_one_value_per_seed():
     assert seed_clustered_p(d) == pytest.approx(stats.ttest_1samp([2.0, 3.0, 3.0], 0).pvalue)
     same = pd.DataFrame({"fold": [0, 1] * 2, "seed": [1, 1, 2, 2], "value": [1.0, 3, 2, 2]})
     assert math.isnan(seed_clustered_p(same))  # identical seed means: no variance to test with
+
+
+def test_pairs_for_the_half_width_target_are_the_smallest_multiple_of_the_folds_that_meets_it():
+    # the third design's measured SDs give the fourth design's pairs (docs/study.md, "Power")
+    assert [pairs_for_half_width(sd, 4) for sd in (0.748, 3.606, 4.822, 5.942)] == [8, 28, 44, 64]
+    for sd, folds in [(2.0, 1), (5.0, 4), (9.0, 3)]:
+        n = pairs_for_half_width(sd, folds)
+        half = stats.t.ppf(0.975, n - folds) * sd / math.sqrt(n)
+        fewer = stats.t.ppf(0.975, n - 2 * folds) * sd / math.sqrt(n - folds) if n > 2 * folds else math.inf
+        assert n % folds == 0 and half <= 1.5 < fewer
+    assert math.isnan(pairs_for_half_width(math.nan, 4)) and math.isnan(pairs_for_half_width(1e6, 4))
+
+
+def test_the_report_states_each_primary_claims_sd_and_the_pairs_it_needs(tables, paper):
+    noise = {"svf-U": 8.0}  # U - S spreads 8 within folds: 12 pairs cannot reach the target
+    claims, _ = study_frames(tables, _results(tables, {"svf": 3.0}, noise), paper, NAMES)
+    by_claim = claims.set_index("claim")
+    u = by_claim.loc["svf-U vs svf"]
+    assert u["sd"] == pytest.approx(u["se"] * math.sqrt(u["n"])) and u["half_width"] > 1.5
+    assert u["pairs_for_target"] == pairs_for_half_width(u["sd"], 4) > u["n"]
+    line = power_line(claims[claims["primary"]])
+    met = int((claims[claims["primary"]]["half_width"] <= 1.5).sum())
+    assert line.startswith(f"Power: {met} of 5 primary claims") and f"(has {u['n']})" in line
 
 
 def test_decide_with_a_single_claim_and_no_data_cannot_tell():
