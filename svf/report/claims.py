@@ -119,10 +119,9 @@ def pairs_for_half_width(sd: float, folds: int, target: float = HALF_WIDTH_TARGE
 
     if math.isnan(sd) or folds < 1:
         return math.nan
-    for n in range(2 * folds, limit + 1, folds):
-        if stats.t.ppf(0.5 + level / 2, n - folds) * sd / math.sqrt(n) <= target:
-            return n
-    return math.nan
+    n = np.arange(2 * folds, limit + 1, folds)
+    meets = stats.t.ppf(0.5 + level / 2, n - folds) * sd / np.sqrt(n) <= target
+    return int(n[meets.argmax()]) if meets.any() else math.nan
 
 
 def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: float = EQUIVALENCE_THRESHOLD,
@@ -151,8 +150,7 @@ def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: floa
     frame["detectable"] = [detectable_difference(se, df, m, alpha) for se, df in zip(frame["se"], frame["df"])]
     # the within-fold SD behind se (exact with as many pairs on every fold) and the pairs it needs for the target
     frame["sd"] = frame["se"] * np.sqrt(frame["n"].astype(float))
-    frame["pairs_for_target"] = [pairs_for_half_width(sd, folds) if folds else math.nan
-                                 for sd, folds in zip(frame["sd"], frame["folds"])]
+    frame["pairs_for_target"] = [pairs_for_half_width(sd, folds) for sd, folds in zip(frame["sd"], frame["folds"])]
     frame["paper_in_interval"] = (frame["low"] <= frame["paper_diff"]) & (frame["paper_diff"] <= frame["high"])
     frame["verdict"] = [verdict(r, margin, alpha) for r in frame.itertuples()]
     frame["margin"] = np.where(frame["kind"] == EQUIVALENCE, margin, math.nan)

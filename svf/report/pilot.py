@@ -28,7 +28,7 @@ from .claims import stratified_mean
 ROWS = ("frozen", "svf", "full")                      # the policies of the paper's central ordering
 COMPARISONS = (("svf", "frozen"), ("full", "frozen"), ("svf", "full"))
 FOLDS = (0, 1, 2, 3)
-SEEDS = (901, 902, 903, 904)                          # never a study seed (1-7) nor a probe seed (101, 102)
+SEEDS = (901, 902, 903, 904)                          # never a study design's seed nor a probe seed (101, 102)
 # The pilot's cells: the study's R50 baseline†, 1-shot, authors' recipe; the row is the cell's policy.
 CELL = {"dataset": "pascal", "backbone": "resnet50", "method": "baseline", "setting": "dagger", "recipe": "svf-code",
         "shot": 1}
