@@ -39,16 +39,16 @@ def test_kinds_cover_every_cell_once():
 
 def test_a_study_config_counts_the_primary_rows_extra_seeds():
     # `snakemake study --configfile config/study.yaml` trains 19 rows x 4 folds x 2 seeds plus each primary claim's
-    # row on 4 folds x its own extra seeds (docs/study.md, "Fourth design": 5 for frozen and full, 9 for V, 14 for S
-    # and U): the estimate must project all 340, not the 152 of tables.seeds alone.
+    # row on 4 folds x its own extra seeds (docs/study.md, "Fifth design": 4 for frozen and full, 12 for V, 16 for S
+    # and U): the estimate must project all 360, not the 152 of tables.seeds alone.
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     config = {**PAPER, "tables": {**PAPER["tables"], **study["tables"]}, "study": study["study"]}
     kinds = distinct_kinds(config, config["tables"]["build"])
-    assert len(kinds) == 19 and sum(k["cells"] for k in kinds) == 19 * 4 * 2 + (5 + 5 + 9 + 14 + 14) * 4
+    assert len(kinds) == 19 and sum(k["cells"] for k in kinds) == 19 * 4 * 2 + (4 + 4 + 12 + 16 + 16) * 4
     svf_kind = next(k for k in kinds if k["policy"] == "svf")
-    assert {s for _, s in svf_kind["fold_seeds"]} == set(range(11, 27)) and len(svf_kind["tables"]) == 5
+    assert {s for _, s in svf_kind["fold_seeds"]} == set(range(27, 45)) and len(svf_kind["tables"]) == 5
     v_kind = next(k for k in kinds if k["policy"] == "svf-V")
-    assert {s for _, s in v_kind["fold_seeds"]} == set(range(11, 22))
+    assert {s for _, s in v_kind["fold_seeds"]} == set(range(27, 41))
     without = distinct_kinds({**config, "study": {**study["study"], "primary_seeds": []}}, ["table7"])
     assert sum(k["cells"] for k in without) == 7 * 4 * 2
     shared = distinct_kinds({**config, "study": {**study["study"], "primary_seeds": [13, 14]}}, ["table7"])
