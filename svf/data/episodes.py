@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..files import write_text
 from .datasets import DEFAULT_COCO_SPLIT, DEFAULT_EXIF_ORIENTATION, fold_classes, open_dataset
-from .images import ImageSource, read_pair
+from .images import PAIR_CACHE_BYTES, ImageSource, PairCache, read_pair
 from .splits import fold_files, load_fold, load_image_classes
 from .transforms import (
     BASE_AUG, BASE_VAL_SIZE, FEW_SHOT_AUG, VAL_SIZE, TrainAug, binarize, eval_transform, lookup,
@@ -162,12 +162,13 @@ class TrainEpisodes(_EpochDataset):
 
     def __init__(self, source: ImageSource, images: Sequence[str], pools: dict, image_classes: dict,
                  base_classes: Sequence[int], shot: int, aug: TrainAug = FEW_SHOT_AUG["pascal"], seed: int = 0,
-                 max_episodes: int | None = None, info: PoolInfo = PoolInfo()):
+                 max_episodes: int | None = None, info: PoolInfo = PoolInfo(), cache_bytes: int = PAIR_CACHE_BYTES):
         if shot < 1:
             raise ValueError(f"shot must be >= 1, got {shot!r}")
         if not images:
             raise DataError(f"empty train list (fold {info.fold}); nothing to train on")
         self.source, self.images, self.shot, self.aug, self.info = source, list(images), shot, aug, info
+        self.read = PairCache(source, cache_bytes)  # every epoch reads the same images again
         allowed = {int(c) for c in base_classes}
         what = f"the train list of fold {info.fold}"
         self.candidates = [_present(image_classes, q, allowed, what) for q in self.images]
@@ -187,12 +188,12 @@ class TrainEpisodes(_EpochDataset):
     def __getitem__(self, position: int) -> dict:
         ep, rng = self.episode(position)
         c = ep.class_id
-        image, label = read_pair(self.source, ep.query_id)
+        image, label = self.read(ep.query_id)
         query, q_label = train_transform(image, label, rng, self.aug, protect=c)
         supports = torch.empty(self.shot, 3, *self.aug.crop)  # filled in place: no stacking copy
         s_labels = np.empty((self.shot, *self.aug.crop), dtype=np.uint8)
         for k, sid in enumerate(ep.support_ids):
-            image, label = read_pair(self.source, sid)
+            image, label = self.read(sid)
             _, s_lab = train_transform(image, label, rng, self.aug, protect=c, out=supports[k])
             s_labels[k] = binarize(s_lab, c)
         return {
@@ -208,8 +209,10 @@ class TrainEpisodes(_EpochDataset):
 class EvalEpisodes(Dataset):
     """A fixed episode list with the evaluation Resize; adds the original-resolution binary query label."""
 
-    def __init__(self, source: ImageSource, episodes: Sequence[Episode], size: int = 473):
+    def __init__(self, source: ImageSource, episodes: Sequence[Episode], size: int = 473,
+                 cache_bytes: int = PAIR_CACHE_BYTES):
         self.source, self.episodes, self.size = source, list(episodes), int(size)
+        self.read = PairCache(source, cache_bytes)  # episodes reuse images; validation passes reuse the list
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -217,11 +220,11 @@ class EvalEpisodes(Dataset):
     def __getitem__(self, i: int) -> dict:
         ep = self.episodes[i]
         c = ep.class_id
-        image, label = read_pair(self.source, ep.query_id)
+        image, label = self.read(ep.query_id)
         query, q_label = eval_transform(image, label, self.size)
         supports, s_labels = [], []
         for sid in ep.support_ids:
-            s_img, s_lab = eval_transform(*read_pair(self.source, sid), self.size)
+            s_img, s_lab = eval_transform(*self.read(sid), self.size)
             supports.append(s_img)
             s_labels.append(_long(binarize(s_lab, c)))
         return {
@@ -285,21 +288,23 @@ def _fold_inputs(splits_dir, setting: str, split: str, fold: int) -> tuple[list[
 
 def train_episodes(root, splits_dir, setting: str, fold: int, shot: int, aug: TrainAug | None = None, seed: int = 0,
                    max_episodes: int | None = None, coco_split: str = DEFAULT_COCO_SPLIT,
-                   image_classes: dict | None = None, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> TrainEpisodes:
+                   image_classes: dict | None = None, exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
+                   cache_bytes: int = PAIR_CACHE_BYTES) -> TrainEpisodes:
     """Training episodes of (dataset at ``root``, setting, fold, shot); ``aug=None``: the authors' settings for
-    the dataset (PASCAL 473 crop, scale 0.9-1.1; COCO 641, 0.8-1.25)."""
+    the dataset (PASCAL 473 crop, scale 0.9-1.1; COCO 641, 0.8-1.25). ``cache_bytes``: decoded pairs kept in
+    memory (:class:`svf.data.images.PairCache`; 0 reads every pair from disk)."""
     source = open_dataset(root, exif_orientation=exif_orientation)
     images, pools, info = _fold_inputs(splits_dir, setting, "train", fold)
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     base = fold_classes(source.name, fold, coco_split).base
     aug = FEW_SHOT_AUG[source.name] if aug is None else aug
-    return TrainEpisodes(source, images, pools, ic, base, shot, aug, seed, max_episodes, info)
+    return TrainEpisodes(source, images, pools, ic, base, shot, aug, seed, max_episodes, info, cache_bytes)
 
 
 def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: int, n_episodes: int,
                   size: int | None = None, coco_split: str = DEFAULT_COCO_SPLIT,
                   image_classes: dict | None = None, exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
-                  split: str = "val") -> EvalEpisodes:
+                  split: str = "val", cache_bytes: int = PAIR_CACHE_BYTES) -> EvalEpisodes:
     """Evaluation episodes of one (protocol seed, episode count): see :func:`protocol_runs`. ``size=None``: the
     authors' val_size (PASCAL 473, COCO 641; content floored to a multiple of 8). ``split``: ``val`` (the test
     list) or ``holdout`` (the study's model-selection list, disjoint from every test episode; svf/data/splits.py)."""
@@ -308,7 +313,8 @@ def eval_episodes(root, splits_dir, setting: str, fold: int, shot: int, seed: in
     ic = load_image_classes(splits_dir) if image_classes is None else image_classes
     novel = fold_classes(source.name, fold, coco_split).novel
     size = VAL_SIZE[source.name] if size is None else size
-    return EvalEpisodes(source, make_episode_list(images, ic, pools, novel, n_episodes, seed, shot, info), size)
+    return EvalEpisodes(source, make_episode_list(images, ic, pools, novel, n_episodes, seed, shot, info), size,
+                        cache_bytes)
 
 
 def base_datasets(root, fold: int, train_aug: TrainAug = BASE_AUG, val_size: int = BASE_VAL_SIZE, seed: int = 0,

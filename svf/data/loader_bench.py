@@ -82,7 +82,8 @@ def bench_loader(root=None, splits=None, setting: str = "original", fold: int = 
     saved_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        ds = train_episodes(root, splits, setting, fold, shot, TrainAug(crop=(crop, crop)), seed=seed)
+        # Every pass reads and decodes its images, as PFENet's loader does (the cache would time memory reads).
+        ds = train_episodes(root, splits, setting, fold, shot, TrainAug(crop=(crop, crop)), seed=seed, cache_bytes=0)
         n = len(ds)
         for i in range(min(n, episodes)):  # warm-up: file cache, lazy imports
             ds[i]

@@ -13,6 +13,7 @@ from svf.data.episodes import (
     BaseSegmentation, Episode, EvalEpisodes, PoolInfo, base_datasets, collate_episodes, draw_supports,
     eval_episodes, load_episode_list, make_episode_list, save_episode_list, train_episodes,
 )
+from svf.data.images import PairCache, read_pair
 from svf.engine.tasks.protocols import protocol_runs
 from svf.data.transforms import TrainAug
 
@@ -171,6 +172,37 @@ def test_evaluation_dataset_and_original_label(tiny, tmp_path):
     save_episode_list(tmp_path / "eps.json", ds.episodes)
     assert load_episode_list(tmp_path / "eps.json") == ds.episodes
 
+
+
+def test_the_decoded_pair_cache_changes_no_batch_and_keeps_the_cached_arrays_as_read(tiny):
+    cached = train_episodes(*tiny, "dagger", 0, shot=2, aug=AUG, seed=5)
+    plain = train_episodes(*tiny, "dagger", 0, shot=2, aug=AUG, seed=5, cache_bytes=0)  # every pair from disk
+    for epoch in range(3):
+        cached.set_epoch(epoch), plain.set_epoch(epoch)
+        for i in range(len(cached)):
+            a, b = cached[i], plain[i]
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cached.read.pairs and not plain.read.pairs
+    for image_id, (image, label) in cached.read.pairs.items():  # no transform wrote into a cached array
+        disk_image, disk_label = read_pair(cached.source, image_id)
+        assert np.array_equal(image, disk_image) and np.array_equal(label, disk_label)
+    test = eval_episodes(*tiny, "dagger", 0, shot=1, seed=321, n_episodes=6, size=33)
+    again = eval_episodes(*tiny, "dagger", 0, shot=1, seed=321, n_episodes=6, size=33, cache_bytes=0)
+    for i in range(len(test)):
+        a, b = test[i], again[i]
+        assert all(torch.equal(a[k], b[k]) for k in ("query", "query_label", "supports", "support_labels"))
+    assert len(test.read.pairs) == len({e.query_id for e in test.episodes} | {s for e in test.episodes
+                                                                                for s in e.support_ids})
+
+
+def test_the_decoded_pair_cache_keeps_pairs_only_within_its_budget(tiny):
+    source = train_episodes(*tiny, "dagger", 0, shot=1, aug=AUG).source
+    pair_bytes = H * W * 3 + H * W  # RGB image + label
+    cache = PairCache(source, max_bytes=2 * pair_bytes)
+    for image_id in ["tr0", "tr1", "tr2", "tr0", "tr2"]:
+        image, label = cache(image_id)
+        assert image.shape == (H, W, 3) and label.shape == (H, W)
+    assert list(cache.pairs) == ["tr0", "tr1"] and cache.used == 2 * pair_bytes  # the first two; tr2 from disk
 
 def test_protocols():
     assert protocol_runs("svf-code", "pascal") == [(321, 1000)]
