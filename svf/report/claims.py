@@ -124,6 +124,36 @@ def pairs_for_half_width(sd: float, folds: int, target: float = HALF_WIDTH_TARGE
     return int(n[meets.argmax()]) if meets.any() else math.nan
 
 
+def pairs_for_assurance(d: pd.DataFrame, target: float = HALF_WIDTH_TARGET, assurance: float = 0.8,
+                        level: float = 1 - ALPHA, draws: int = 1000, max_seeds: int = 60, seed: int = 0) -> float:
+    """The number of pairs (seeds x folds) from which on a design of this claim meets the half-width ``target`` in
+    at least ``assurance`` of the designs drawn by resampling the seeds of ``d`` (columns fold, seed, value; only
+    seeds present on every fold) with replacement: each draw's stratified half-width t(n - folds) x its within-fold
+    SD / sqrt(n). Where rare collapses set the spread, one seed more or less moves the SD by half, and the rule of
+    :func:`pairs_for_half_width` at a measured SD meets the target about half the time (docs/study.md, "After the
+    fifth run"); resampling keeps the collapses at the rate they were seen. Small draws that happen to miss every
+    collapse meet the target too, so the answer is the smallest seed count from which every larger one up to
+    ``max_seeds`` meets the assurance. Deterministic (``seed``); NaN with fewer than 2 complete seeds or when
+    ``max_seeds`` do not suffice."""
+    from scipy import stats
+
+    if d.empty:
+        return math.nan
+    values = d.pivot_table(index="seed", columns="fold", values="value").dropna().to_numpy(float)  # seeds x folds
+    if len(values) < 2:
+        return math.nan
+    folds = values.shape[1]
+    rng = np.random.default_rng(seed)
+    first = math.nan
+    for k in range(2, max_seeds + 1):
+        x = values[rng.integers(0, len(values), size=(draws, k))]  # draws x k seeds x folds
+        n = k * folds
+        sd = np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2)) / (n - folds))
+        meets = (stats.t.ppf(0.5 + level / 2, n - folds) * sd / math.sqrt(n) <= target).mean() >= assurance
+        first = (first if not math.isnan(first) else n) if meets else math.nan
+    return first
+
+
 def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: float = EQUIVALENCE_THRESHOLD,
            alpha: float = ALPHA) -> pd.DataFrame:
     """One row per claim: the statistics of :func:`claim_statistics`, the Holm-adjusted p of the claim's own hypothesis,
@@ -151,6 +181,9 @@ def decide(claims: Iterable[Claim], diffs: dict[str, pd.DataFrame], margin: floa
     # the within-fold SD behind se (exact with as many pairs on every fold) and the pairs it needs for the target
     frame["sd"] = frame["se"] * np.sqrt(frame["n"].astype(float))
     frame["pairs_for_target"] = [pairs_for_half_width(sd, folds) for sd, folds in zip(frame["sd"], frame["folds"])]
+    # the primary claims' pairs for 80% assurance of the target, from this run's seeds resampled (the next design's)
+    frame["pairs_for_assurance"] = [
+        pairs_for_assurance(diffs[c.key]) if c.primary and c.key in diffs else math.nan for c in claims]
     frame["paper_in_interval"] = (frame["low"] <= frame["paper_diff"]) & (frame["paper_diff"] <= frame["high"])
     frame["verdict"] = [verdict(r, margin, alpha) for r in frame.itertuples()]
     frame["margin"] = np.where(frame["kind"] == EQUIVALENCE, margin, math.nan)
@@ -175,4 +208,4 @@ def verdict(r, margin: float, alpha: float = ALPHA) -> str:
 
 __all__ = ["AGREES", "ALPHA", "CANNOT_TELL", "Claim", "DIRECTION", "DISAGREES", "EQUIVALENCE", "EQUIVALENT",
            "EQUIVALENCE_THRESHOLD", "HALF_WIDTH_TARGET", "NOT_EQUIVALENT", "decide", "detectable_difference", "holm",
-           "pairs_for_half_width", "stratified_mean", "claim_statistics", "verdict"]
+           "pairs_for_assurance", "pairs_for_half_width", "stratified_mean", "claim_statistics", "verdict"]

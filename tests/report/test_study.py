@@ -12,7 +12,8 @@ from svf.cli import main
 from svf.pipeline.cells import cell_id
 from svf.pipeline.tables import cells_of
 from svf.report.claims import (AGREES, CANNOT_TELL, DISAGREES, EQUIVALENCE, EQUIVALENT, NOT_EQUIVALENT, Claim,
-                               claim_statistics, decide, holm, pairs_for_half_width, stratified_mean)
+                               claim_statistics, decide, holm, pairs_for_assurance, pairs_for_half_width,
+                               stratified_mean)
 from svf.report.study import claims_of, power_line, seed_clustered_p, study_frames, study_rows
 from fakes import PAPER_CSV, TABLES_YAML
 
@@ -148,6 +149,33 @@ def test_pairs_for_the_half_width_target_are_the_smallest_multiple_of_the_folds_
     assert math.isnan(pairs_for_half_width(math.nan, 4)) and math.isnan(pairs_for_half_width(1e6, 4))
 
 
+def _seeds(values_by_seed):
+    """Paired differences (fold, seed, value) from {seed: [value on fold 0, fold 1, ...]}."""
+    return pd.DataFrame([{"fold": f, "seed": s, "value": v} for s, vs in values_by_seed.items()
+                         for f, v in enumerate(vs)])
+
+
+def test_pairs_for_assurance_resamples_the_seeds_of_a_claim():
+    # no spread within folds: any two seeds meet the target in every draw
+    assert pairs_for_assurance(_seeds({s: [1.0, -2.0, 0.5, 3.0] for s in range(5)})) == 8
+    # normal differences, SD 3, one fold: the rule at the SD meets the target about half the time, so 80% assurance
+    # needs more pairs than the rule, but not twice as many
+    rng = np.random.default_rng(1)
+    d = _seeds({s: [v] for s, v in enumerate(rng.normal(0.0, 3.0, 400))})
+    rule = pairs_for_half_width(3.0, 1)
+    assert rule < pairs_for_assurance(d) < 1.5 * rule
+    # one seed in ten collapses (a difference of 20 on every fold): the rare collapses, not the usual spread, set the
+    # pairs; without them the same differences need the fewest
+    calm = {s: [0.5 * (s % 3)] * 4 for s in range(30)}
+    collapses = {**calm, **{s: [20.0] * 4 for s in range(0, 30, 10)}}
+    assert pairs_for_assurance(_seeds(calm)) == 8 < pairs_for_assurance(_seeds(collapses))
+    assert pairs_for_assurance(_seeds(collapses)) == pairs_for_assurance(_seeds(collapses))  # deterministic
+    # too few complete seeds, or a target no resample reaches within max_seeds
+    assert math.isnan(pairs_for_assurance(_seeds({1: [1.0, 2.0]})))
+    assert math.isnan(pairs_for_assurance(_seeds(collapses), max_seeds=3))
+    assert math.isnan(pairs_for_assurance(_seeds({1: [1.0, 2.0], 2: [3.0]})))  # seed 2 lacks fold 1: one complete
+
+
 def test_the_report_states_each_primary_claims_sd_and_the_pairs_it_needs(tables, paper):
     noise = {"svf-U": 8.0}  # U - S spreads 8 within folds: 12 pairs cannot reach the target
     claims, _ = study_frames(tables, _results(tables, {"svf": 3.0}, noise), paper, NAMES)
@@ -158,6 +186,8 @@ def test_the_report_states_each_primary_claims_sd_and_the_pairs_it_needs(tables,
     line = power_line(claims[claims["primary"]])
     met = int((claims[claims["primary"]]["half_width"] <= 1.5).sum())
     assert line.startswith(f"Power: {met} of 5 primary claims") and f"(has {u['n']})" in line
+    assert u["pairs_for_assurance"] > u["n"] and f"svf-U vs svf: {u['pairs_for_assurance']:.0f}" in line
+    assert math.isnan(by_claim.loc["bn vs frozen", "pairs_for_assurance"])  # a secondary claim: not computed
 
 
 def test_decide_with_a_single_claim_and_no_data_cannot_tell():
