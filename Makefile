@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 
-.PHONY: demo study pilot test lint install lock gpu-check clean-demo
+.PHONY: demo study pilot pilot-collapse test lint install lock gpu-check clean-demo
 
 install: $(STAMP)
 
@@ -54,6 +54,18 @@ pilot: $(STAMP)
 	    --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml config/pilot/$$s.yaml || exit 1; \
 	done
 	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(PILOT_SETTINGS))
+
+# The collapse pilot for a sixth design (docs/study.md, "Collapse pilot"): the five primary rows on folds 0-3, seeds
+# 905-908, under the head and backbone rates x1, x2 and x3; prints each setting's spread, failures and the share of
+# runs off the all-background plateau by epoch 10 only.
+COLLAPSE_SETTINGS := collapse-poly1 collapse-poly2 collapse-poly3
+pilot-collapse: $(STAMP)
+	for s in $(COLLAPSE_SETTINGS); do \
+	  $(BIN)/snakemake $$($(BIN)/python -m svf.report.pilot targets results/pilot/$$s --pilot collapse) \
+	    --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml \
+	    config/pilot/$$s.yaml || exit 1; \
+	done
+	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(COLLAPSE_SETTINGS)) --pilot collapse
 
 # The test suite; pytest's exit code 5 (no tests collected) fails like any other error.
 test: $(STAMP)
