@@ -240,8 +240,7 @@ def claims_table(claims: pd.DataFrame) -> list[str]:
 
 
 def power_line(primary: pd.DataFrame) -> str:
-    """The primary claims' power as measured: how many meet the half-width target, and the pairs each would need at
-    its measured within-fold SD by the design rule (docs/study.md, "Power")."""
+    """How many primary claims meet the half-width target, and the pairs each needs (docs/study.md, "Power")."""
     met = int((primary["half_width"] <= HALF_WIDTH_TARGET).sum())
     needs = "; ".join(f"{r.claim}: SD {_fmt(r.sd)}, {_fmt(r.pairs_for_target, digits=0)} pairs (has {r.n})"
                       for r in primary.itertuples())
