@@ -45,27 +45,29 @@ demo: $(STAMP)
 study: $(STAMP)
 	$(BIN)/snakemake study --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml
 
+# A pilot (docs/study.md): $(1) its settings (config/pilot/<setting>.yaml, results/pilot/<setting>), $(2) which pilot's
+# rows and seeds (svf/report/pilot.py); each setting's runs, then the blind summary of all of them.
+define run-pilot
+	for s in $(1); do \
+	  $(BIN)/snakemake $$($(BIN)/python -m svf.report.pilot targets results/pilot/$$s --pilot $(2)) \
+	    --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml \
+	    config/pilot/$$s.yaml || exit 1; \
+	done
+	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(1)) --pilot $(2)
+endef
+
 # The variance pilot for the study's third design (docs/study.md, "Variance pilot"): rows frozen, SVF and full
 # fine-tuning on folds 0-3, seeds 901-904, under each candidate setting; prints each setting's spread only.
 PILOT_SETTINGS := flat-best flat-last poly-best
 pilot: $(STAMP)
-	for s in $(PILOT_SETTINGS); do \
-	  $(BIN)/snakemake $$($(BIN)/python -m svf.report.pilot targets results/pilot/$$s) --workflow-profile demo \
-	    --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml config/pilot/$$s.yaml || exit 1; \
-	done
-	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(PILOT_SETTINGS))
+	$(call run-pilot,$(PILOT_SETTINGS),variance)
 
 # The collapse pilot for a sixth design (docs/study.md, "Collapse pilot"): the five primary rows on folds 0-3, seeds
 # 905-908, under the head and backbone rates x1, x2 and x3; prints each setting's spread, failures and the share of
 # runs off the all-background plateau by epoch 10 only.
 COLLAPSE_SETTINGS := collapse-poly1 collapse-poly2 collapse-poly3
 pilot-collapse: $(STAMP)
-	for s in $(COLLAPSE_SETTINGS); do \
-	  $(BIN)/snakemake $$($(BIN)/python -m svf.report.pilot targets results/pilot/$$s --pilot collapse) \
-	    --workflow-profile demo --configfile config/demo.yaml config/study.yaml config/study-cpu.yaml \
-	    config/pilot/$$s.yaml || exit 1; \
-	done
-	$(BIN)/python -m svf.report.pilot summary $(addprefix results/pilot/,$(COLLAPSE_SETTINGS)) --pilot collapse
+	$(call run-pilot,$(COLLAPSE_SETTINGS),collapse)
 
 # The test suite; pytest's exit code 5 (no tests collected) fails like any other error.
 test: $(STAMP)

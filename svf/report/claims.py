@@ -150,7 +150,10 @@ def pairs_for_assurance(d: pd.DataFrame, target: float = HALF_WIDTH_TARGET, assu
         n = k * folds
         sd = np.sqrt(((x - x.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2)) / (n - folds))
         meets = (stats.t.ppf(0.5 + level / 2, n - folds) * sd / math.sqrt(n) <= target).mean() >= assurance
-        first = (first if not math.isnan(first) else n) if meets else math.nan
+        if not meets:
+            first = math.nan  # a larger count fell short: start again above it
+        elif math.isnan(first):
+            first = n
     return first
 
 

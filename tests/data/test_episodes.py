@@ -173,7 +173,6 @@ def test_evaluation_dataset_and_original_label(tiny, tmp_path):
     assert load_episode_list(tmp_path / "eps.json") == ds.episodes
 
 
-
 def test_the_decoded_pair_cache_changes_no_batch_and_keeps_the_cached_arrays_as_read(tiny):
     cached = train_episodes(*tiny, "dagger", 0, shot=2, aug=AUG, seed=5)
     plain = train_episodes(*tiny, "dagger", 0, shot=2, aug=AUG, seed=5, cache_bytes=0)  # every pair from disk
@@ -203,6 +202,7 @@ def test_the_decoded_pair_cache_keeps_pairs_only_within_its_budget(tiny):
         image, label = cache(image_id)
         assert image.shape == (H, W, 3) and label.shape == (H, W)
     assert list(cache.pairs) == ["tr0", "tr1"] and cache.used == 2 * pair_bytes  # the first two; tr2 from disk
+
 
 def test_protocols():
     assert protocol_runs("svf-code", "pascal") == [(321, 1000)]
