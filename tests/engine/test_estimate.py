@@ -39,16 +39,16 @@ def test_kinds_cover_every_cell_once():
 
 def test_a_study_config_counts_the_primary_rows_extra_seeds():
     # `snakemake study --configfile config/study.yaml` trains 19 rows x 4 folds x 2 seeds plus each primary claim's
-    # row on 4 folds x its own extra seeds (docs/study.md, "Fifth design": 4 for frozen and full, 12 for V, 16 for S
-    # and U): the estimate must project all 360, not the 152 of tables.seeds alone.
+    # row on 4 folds x its own extra seeds (docs/study.md, "Sixth design": 6 for frozen and full, 8 for U, 10 for S
+    # and V): the estimate must project all 312, not the 152 of tables.seeds alone.
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     config = {**PAPER, "tables": {**PAPER["tables"], **study["tables"]}, "study": study["study"]}
     kinds = distinct_kinds(config, config["tables"]["build"])
-    assert len(kinds) == 19 and sum(k["cells"] for k in kinds) == 19 * 4 * 2 + (4 + 4 + 12 + 16 + 16) * 4
+    assert len(kinds) == 19 and sum(k["cells"] for k in kinds) == 19 * 4 * 2 + (6 + 6 + 8 + 10 + 10) * 4 == 312
     svf_kind = next(k for k in kinds if k["policy"] == "svf")
-    assert {s for _, s in svf_kind["fold_seeds"]} == set(range(27, 45)) and len(svf_kind["tables"]) == 5
-    v_kind = next(k for k in kinds if k["policy"] == "svf-V")
-    assert {s for _, s in v_kind["fold_seeds"]} == set(range(27, 41))
+    assert {s for _, s in svf_kind["fold_seeds"]} == set(range(45, 57)) and len(svf_kind["tables"]) == 5
+    u_kind = next(k for k in kinds if k["policy"] == "svf-U")
+    assert {s for _, s in u_kind["fold_seeds"]} == set(range(45, 55))
     without = distinct_kinds({**config, "study": {**study["study"], "primary_seeds": []}}, ["table7"])
     assert sum(k["cells"] for k in without) == 7 * 4 * 2
     shared = distinct_kinds({**config, "study": {**study["study"], "primary_seeds": [13, 14]}}, ["table7"])

@@ -78,10 +78,10 @@ STUDY = ("config/demo.yaml", "config/study.yaml", "config/study-cpu.yaml")
 
 def test_the_study_trains_every_row_alike_with_more_seeds_for_the_primary_rows_in_one_world():
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY))
-    # 19 rows x 4 folds x seeds 27-28; the primary rows' extra seeds on 4 folds (frozen, full: 4; V: 12; S, U: 16);
+    # 19 rows x 4 folds x seeds 45-46; the primary rows' extra seeds on 4 folds (frozen, full: 6; U: 8; S, V: 10);
     # the probe's 2 rows x 4 folds x 2
-    runs = 19 * 4 * 2 + (4 + 4 + 12 + 16 + 16) * 4
-    assert counts["train"] == runs + 2 * 4 * 2 and counts["evaluate"] == runs == 360
+    runs = 19 * 4 * 2 + (6 + 6 + 8 + 10 + 10) * 4
+    assert counts["train"] == runs + 2 * 4 * 2 and counts["evaluate"] == runs == 312
     assert counts["probe"] == 16 and counts["study_cells"] == 1 and counts["study_report"] == 1
     # one synthetic world (the demo's) for every seed, the probe's included
     assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 1
@@ -92,20 +92,20 @@ def test_the_first_designs_world_per_seed_still_builds_a_world_for_every_seed(tm
     overlay = tmp_path / "worlds.yaml"
     overlay.write_text(yaml.safe_dump({"data": {"synthetic": {"worlds": "per_seed"}}}))
     counts = dry_run("study", extra=("--forceall", "--configfile", *STUDY, str(overlay)))
-    # seeds 27-44 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
-    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 18 + 2
+    # seeds 45-56 and the probe's 101, 102: one synthetic dataset and stand-in pretraining each
+    assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 12 + 2
 
 
 def test_the_study_design_runs_on_the_paper_config():
     counts = dry_run("study", extra=("--configfile", "config/config.yaml", "config/study.yaml"))
-    assert counts["train"] == counts["evaluate"] == 360 and "probe" not in counts and "synthesize" not in counts
+    assert counts["train"] == counts["evaluate"] == 312 and "probe" not in counts and "synthesize" not in counts
 
 
 def test_probe_seeds_must_differ_from_the_rows_seeds(tmp_path):
     overlay = tmp_path / "clash.yaml"
-    overlay.write_text(yaml.safe_dump({"study": {"probe_seeds": [40, 101]}}))  # 40: an extra seed of S, U, V
+    overlay.write_text(yaml.safe_dump({"study": {"probe_seeds": [55, 101]}}))  # 55: an extra seed of S and V
     result = snakemake("-n", "study", "--configfile", *STUDY, str(overlay))
-    assert result.returncode != 0 and "probe_seeds [40]" in result.stdout + result.stderr
+    assert result.returncode != 0 and "probe_seeds [55]" in result.stdout + result.stderr
 
 
 def test_the_demo_covers_fold_0_one_shot_of_every_table():
