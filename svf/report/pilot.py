@@ -48,7 +48,7 @@ class Pilot:
 PILOTS = {
     "variance": Pilot(ROWS, COMPARISONS, SEEDS),      # the third design's (docs/study.md, "Variance pilot")
     # the sixth design's (docs/study.md, "Collapse pilot"): the five rows and comparisons of the primary claims, seeds
-    # none of the study's designs (1-44), probes (101, 102) or the variance pilot (901-904) used
+    # none of the study's designs (1-56), probes (101, 102) or the variance pilot (901-904) used
     "collapse": Pilot(("frozen", "svf", "full", "svf-U", "svf-V"),
                       (("svf", "frozen"), ("full", "frozen"), ("svf", "full"), ("svf-U", "svf"), ("svf-V", "svf")),
                       (905, 906, 907, 908)),
