@@ -86,6 +86,8 @@ def _run_download(args):
 
 
 def _add_synth(subparsers) -> None:
+    from ..synthetic.looks import LOOK_SCHEMES
+
     parser = _add_dataset_command(subparsers, "synth", _run_synth,
                                   help="generate a synthetic raw dataset in the real VOC+SBD / COCO layout")
     parser.add_argument("--out", required=True, help="raw directory to write (then: svf prepare --raw OUT)")
@@ -101,6 +103,9 @@ def _add_synth(subparsers) -> None:
     parser.add_argument("--min-pixels", type=int, default=2048,
                         help="the split rule's threshold the objects are sized for (use the same in svf splits)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the images (default 0)")
+    parser.add_argument("--looks", choices=LOOK_SCHEMES, default="shared",
+                        help="how classes look: shared (the demo's) or fold_private (PASCAL only: each fold's "
+                             "classes look like no other fold's; docs/study.md, \"Second world\")")
 
 
 def _run_synth(args):
@@ -119,7 +124,8 @@ def _run_synth(args):
 
     config = SynthConfig(dataset, train_per_class=per_class(args.train_per_class, args.train, 8),
                          val_per_class=per_class(args.val_per_class, args.val, 6),
-                         image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed)
+                         image_size=args.image_size, min_pixels=args.min_pixels, seed=args.seed,
+                         looks=args.looks)
     with _as(UsageError, ValueError):
         manifest = synth(args.out, config)
     print(json.dumps({"counts": manifest["counts"], "guaranteed_pool_size": manifest["guaranteed_pool_size"]}))

@@ -239,6 +239,7 @@ class PretrainSpec:
     classes: int                            # class looks to tell apart
     seed: int
     deterministic: bool = False
+    looks: str = "shared"                   # the world's look scheme (config data.synthetic.looks)
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> "PretrainSpec":

@@ -89,7 +89,13 @@ def pretrain_spec(config: Mapping[str, Any], backbone: str, world_seed: int | No
     seeded by its world's seed (per-seed worlds) or the config's seed (one shared world)."""
     seed = int(config["seed"] if world_seed is None else world_seed)
     return PretrainSpec(backbone_spec(config, backbone), **config["weights"]["pretrain"], seed=seed,
-                        deterministic=bool(config.get("deterministic", False))).to_json()
+                        deterministic=bool(config.get("deterministic", False)), looks=synthetic_looks(config)).to_json()
+
+
+def synthetic_looks(config: Mapping[str, Any]) -> str:
+    """The synthetic world's look scheme (``data.synthetic.looks``; absent: ``shared``, the demo's, so configs that
+    do not name it keep their config hash)."""
+    return ((config.get("data") or {}).get("synthetic") or {}).get("looks") or "shared"
 
 
 def merge_configs(configs: list[dict]) -> dict:

@@ -2,10 +2,13 @@
 the stand-in pretraining): shapes, textures, colours, rotation, rasterisation and painting.
 
 A class is one of 5 shapes, one of 6 textures and one of 6 colours, each attribute shared by many classes (two
-neighbouring classes share a colour), only the combination unique over all 80 (docs/data.md, "Looks").
+neighbouring classes share a colour), only the combination unique over all 80 (docs/data.md, "Looks"). The study's
+second world (config ``data.synthetic.looks: fold_private``) redraws PASCAL's 20 classes so that what sets each
+fold's novel classes apart never occurs among that fold's base classes (docs/study.md, "Second world").
 """
 from __future__ import annotations
 
+import colorsys
 import functools
 
 import numpy as np
@@ -17,27 +20,51 @@ PALETTE = np.array([(220, 50, 50), (50, 175, 70), (50, 90, 220), (230, 200, 40),
                    np.float32)
 MAX_ROTATION = 45.0  # degrees either way (discs look the same at any angle)
 
+#: How classes look (config ``data.synthetic.looks``): ``shared``, the demo's (above); ``fold_private``, the study's
+#: second world: the five classes of PASCAL fold f (classes 5f+1..5f+5) share shape f and texture f, which no other
+#: PASCAL class wears, and differ only in hue, 18 degrees apart within the fold's own quarter of the hue circle
+#: (fold f: 90f .. 90f+72 degrees). So a fold's novel classes look like none of its base classes, and only features
+#: that base training never needs tell them apart. COCO's classes 21-80 keep their shared looks (the stand-in
+#: pretraining still sees all 80, PASCAL's 20 in their fold-private looks).
+LOOK_SCHEMES = ("shared", "fold_private")
+FOLD_PRIVATE_CLASSES = 20  # PASCAL-5i: 4 folds of 5 classes
+FOLD_PRIVATE_HUES = np.array([[(90 * f + 18 * j) / 360 for j in range(5)] for f in range(4)]).ravel()
+# The 20 fold-private colours after PALETTE's 6: saturation 0.75, value 219 (RGB scale; as bright and saturated as
+# PALETTE's).
+FULL_PALETTE = np.concatenate([PALETTE, np.array([colorsys.hsv_to_rgb(h, 0.75, 219.0) for h in FOLD_PRIVATE_HUES],
+                                                 np.float32)])
+
+
+def check_scheme(scheme: str) -> str:
+    if scheme not in LOOK_SCHEMES:
+        raise ValueError(f"unknown looks {scheme!r}; choose one of {', '.join(LOOK_SCHEMES)}")
+    return scheme
+
 
 @functools.lru_cache(maxsize=None)
-def class_look(c: int) -> tuple[str, str, int]:
-    """(shape, texture, colour index into PALETTE) of class c (k = c - 1).
+def class_look(c: int, scheme: str = "shared") -> tuple[str, str, int]:
+    """(shape, texture, colour index into FULL_PALETTE) of class c (k = c - 1) under the look ``scheme``.
 
-    Shape ``k % 5`` and texture ``k % 6`` (so each PASCAL fold's five novel classes take all five shapes and five
-    textures) and colour ``(k // 2 + k // 30) % 6`` (pairs of neighbouring classes share one; classes 30 apart share
-    shape and texture but not colour): every look is unique among 80 classes while each attribute is shared."""
+    ``shared``: shape ``k % 5`` and texture ``k % 6`` (so each PASCAL fold's five novel classes take all five shapes
+    and five textures) and colour ``(k // 2 + k // 30) % 6`` (pairs of neighbouring classes share one; classes 30
+    apart share shape and texture but not colour): every look is unique among 80 classes while each attribute is
+    shared. ``fold_private``: PASCAL's classes as LOOK_SCHEMES' comment says, the others as ``shared``."""
     k = c - 1
+    if check_scheme(scheme) == "fold_private" and k < FOLD_PRIVATE_CLASSES:
+        return SHAPES[k // 5], TEXTURES[k // 5], len(PALETTE) + k
     return SHAPES[k % len(SHAPES)], TEXTURES[k % len(TEXTURES)], (k // 2 + k // 30) % len(PALETTE)
 
 
-def object_colour(c: int, rng: np.random.Generator) -> np.ndarray:
+def object_colour(c: int, rng: np.random.Generator, scheme: str = "shared") -> np.ndarray:
     """Class c's colour, brightness jittered by 0.85-1.1 (RGB float)."""
-    return np.clip(PALETTE[class_look(c)[2]] * rng.uniform(0.85, 1.1), 0, 255).astype(np.float32)
+    return np.clip(FULL_PALETTE[class_look(c, scheme)[2]] * rng.uniform(0.85, 1.1), 0, 255).astype(np.float32)
 
 
-def paint_object(image: np.ndarray, mask: np.ndarray, c: int, rng: np.random.Generator) -> None:
+def paint_object(image: np.ndarray, mask: np.ndarray, c: int, rng: np.random.Generator, scheme: str = "shared"
+                 ) -> None:
     """Fill the pixels of ``mask`` in ``image`` (float32 HxWx3) with class c's texture in one of its colours."""
     ys, xs = np.nonzero(mask)
-    image[ys, xs] = texture_pattern(class_look(c)[1], ys, xs, rng)[:, None] * object_colour(c, rng)
+    image[ys, xs] = texture_pattern(class_look(c, scheme)[1], ys, xs, rng)[:, None] * object_colour(c, rng, scheme)
 
 
 def unit_polygons(shape: str) -> list[np.ndarray]:
@@ -137,6 +164,6 @@ def finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-__all__ = ["FILL", "MAX_ROTATION", "PALETTE", "SHAPES", "TEXTURES", "background", "class_look", "finish",
+__all__ = ["FILL", "FULL_PALETTE", "LOOK_SCHEMES", "MAX_ROTATION", "PALETTE", "check_scheme", "SHAPES", "TEXTURES", "background", "class_look", "finish",
            "object_colour", "paint_object", "polygons_at", "rasterise", "rotated_polygons", "texture_pattern",
            "unit_polygons"]

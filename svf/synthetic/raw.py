@@ -37,7 +37,8 @@ import numpy as np
 
 from ..data.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, MIN_PIXELS, NUM_CLASSES
 from ..labels import IGNORE_LABEL
-from .looks import FILL, MAX_ROTATION, background, class_look, finish, paint_object, polygons_at, rasterise
+from .looks import (FILL, MAX_ROTATION, background, check_scheme, class_look, finish, paint_object, polygons_at,
+                    rasterise)
 
 MIXED_LARGE_ROUND = 1  # per-class round whose image gets a large object of another group
 MIXED_SMALL_ROUND = 4  # ... a small one (dagger still drops it: any novel pixel counts)
@@ -55,10 +56,14 @@ class SynthConfig:
     seed: int = 0
     crowd_fraction: float = 0.05  # COCO: images that also get a crowd annotation
     empty_images: int = 3  # COCO: extra images per subset with no (non-crowd) annotation
+    looks: str = "shared"  # how classes look (svf.synthetic.looks.LOOK_SCHEMES); fold_private: PASCAL only
 
     def check(self) -> None:
         if self.dataset not in NUM_CLASSES:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose pascal or coco")
+        check_scheme(self.looks)
+        if self.looks == "fold_private" and self.dataset != "pascal":
+            raise ValueError("looks fold_private redraws PASCAL-5i's folds; COCO keeps looks shared")
         if self.train_per_class < 1 or self.val_per_class < 1:
             raise ValueError("train_per_class and val_per_class must be >= 1")
         if layout(self.image_size, self.min_pixels) is None:
@@ -139,9 +144,10 @@ class SynthObject:
     mask: np.ndarray  # bool (H, W)
 
 
-def _object(c: int, large: bool, cell_box, min_pixels: int, h: int, w: int, rng) -> SynthObject:
+def _object(c: int, large: bool, cell_box, min_pixels: int, h: int, w: int, rng, looks: str = "shared"
+            ) -> SynthObject:
     y0, x0, y1, x1 = cell_box
-    shape = class_look(c)[0]
+    shape = class_look(c, looks)[0]
     if large:
         box_h, box_w = _large_box(min_pixels, y1 - y0, x1 - x0, rng)
         if rng.random() < 0.5 and y1 - y0 == x1 - x0:  # square cells: either orientation
@@ -192,12 +198,12 @@ def synth_image(dataset: str, primary: int, mixed: str | None, config: SynthConf
     for k, item in enumerate(plan):
         if item is not None:
             c, large = item
-            objects.append(_object(c, large, boxes[order[k]], config.min_pixels, h, w, rng))
+            objects.append(_object(c, large, boxes[order[k]], config.min_pixels, h, w, rng, config.looks))
 
     image = background(h, w, rng)
     labels = np.zeros((h, w), np.uint8)
     for obj in objects:
-        paint_object(image, obj.mask, obj.cls, rng)
+        paint_object(image, obj.mask, obj.cls, rng, config.looks)
         labels[obj.mask] = obj.cls
     return finish(image, rng), labels, objects
 

@@ -1,8 +1,10 @@
 """Synthetic raw datasets: real formats, determinism, and the pool guarantees through prepare + splits."""
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from svf.data.coco import prepare_coco
 from svf.data.datasets import COCO_CATEGORY_IDS, open_dataset, read_mask
 from svf.data.pascal import PascalRaw, prepare_pascal, read_sbd_mat
 from svf.data.splits import load_image_classes, make_splits
+from svf.synthetic.looks import FULL_PALETTE, PALETTE
 from svf.synthetic.raw import SynthConfig, class_look, guaranteed_pool_size, synth, voc_ring
 
 SETTINGS_FILES = [f"{s}/{p}/fold{k}" for s in ("dagger", "original") for p in ("train", "val") for k in range(4)]
@@ -107,6 +110,38 @@ def test_deterministic_from_seed(tmp_path):
     synth(tmp_path / "b", config)
     synth(tmp_path / "c", SynthConfig("pascal", train_per_class=1, val_per_class=1, seed=8))
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
+
+
+def test_fold_private_looks_set_each_folds_classes_apart_from_every_other_pascal_class():
+    shared = [class_look(c) for c in range(1, 81)]
+    private = [class_look(c, "fold_private") for c in range(1, 81)]
+    assert len(set(private)) == 80 and private[20:] == shared[20:]  # COCO's other 60 keep their looks
+    assert all(look[2] < len(PALETTE) for look in shared)  # the demo's world: the 6 colours as before
+    assert (FULL_PALETTE[:len(PALETTE)] == PALETTE).all()
+    for fold in range(4):
+        novel, base = private[5 * fold:5 * fold + 5], private[:5 * fold] + private[5 * fold + 5:20]
+        assert len({look[0] for look in novel}) == len({look[1] for look in novel}) == 1  # one shape and texture
+        assert len({look[2] for look in novel}) == 5  # told apart by hue alone
+        for attribute in range(3):  # no base class wears the fold's shape, texture or any of its hues
+            assert not {look[attribute] for look in novel} & {look[attribute] for look in base}
+    hues = [colorsys.rgb_to_hsv(*(FULL_PALETTE[look[2]] / 255))[0] * 360 for look in private[:20]]
+    assert np.allclose(np.diff(hues[:5]), 18, atol=0.5) and all(90 * f <= hues[5 * f] < 90 * f + 1 for f in range(4))
+
+
+def test_fold_private_looks_change_the_images_and_are_refused_for_coco(tmp_path):
+    config = SynthConfig("pascal", train_per_class=1, val_per_class=1, image_size=64, min_pixels=256)
+    synth(tmp_path / "shared", config)
+    synth(tmp_path / "private", SynthConfig(**{**asdict(config), "looks": "fold_private"}))
+    labels = sorted((tmp_path / "shared").rglob("SegmentationClass/*.png"))
+    assert labels and all(  # the same classes in every image (the draws are the same), drawn otherwise
+        set(np.unique(Image.open(f))) == set(np.unique(Image.open(tmp_path / "private" /
+                                                                   f.relative_to(tmp_path / "shared"))))
+        for f in labels)
+    assert _digest(tmp_path / "shared") != _digest(tmp_path / "private")
+    with pytest.raises(ValueError, match="COCO keeps looks shared"):
+        SynthConfig("coco", looks="fold_private").check()
+    with pytest.raises(ValueError, match="unknown looks"):
+        class_look(1, "pastel")
 
 
 def test_class_looks_are_distinct_but_no_attribute_names_a_class_and_ring_keeps_object_area():

@@ -52,6 +52,21 @@ def test_a_spec_round_trips_through_json_and_holds_its_seed_once():
     assert PretrainSpec.from_json(pretrain).to_json() == pretrain and pretrain["seed"] == 4
 
 
+def test_the_stand_in_pretraining_draws_the_worlds_looks():
+    from svf.synthetic.objects import ObjectImages
+
+    assert pretrain_spec(PAPER, "resnet50")["looks"] == "shared"  # absent from the config: the demo's looks
+    private = {**PAPER, "data": {**PAPER["data"], "synthetic": {"looks": "fold_private"}}}
+    spec = PretrainSpec.from_json(pretrain_spec(private, "resnet50"))
+    assert spec.looks == "fold_private"
+    a, b = ObjectImages(80, 32, 40, seed=1), ObjectImages(80, 32, 40, seed=1, looks=spec.looks)
+    pascal = [i for i in range(40) if a[i]["label"] < 20]
+    coco = [i for i in range(40) if a[i]["label"] >= 20]
+    assert pascal and coco and [a[i]["label"] for i in range(40)] == [b[i]["label"] for i in range(40)]
+    assert all(not (a[i]["image"] == b[i]["image"]).all() for i in pascal)  # PASCAL's 20 redrawn
+    assert all((a[i]["image"] == b[i]["image"]).all() for i in coco)  # COCO's other 60 as before
+
+
 def test_bam_gets_its_base_classes_from_the_data_settings():
     bam = build_cell_spec(PAPER, Cell("coco", "resnet50", "bam", "dagger", "svf", "svf-code", 1, 1))
     assert bam.model.base_classes == tuple(c for c in range(1, 81) if c % 4 != 2)  # interleaved: novel 2, 6, ...

@@ -96,6 +96,18 @@ def test_the_first_designs_world_per_seed_still_builds_a_world_for_every_seed(tm
     assert counts["synthesize"] == counts["pretrain_weights"] == counts["splits"] == 12 + 2
 
 
+def test_the_second_world_runs_table5_in_a_world_of_its_own_with_fold_private_looks():
+    result = snakemake("-n", "-p", "study", "--forceall", "--configfile", *STUDY, "config/study-fold-private.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    # Table 5's 6 rows x 4 folds x seeds 57-58; frozen, full and SVF also seeds 59-64; the probe's 2 rows x 4 x 2
+    runs = 6 * 4 * 2 + 3 * 4 * 6
+    assert counts["train"] == runs + 16 and counts["evaluate"] == runs == 120 and counts["probe"] == 16
+    assert counts["synthesize"] == counts["pretrain_weights"] == 1 and counts["table"] == 1
+    assert "--looks fold_private" in result.stdout and "resources/study-fold-private/raw/pascal" in result.stdout
+    assert '"looks":"fold_private"' in result.stdout.replace(" ", "")  # the stand-in pretraining's spec
+
+
 def test_the_study_design_runs_on_the_paper_config():
     counts = dry_run("study", extra=("--configfile", "config/config.yaml", "config/study.yaml"))
     assert counts["train"] == counts["evaluate"] == 312 and "probe" not in counts and "synthesize" not in counts

@@ -12,7 +12,14 @@ from svf.errors import ConfigError, SvfError, describe
 from svf.pipeline import checks, paths
 from svf.pipeline.cells import BACKBONES, DATASETS, METHODS, SETTINGS, WILDCARDS, Cell, cell_id
 from svf.pipeline.scheduler_fix import coalesce_scheduler_reevaluations
-from svf.pipeline.specs import base_learner_spec, canonical_json, cell_spec, config_hash, pretrain_spec
+from svf.pipeline.specs import (
+    base_learner_spec,
+    canonical_json,
+    cell_spec,
+    config_hash,
+    pretrain_spec,
+    synthetic_looks,
+)
 from svf.pipeline.tables import cells_of, config_cells, load_tables, training_seeds
 from svf.pipeline.tables import probe_cells as tables_probe_cells, study_cells as tables_study_cells
 from svf.policy_names import POLICY_PATTERN

@@ -29,13 +29,14 @@ rule synthesize:
     params:
         sizes=lambda w: config["data"]["synthetic"][w.dataset],
         seed=synthetic_seed,
+        looks=synthetic_looks(config),
         min_pixels=config["data"]["min_pixels"],
         out=expanded(WORLD.raw_dir),
     shell:
         "svf --log {log} synth {wildcards.dataset} --out {params.out} "
         "--train-per-class {params.sizes[train_per_class]} "
         "--val-per-class {params.sizes[val_per_class]} --image-size {params.sizes[size]} "
-        "--min-pixels {params.min_pixels} --seed {params.seed}"
+        "--min-pixels {params.min_pixels} --seed {params.seed} --looks {params.looks}"
 
 
 rule prepare:

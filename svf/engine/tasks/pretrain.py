@@ -33,7 +33,7 @@ def pretrain_backbone(spec: PretrainSpec, out: str, threads: int | None = None, 
     backbone = build_backbone(arch.name, width=arch.width, depths=arch.depths, stem=arch.stem,
                               vgg_stride=arch.vgg_stride)
     steps, batch = int(spec.steps), int(spec.batch_size)
-    data = ObjectImages(int(spec.classes), int(spec.size), steps * batch, seed=seed)
+    data = ObjectImages(int(spec.classes), int(spec.size), steps * batch, seed=seed, looks=spec.looks)
     loader = DataLoader(data, batch_size=batch, shuffle=False, drop_last=True)
     head = nn.Linear(backbone.channels["layer4"], int(spec.classes))
     model = nn.ModuleDict({"backbone": backbone, "head": head}).to(dev)
