@@ -41,8 +41,7 @@ class StudyError(ValueError):
 
 def study_rows(tables: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict]:
     """Row id -> {"label" (what trains, in words), "cell" (the row's cell parameters), "tables"} over the named
-    tables; a row id used by
-    several tables must name the same cell in each (Table 4's "svf" is Table 5's)."""
+    tables; a row id used by several tables must name the same cell in each (Table 4's "svf" is Table 5's)."""
     tables = tables_of(tables)
     rows: dict[str, dict] = {}
     for name in names:
@@ -251,13 +250,13 @@ def power_line(primary: pd.DataFrame) -> str:
 
 
 def summary_markdown(claims: pd.DataFrame, rows: pd.DataFrame, probe: pd.DataFrame | None, demo: bool,
-                     margin: float = EQUIVALENCE_THRESHOLD, alpha: float = ALPHA) -> str:
+                     margin: float = EQUIVALENCE_THRESHOLD, alpha: float = ALPHA, tables: str = "Tables 4-8") -> str:
     counts = claims["verdict"].value_counts()
     primary, secondary = claims[claims["primary"]], claims[~claims["primary"]]
     scale = " (demo scale — not comparable to the paper's numbers)" if demo else ""
     seeds = sorted(set(rows["seeds"])) if len(rows) else []
     lines = [f"## Study of the paper's claims{scale}", "",
-             f"{len(claims)} distinct claims of Tables 4-8 ({len(primary)} primary), tested as fixed in advance in "
+             f"{len(claims)} distinct claims of {tables} ({len(primary)} primary), tested as fixed in advance in "
              f"docs/study.md: each claim pairs the two rows' runs of the same fold and seed; the estimate is the mean "
              f"over folds of the per-fold mean difference (OLS with fold effects: pooled within-fold variance); a "
              f"direction claim tests d = 0, an equivalence claim (paper |difference| < {EQUIVALENCE_THRESHOLD:g}) "
@@ -336,9 +335,9 @@ def plot_claims(claims: pd.DataFrame, demo: bool):
     return ax.figure
 
 
-def plot_rows(rows: pd.DataFrame, demo: bool):
+def plot_rows(rows: pd.DataFrame, demo: bool, tables: str = "Tables 4-8"):
     """Each row's mIoU with its 95% interval (left axis) and failure rate (annotated)."""
-    with _figure((7.5, 3.6), "Rows of Tables 4-8: mean over folds and seeds", demo) as ax:
+    with _figure((7.5, 3.6), f"Rows of {tables}: mean over folds and seeds", demo) as ax:
         x = np.arange(len(rows))
         err = np.nan_to_num(np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]]))
         ax.errorbar(x, rows["mean"], yerr=err, fmt="o", color="#0072B2", capsize=3, label="ours, 95% CI")
@@ -379,6 +378,7 @@ def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Data
     from .figures import save_figure
 
     names = list(names)
+    label = ("Table " if len(names) == 1 else "Tables ") + ", ".join(n.removeprefix("table") for n in names)
     claims, rows = study_frames(tables, results, paper, names, folds=folds, references=references,
                                 primary=primary, margin=margin)
     probe_runs = read_probes(probes, study_rows(tables, names)) if probes else pd.DataFrame()
@@ -386,9 +386,9 @@ def write_study(tables: Mapping[str, Any], results: pd.DataFrame, paper: pd.Data
     out_dir, figures_dir = Path(out_dir), Path(figures_dir)
     written = [atomic_write(out_dir / STUDY_CSV, lambda tmp: claims.round(5).to_csv(tmp, index=False)),
                atomic_write(out_dir / STUDY_ROWS_CSV, lambda tmp: rows.round(4).to_csv(tmp, index=False)),
-               atomic_write_text(out_dir / STUDY_MD, summary_markdown(claims, rows, probe, demo, margin)),
+               atomic_write_text(out_dir / STUDY_MD, summary_markdown(claims, rows, probe, demo, margin, tables=label)),
                save_figure(plot_claims(claims, demo), figures_dir / STUDY_CLAIMS_PNG),
-               save_figure(plot_rows(rows, demo), figures_dir / STUDY_ROWS_PNG)]
+               save_figure(plot_rows(rows, demo, label), figures_dir / STUDY_ROWS_PNG)]
     if probe is not None:
         written += [atomic_write(out_dir / STUDY_PROBE_CSV, lambda tmp: probe_runs.round(4).to_csv(tmp, index=False)),
                     save_figure(plot_probe(probe, demo), figures_dir / STUDY_PROBE_PNG)]

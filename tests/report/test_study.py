@@ -203,7 +203,7 @@ def test_cli_writes_the_study(tables, tmp_path):
                  "--demo"])
     assert code == 0
     md = (tmp_path / "study" / "study.md").read_text()
-    assert "19 distinct claims" in md and "Primary claims" in md and "demo scale" in md
+    assert "19 distinct claims of Tables 4, 5, 6, 7, 8" in md and "Primary claims" in md and "demo scale" in md
     assert len(pd.read_csv(tmp_path / "study" / "study.csv")) == 19
     assert (tmp_path / "fig" / "study_claims.png").stat().st_size > 10_000
     assert (tmp_path / "fig" / "study_rows.png").is_file()
@@ -211,3 +211,8 @@ def test_cli_writes_the_study(tables, tmp_path):
                  str(PAPER_CSV), "--out", str(tmp_path / "s2"), "--figures-dir", str(tmp_path / "f2"),
                  "--references", "table4=no-such-row"])
     assert code == 11  # a results error: one paragraph naming the row, its own exit code
+    code = main(["study", "--results", str(tmp_path / "r.csv"), "--tables", str(TABLES_YAML), "--paper",
+                 str(PAPER_CSV), "--out", str(tmp_path / "s3"), "--figures-dir", str(tmp_path / "f3"), "--only",
+                 "table5", "--primary", "svf vs frozen", "full vs frozen", "svf vs full"])
+    md = (tmp_path / "s3" / "study.md").read_text()  # the second world's study: Table 5's 6 claims, 3 primary
+    assert code == 0 and "6 distinct claims of Table 5 (3 primary)" in md and "over all 6 claims" in md
