@@ -1,6 +1,7 @@
 """Checks the Snakefile runs before it builds the DAG, each ending in one readable ConfigError or UsageError:
-the merged config against its schema, the table names of ``tables.build`` against the tables file, the recipes the
-tables use against the config, the ``$VARIABLES`` a profile's resources read, and a target that names nothing."""
+the merged config against its schema, a synthetic world's keys against the data and weights sources, the table
+names of ``tables.build`` against the tables file, the recipes the tables use against the config, the
+``$VARIABLES`` a profile's resources read, and a target that names nothing."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,21 @@ def check_table_names(config: Mapping[str, Any], tables: Mapping[str, Any], tabl
                 raise ConfigError(f"{_source(files)}: {key}: {name!r} is not a table of {tables_file}"
                                   f"{did_you_mean(name, known)} (it defines {', '.join(known)})",
                                   advice=f"Add the table to {tables_file} or remove it from {key}.")
+
+
+def check_synthetic_world(config: Mapping[str, Any], files: Sequence[str] = ()) -> None:
+    """A synthetic world's settings (``data.synthetic.worlds: per_seed``, ``looks: fold_private``) need the synthetic
+    data and the stand-in pretraining they redraw; with downloads and ImageNet weights they would be ignored."""
+    synthetic = (config.get("data") or {}).get("synthetic") or {}
+    asked = [f"data.synthetic.{key}: {synthetic[key]}" for key, default in (("worlds", "shared"), ("looks", "shared"))
+             if synthetic.get(key, default) != default]
+    sources = ((config.get("data") or {}).get("source"), (config.get("weights") or {}).get("source"))
+    if asked and sources != ("synthetic", "pretrain"):
+        raise ConfigError(f"{_source(files)}: {' and '.join(asked)} redraws the synthetic data and the stand-in "
+                          f"pretraining; it needs data.source: synthetic and weights.source: pretrain (has "
+                          f"{sources[0]} and {sources[1]})",
+                          advice="Add config/demo.yaml before the study's files (as `make study` does), or leave "
+                                 "the synthetic world's keys out on real data.")
 
 
 def check_recipes(cells: Iterable[Mapping[str, Any]], recipes: Mapping[str, Any], tables_file: str) -> None:

@@ -163,6 +163,10 @@ def test_slurm_profile_dry_run_requests_one_gpu_per_training_job():
     ({"tables": {"build": ["table3"]}}, "tables.build: 'table3' is not a table of config/tables.yaml"),
     ({"model": {"rank": "half"}}, "model/rank: 'half' is not one of full, official"),
     ({"recipes": {"svf-code": {"base_lrr": 1}}}, "recipes/svf-code: unknown key 'base_lrr'; did you mean 'base_lr'?"),
+    ({"data": {"synthetic": {"looks": "fold_private"}}}, "data.synthetic.looks: fold_private redraws the synthetic "
+     "data and the stand-in pretraining; it needs data.source: synthetic and weights.source: pretrain (has download "
+     "and download)"),
+    ({"data": {"synthetic": {"worlds": "per_seed"}}}, "data.synthetic.worlds: per_seed redraws"),
 ])
 def test_bad_config_fails_before_any_job_in_one_paragraph(tmp_path, overlay, message):
     path = tmp_path / "bad.yaml"

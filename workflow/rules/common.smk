@@ -47,6 +47,7 @@ coalesce_scheduler_reevaluations()
 try:
     CONFIG_FILES = [str(f) for f in workflow.configfiles]
     checks.check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"), CONFIG_FILES)
+    checks.check_synthetic_world(config, CONFIG_FILES)
     if workflow.is_main_process:  # jobs inside SLURM see the values the controller expanded
         checks.check_profile_variables(profile_resources(), " (workflow/profiles/slurm/profile.yaml, docs/cluster.md)")
     TABLES = load_tables(config["tables"]["file"])
@@ -146,15 +147,6 @@ def world_seed(wildcards):
 def synthetic_seed(wildcards):
     seed = world_seed(wildcards)
     return config["data"]["synthetic"]["seed"] if seed is None else seed
-
-
-if WORLD.root == paths.WORLD_PER_SEED and (
-    config["data"]["source"] != "synthetic" or config["weights"]["source"] != "pretrain"
-):
-    raise ValueError(
-        "data.synthetic.worlds: per_seed draws synthetic data and a stand-in pretraining per training seed; it "
-        "needs data.source: synthetic and weights.source: pretrain"
-    )
 
 
 # ---- paths (templates in svf/pipeline/paths.py) ------------------------------------------------------------------
