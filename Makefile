@@ -39,7 +39,7 @@ lock: | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/snakemake demo --workflow-profile demo --configfile config/demo.yaml
 
-# The study of the paper's claims (docs/study.md): Tables 4-8's rows trained alike on every fold, 2 seeds (6-18 for
+# The study of the paper's claims (docs/study.md): Tables 4-8's rows trained alike on every fold, 2 seeds (8-12 for
 # the primary claims' rows, each as its claims' power needs) in one shared synthetic world, selection on held-out
 # episodes; verdicts in results/study/study/study.md.
 study: $(STAMP)
