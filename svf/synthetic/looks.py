@@ -164,6 +164,6 @@ def finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-__all__ = ["FILL", "FULL_PALETTE", "LOOK_SCHEMES", "MAX_ROTATION", "PALETTE", "check_scheme", "SHAPES", "TEXTURES", "background", "class_look", "finish",
-           "object_colour", "paint_object", "polygons_at", "rasterise", "rotated_polygons", "texture_pattern",
-           "unit_polygons"]
+__all__ = ["FILL", "FULL_PALETTE", "LOOK_SCHEMES", "MAX_ROTATION", "PALETTE", "SHAPES", "TEXTURES", "background",
+           "check_scheme", "class_look", "finish", "object_colour", "paint_object", "polygons_at", "rasterise",
+           "rotated_polygons", "texture_pattern", "unit_polygons"]
